@@ -1,0 +1,51 @@
+"""The last steps every exporter shares: precision variant, parity check, config check, atomic install."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import onnxruntime as ort
+
+from export import onnx_io, precision
+from export.parity import ParityReport, check_thresholds, software_versions
+from export.repository import check_config_matches
+from export.request import ExportRequest
+
+log = logging.getLogger(__name__)
+
+MeasureParity = Callable[[ort.InferenceSession, ParityReport], None]
+
+
+def publish(
+    request: ExportRequest,
+    model: str,
+    fp32_path: Path,
+    report: ParityReport,
+    measure: MeasureParity,
+    export_started: float,
+) -> ParityReport:
+    """Turns a staged fp32 export into `<repository>/<model>/1/model.onnx` plus `parity.json`.
+
+    `measure(session, report)` runs the candidate (of the requested precision) next to torch and adds
+    metrics to `report`; nothing is installed unless every metric passes its threshold.
+    """
+    candidate = precision.convert(fp32_path, request.precision, fp32_path.with_name(f"model.{request.precision.value}.onnx"))
+    session, load_seconds = onnx_io.open_session(candidate)
+    report.precision = request.precision.value
+    report.load_seconds = round(load_seconds, 3)
+    report.versions = software_versions()
+    measure(session, report)
+    del session
+    check_thresholds(report)
+    model_dir = request.repository / model
+    check_config_matches(model_dir, candidate)
+    installed = onnx_io.install_files(candidate, request.version_dir(model))
+    report.onnx_file = str(installed)
+    report.onnx_bytes = onnx_io.onnx_file_bytes(installed)
+    report.export_seconds = round(time.perf_counter() - export_started, 2)
+    report.write(request.version_dir(model) / "parity.json")
+    log.info("%s: %s, %.1f MB, loads in %.2f s", model, "passed parity", report.onnx_bytes / 1e6, load_seconds)
+    return report

@@ -1,0 +1,81 @@
+"""The Triton model repository as exporters see it: its config files and the ONNX contract they declare."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import onnx
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from export.errors import ExportError
+
+SOURCE_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
+
+_ONNX_TO_TRITON = {
+    onnx.TensorProto.FLOAT: "TYPE_FP32",
+    onnx.TensorProto.FLOAT16: "TYPE_FP16",
+    onnx.TensorProto.UINT8: "TYPE_UINT8",
+    onnx.TensorProto.INT8: "TYPE_INT8",
+    onnx.TensorProto.INT32: "TYPE_INT32",
+    onnx.TensorProto.INT64: "TYPE_INT64",
+    onnx.TensorProto.BOOL: "TYPE_BOOL",
+}
+
+
+def config_files(model_dir: Path) -> list[Path]:
+    """config.pbtxt (GPU) plus every alternative in configs/*.pbtxt."""
+    return [p for p in [model_dir / "config.pbtxt", *sorted((model_dir / "configs").glob("*.pbtxt"))] if p.exists()]
+
+
+def load_config(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def copy_configs(destination: Path, source: Path = SOURCE_REPOSITORY) -> Path:
+    """Copies the committed configs (and Python models), not exported files, into another repository folder."""
+    ignore = shutil.ignore_patterns("*.onnx", "*.onnx.data", "parity.json", "__pycache__")
+    shutil.copytree(source, destination, ignore=ignore, dirs_exist_ok=True)
+    return destination
+
+
+def _onnx_signature(model: onnx.ModelProto, which: str) -> dict[str, tuple[str, list[int]]]:
+    initializers = {i.name for i in model.graph.initializer}
+    values = model.graph.input if which == "input" else model.graph.output
+    signature = {}
+    for value in values:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim]
+        signature[value.name] = (_ONNX_TO_TRITON.get(tensor.elem_type, f"onnx:{tensor.elem_type}"), dims)
+    return signature
+
+
+def _dims_compatible(declared: list[int], actual: list[int]) -> bool:
+    return len(declared) == len(actual) and all(d == -1 or a == -1 or d == a for d, a in zip(declared, actual))
+
+
+def check_config_matches(model_dir: Path, onnx_path: Path) -> None:
+    """Raises ExportError when a config of `model_dir` declares tensors the ONNX graph does not have.
+
+    With max_batch_size > 0 Triton's dims exclude the batch axis, so one leading -1 is added before comparing.
+    """
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for cfg_path in config_files(model_dir):
+        cfg = load_config(cfg_path)
+        for which, declared in (("input", cfg.input), ("output", cfg.output)):
+            actual = _onnx_signature(model, which)
+            for tensor in declared:
+                if tensor.name not in actual:
+                    raise ExportError(f"{cfg_path}: {which} '{tensor.name}' is not in the ONNX graph "
+                                      f"(it has {sorted(actual)})")
+                dtype, dims = actual[tensor.name]
+                declared_type = model_config_pb2.DataType.Name(tensor.data_type)
+                declared_dims = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
+                if cfg.max_batch_size > 0:
+                    declared_dims = [-1, *declared_dims]
+                if dtype != declared_type or not _dims_compatible(declared_dims, dims):
+                    raise ExportError(f"{cfg_path}: {which} '{tensor.name}' is {declared_type}{declared_dims} "
+                                      f"but the ONNX graph has {dtype}{dims}; edit the config to match the model")

@@ -1,0 +1,58 @@
+"""What one `snapfit export` run was asked to build: profile, model choices, precision and destination."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from export.precision import Precision
+
+PROFILES = ("tiny", "base")
+
+
+@dataclass(frozen=True)
+class ModelChoices:
+    """Which architecture and weights each network uses.
+
+    sam_variant: "tiny" | "vit_b" | "vit_l" | "vit_h"; sam_checkpoint: a segment-anything .pth.
+    clip_model: "tiny", an open_clip model name ("ViT-B-16"), or "hf-hub:ORG/NAME";
+    clip_pretrained: an open_clip pretrained tag or a local checkpoint file.
+    classifier_variant: "tiny" | "efficientnet_v2_s"; classifier_checkpoint: a state dict saved by
+    `snapfit train-classifier`.
+    """
+
+    sam_variant: str
+    clip_model: str
+    classifier_variant: str
+    sam_checkpoint: Path | None = None
+    clip_pretrained: str | None = None
+    classifier_checkpoint: Path | None = None
+
+
+PROFILE_DEFAULTS = {
+    "tiny": ModelChoices(sam_variant="tiny", clip_model="tiny", classifier_variant="tiny"),
+    # Full-size architectures. The production CLIP is hf-hub:Marqo/marqo-fashionCLIP (ViT-B-16);
+    # without hub access the same architecture is built with random weights (and a loud warning).
+    "base": ModelChoices(sam_variant="vit_b", clip_model="hf-hub:Marqo/marqo-fashionCLIP",
+                         classifier_variant="efficientnet_v2_s"),
+}
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    repository: Path
+    choices: ModelChoices
+    precision: Precision = Precision.fp32
+    opset: int = 17
+    seed: int = 0  # random-init weights are seeded so encoder/decoder (or towers) of one run match
+
+    @classmethod
+    def for_profile(cls, profile: str, repository: Path, **overrides) -> "ExportRequest":
+        choice_fields = {k: v for k, v in overrides.items() if k in ModelChoices.__dataclass_fields__ and v is not None}
+        rest = {k: v for k, v in overrides.items() if k not in ModelChoices.__dataclass_fields__ and v is not None}
+        choices = replace(PROFILE_DEFAULTS[profile], **choice_fields)
+        return cls(repository=Path(repository), choices=choices, **rest)
+
+    def version_dir(self, model: str) -> Path:
+        """Where Triton looks for version 1 of `model`."""
+        return self.repository / model / "1"
