@@ -1,0 +1,65 @@
+"""Runs the registered exporters for one `snapfit export` invocation, with a progress bar per model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from export.errors import ExportError
+from export.parity import ParityReport
+from export.precision import Precision
+from export.registry import EXPORTERS, resolve
+from export.repository import SOURCE_REPOSITORY, copy_configs
+from export.request import PROFILES, ExportRequest
+
+# Upper bound of step() calls per exporter, so the bar moves smoothly; it is completed at the end anyway.
+STEPS_PER_MODEL = 5
+
+
+def export_models(profile: str, repository: Path, only: list[str] | None = None, precision: str = "fp32",
+                  console: Console | None = None, **choices) -> list[ParityReport]:
+    """Exports the selected models (all by default) into `repository`; raises ExportError on the first failure."""
+    if profile not in PROFILES:
+        raise ExportError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    try:
+        precision_value = Precision(precision)
+    except ValueError:
+        raise ExportError(f"unknown precision {precision!r}; choose fp32, fp16 or int8") from None
+    unknown = sorted(set(only or []) - set(EXPORTERS))
+    if unknown:
+        raise ExportError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(EXPORTERS)}")
+    repository = Path(repository)
+    if repository.resolve() != SOURCE_REPOSITORY.resolve():
+        copy_configs(repository)
+    request = ExportRequest.for_profile(profile, repository, precision=precision_value, **choices)
+    models = [m for m in EXPORTERS if not only or m in only]
+    reports = []
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[model]:<17}"), BarColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False) as progress:
+        for model in models:
+            task = progress.add_task("starting", total=STEPS_PER_MODEL, model=model)
+
+            def step(description: str, task=task) -> None:
+                progress.update(task, description=description, advance=1)
+
+            started = time.perf_counter()
+            report = resolve(model)(request, step)
+            progress.update(task, completed=STEPS_PER_MODEL,
+                            description=f"done in {time.perf_counter() - started:.1f} s")
+            reports.append(report)
+    return reports
+
+
+def summary_table(reports: list[ParityReport]) -> Table:
+    table = Table(title="exported models")
+    for column in ("model", "precision", "weights", "size MB", "load s", "parity"):
+        table.add_column(column)
+    for r in reports:
+        metrics = ", ".join(f"{k}={m.value:.3g}" for k, m in r.metrics.items())
+        table.add_row(r.model, r.precision, r.source, f"{r.onnx_bytes / 1e6:.1f}", f"{r.load_seconds:.2f}",
+                      ("[green]ok[/] " if r.passed else "[red]FAILED[/] ") + metrics)
+    return table

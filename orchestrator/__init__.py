@@ -1,0 +1,1 @@
+"""snapfit orchestrator: the CLI, the Triton launcher and (later) the FastAPI service."""

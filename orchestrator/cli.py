@@ -1,0 +1,145 @@
+"""The `snapfit` command line: export models, serve them with Triton, train the classifier, run the demo."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="snapfit: fashion visual search and virtual try-on, served by Triton.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+)
+console = Console(stderr=True)
+DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False)], force=True)
+
+
+@app.command()
+def export(
+    profile: Annotated[str, typer.Option(help="tiny (small random models, for tests) or base (full-size architectures)")] = "base",
+    repository: Annotated[Path, typer.Option(help="model repository to write into; configs are copied there if missing")] = DEFAULT_REPOSITORY,
+    only: Annotated[Optional[list[str]], typer.Option(help="export just these Triton models (repeatable)")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, fp16 (GPU serving) or int8 (dynamic quantisation, VNNI CPUs)")] = "fp32",
+    sam_variant: Annotated[Optional[str], typer.Option(help="tiny, vit_b, vit_l or vit_h")] = None,
+    sam_checkpoint: Annotated[Optional[Path], typer.Option(help="segment-anything checkpoint (.pth)")] = None,
+    clip_model: Annotated[Optional[str], typer.Option(help="open_clip model name or hf-hub:ORG/NAME")] = None,
+    clip_pretrained: Annotated[Optional[str], typer.Option(help="open_clip pretrained tag or a local checkpoint file")] = None,
+    classifier_variant: Annotated[Optional[str], typer.Option(help="tiny or efficientnet_v2_s")] = None,
+    classifier_checkpoint: Annotated[Optional[Path], typer.Option(help="checkpoint written by `snapfit train-classifier`")] = None,
+    seed: Annotated[int, typer.Option(help="seed for random-init weights")] = 0,
+    verbose: bool = False,
+) -> None:
+    """Export SAM, CLIP and the classifier to ONNX, check parity against torch, write model.onnx + parity.json."""
+    _setup_logging(verbose)
+    from export.errors import ExportError
+    from export.runner import export_models
+
+    try:
+        reports = export_models(
+            profile=profile, repository=repository, only=only, precision=precision, seed=seed,
+            sam_variant=sam_variant, sam_checkpoint=sam_checkpoint, clip_model=clip_model,
+            clip_pretrained=clip_pretrained, classifier_variant=classifier_variant,
+            classifier_checkpoint=classifier_checkpoint, console=console,
+        )
+    except ExportError as error:
+        console.print(f"[bold red]export failed:[/] {error}")
+        raise typer.Exit(1)
+    from export.runner import summary_table
+
+    console.print(summary_table(reports))
+
+
+@app.command()
+def triton(
+    repository: Annotated[Path, typer.Option(help="model repository to serve")] = DEFAULT_REPOSITORY,
+    http_port: Annotated[int, typer.Option("--http-port", help="Triton HTTP/REST port")] = 8000,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="Triton gRPC port")] = 8001,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus metrics port")] = 8002,
+    model_config_name: Annotated[str, typer.Option("--model-config-name", help="configs/NAME.pbtxt to use per model; 'cpu' here, 'default' for config.pbtxt (GPU, needs Triton's onnxruntime backend)")] = "cpu",
+    ready_timeout_s: Annotated[float, typer.Option(help="seconds to wait for every model to load")] = 900.0,
+    log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level")] = 0,
+) -> None:
+    """Start tritonserver on the repository, wait until every model is ready, stop cleanly on SIGTERM/SIGINT."""
+    from orchestrator.serving.tritonserver import TritonLaunch, TritonLaunchError, TritonPorts, TritonServer
+
+    launch = TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port),
+                          config_name=None if model_config_name == "default" else model_config_name,
+                          log_verbose=log_verbose)
+    server = TritonServer(launch)
+    stop_requested = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stop_requested.append(signum))
+    try:
+        server.start()
+        console.print(f"starting tritonserver (pid {server.process.pid}) on {repository} ...")
+        server.wait_until_ready(ready_timeout_s)
+    except TritonLaunchError as error:
+        console.print(f"[bold red]{error}[/]")
+        server.stop()
+        raise typer.Exit(1)
+    console.print(f"[green]Triton is serving every model[/]: HTTP {server.http_url}, gRPC {server.grpc_url}, "
+                  f"metrics {server.metrics_url}")
+    while not stop_requested and server.process.poll() is None:
+        time.sleep(0.5)
+    code = server.stop()
+    console.print(f"tritonserver stopped (exit code {code})")
+    raise typer.Exit(0 if stop_requested else (code or 1))
+
+
+@app.command("train-classifier")
+def train_classifier(
+    data: Annotated[Path, typer.Argument(help="folder with usable/ and unusable/ subfolders, or a CSV with image,label columns")],
+    output: Annotated[Path, typer.Option(help="where to write the checkpoint (.pt) and its metrics (.json)")] = Path("runs/tryon_classifier.pt"),
+    variant: Annotated[str, typer.Option(help="efficientnet_v2_s or tiny")] = "efficientnet_v2_s",
+    epochs: int = 5,
+    batch_size: int = 16,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 3e-4,
+    val_fraction: Annotated[float, typer.Option(help="held-out fraction for accuracy/precision")] = 0.2,
+    init_checkpoint: Annotated[Optional[Path], typer.Option(help="start from these weights (e.g. ImageNet EfficientNetV2-S)")] = None,
+    seed: int = 0,
+) -> None:
+    """Fine-tune the try-on-readiness classifier on labelled product photos; report held-out accuracy and precision."""
+    _setup_logging(False)
+    from export.train_classifier import train
+
+    report = train(data=data, output=output, variant=variant, epochs=epochs, batch_size=batch_size, lr=lr,
+                   val_fraction=val_fraction, seed=seed, init_checkpoint=init_checkpoint)
+    console.print(report)
+
+
+@app.command()
+def demo(
+    profile: Annotated[str, typer.Option(help="base (full-size) or tiny")] = "base",
+    repository: Annotated[Path, typer.Option(help="model repository")] = DEFAULT_REPOSITORY,
+    http_port: Annotated[int, typer.Option("--http-port")] = 8000,
+    grpc_port: Annotated[int, typer.Option("--grpc-port")] = 8001,
+    metrics_port: Annotated[int, typer.Option("--metrics-port")] = 8002,
+) -> None:
+    """Export any model not yet exported, then serve them all with Triton until Ctrl-C."""
+    from orchestrator.serving.tritonserver import missing_exports
+
+    missing = missing_exports(repository)
+    if missing:
+        console.print(f"exporting {', '.join(missing)} ({profile} profile) ...")
+        export(profile=profile, repository=repository, only=missing, precision="fp32", sam_variant=None,
+               sam_checkpoint=None, clip_model=None, clip_pretrained=None, classifier_variant=None,
+               classifier_checkpoint=None, seed=0, verbose=False)
+    triton(repository=repository, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+           model_config_name="cpu", ready_timeout_s=900.0, log_verbose=0)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""Running Triton here: locating the server binary, its backends, and starting/stopping it."""

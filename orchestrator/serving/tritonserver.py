@@ -1,0 +1,193 @@
+"""Starting and stopping a real `tritonserver` process on a model repository.
+
+The server binary (2.51, Python backend only) is unpacked from the nvidia-pytriton wheel into `.tools/` by
+`make env`. Its backend directory is assembled here: `python/` is a symlink to the wheel's Python backend
+(a copy would lose the stub's bundled libraries) and `onnxruntime_cpu/model.py` links to our generic ONNX
+runner, which every `configs/cpu.pbtxt` names as its backend.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TOOLS_DIR = REPO_ROOT / ".tools"
+PYTRITON_VERSION = "0.7.0"
+SERVER_ROOT = TOOLS_DIR / f"pytriton-{PYTRITON_VERSION}" / "pytriton" / "tritonserver"
+RUNNER_SOURCE = Path(__file__).resolve().parent / "backends" / "onnxruntime_cpu" / "model.py"
+ONNX_MODELS = ("sam_encoder", "sam_decoder", "clip_image", "clip_text", "tryon_classifier")
+
+
+class TritonLaunchError(RuntimeError):
+    """tritonserver could not be found, set up, or brought to readiness."""
+
+
+@dataclass(frozen=True)
+class TritonPorts:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+
+@dataclass(frozen=True)
+class TritonLaunch:
+    """How to start one server. `config_name` "cpu" selects each model's configs/cpu.pbtxt (None: config.pbtxt)."""
+
+    repository: Path
+    ports: TritonPorts = field(default_factory=TritonPorts)
+    config_name: str | None = "cpu"
+    server_root: Path = SERVER_ROOT
+    backend_dir: Path = TOOLS_DIR / "triton_backends"
+    cache_size_bytes: int = 64 * 1024 * 1024
+    log_verbose: int = 0
+    extra_args: tuple[str, ...] = ()
+
+
+def prepare_backends(launch: TritonLaunch) -> Path:
+    """Builds (idempotently) the backend directory tritonserver is pointed at."""
+    binary = launch.server_root / "bin" / "tritonserver"
+    if not binary.exists():
+        raise TritonLaunchError(f"tritonserver not found at {binary}; run `make env` to unpack it")
+    python_backend = launch.server_root / "backends" / "python"
+    stub = python_backend / "triton_python_backend_stub"
+    if not stub.exists():
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        source = launch.server_root / "python_backend_stubs" / version / "triton_python_backend_stub"
+        if not source.exists():
+            raise TritonLaunchError(f"the Triton wheel has no Python backend stub for Python {version}")
+        shutil.copy2(source, stub)
+    runner_dir = launch.backend_dir / "onnxruntime_cpu"
+    runner_dir.mkdir(parents=True, exist_ok=True)
+    _symlink(launch.backend_dir / "python", python_backend)
+    _symlink(runner_dir / "model.py", RUNNER_SOURCE)
+    return launch.backend_dir
+
+
+def _symlink(link: Path, target: Path) -> None:
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+
+
+def missing_exports(repository: Path) -> list[str]:
+    """ONNX models of `repository` that have a config but no exported model.onnx."""
+    return [m for m in ONNX_MODELS if (repository / m).is_dir() and not (repository / m / "1" / "model.onnx").exists()]
+
+
+def command(launch: TritonLaunch) -> list[str]:
+    args = [
+        str(launch.server_root / "bin" / "tritonserver"),
+        f"--model-repository={launch.repository.resolve()}",
+        f"--backend-directory={launch.backend_dir.resolve()}",
+        f"--http-port={launch.ports.http}",
+        f"--grpc-port={launch.ports.grpc}",
+        f"--metrics-port={launch.ports.metrics}",
+        "--strict-readiness=true",
+        "--exit-on-error=true",
+        f"--log-verbose={launch.log_verbose}",
+        # models that enable response_cache (the CLIP text ensemble) use this in-memory cache
+        f"--cache-config=local,size={launch.cache_size_bytes}",
+        f"--cache-directory={(launch.server_root / 'caches').resolve()}",
+    ]
+    if launch.config_name:
+        args.append(f"--model-config-name={launch.config_name}")
+    return args + list(launch.extra_args)
+
+
+def server_environment() -> dict[str, str]:
+    """Python-backend models import packages from the venv whose bin/ comes first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+class TritonServer:
+    """One tritonserver child process; `stop()` ends exactly that process."""
+
+    def __init__(self, launch: TritonLaunch, log_path: Path | None = None):
+        self.launch = launch
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+        self._log_file = None
+
+    @property
+    def http_url(self) -> str:
+        return f"localhost:{self.launch.ports.http}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"localhost:{self.launch.ports.grpc}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://localhost:{self.launch.ports.metrics}/metrics"
+
+    def start(self) -> "TritonServer":
+        missing = missing_exports(self.launch.repository)
+        if missing:
+            raise TritonLaunchError(f"no exported model.onnx for {', '.join(missing)} in {self.launch.repository}; "
+                                    "run `snapfit export` first")
+        prepare_backends(self.launch)
+        if self.log_path:
+            self._log_file = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            command(self.launch), env=server_environment(), stdout=self._log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in our terminal reaches us; we then stop the server ourselves
+        )
+        return self
+
+    def wait_until_ready(self, timeout_s: float = 600.0) -> None:
+        """Polls /v2/health/ready; raises TritonLaunchError if the server exits or times out."""
+        deadline = time.monotonic() + timeout_s
+        url = f"http://{self.http_url}/v2/health/ready"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise TritonLaunchError(f"tritonserver exited with code {self.process.returncode} before it was "
+                                        f"ready{self._log_hint()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise TritonLaunchError(f"tritonserver was not ready after {timeout_s:.0f} s{self._log_hint()}")
+
+    def _log_hint(self) -> str:
+        return f"; see {self.log_path}" if self.log_path else ""
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM (Triton drains in-flight requests), then SIGKILL after `timeout_s`; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._log_file:
+            self._log_file.close()
+            self._log_file = None
+        return self.process.returncode
+
+    def __enter__(self) -> "TritonServer":
+        self.start()
+        self.wait_until_ready()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
