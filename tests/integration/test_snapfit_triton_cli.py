@@ -1,0 +1,57 @@
+"""`snapfit triton` starts the server, reports readiness, and exits cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def wait_ready(port: int, process: subprocess.Popen, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "snapfit triton exited early"
+        try:
+            with urllib.request.urlopen(f"http://localhost:{port}/v2/health/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("server never became ready")
+
+
+def test_snapfit_triton_serves_and_stops_on_sigterm(tiny_repository, tmp_path):
+    # a one-model repository keeps this second server quick to start
+    repository = tmp_path / "repo"
+    shutil.copytree(tiny_repository / "tryon_classifier", repository / "tryon_classifier")
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    snapfit = Path(sys.executable).with_name("snapfit")
+    process = subprocess.Popen(
+        [str(snapfit), "triton", "--repository", str(repository), "--http-port", str(http),
+         "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, COLUMNS="200"),
+    )
+    try:
+        wait_ready(http, process)
+        with urllib.request.urlopen(f"http://localhost:{metrics}/metrics", timeout=5) as r:
+            assert "nv_inference_request_success" in r.read().decode()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output
+    assert "Triton is serving every model" in output
+    assert "tritonserver stopped" in output
