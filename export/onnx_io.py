@@ -61,10 +61,12 @@ def export_module(
     return path
 
 
-def open_session(path: Path, threads: int | None = None) -> tuple[ort.InferenceSession, float]:
+def open_session(path: Path, threads: int | None = None,
+                 level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                 ) -> tuple[ort.InferenceSession, float]:
     """Returns an ORT session for `path` (CUDA when onnxruntime-gpu is installed, else CPU) and its load seconds."""
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = level
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads

@@ -34,12 +34,11 @@ def convert(fp32_path: Path, precision: Precision, out_path: Path) -> Path:
 
 
 def _to_fp16(fp32_path: Path, out_path: Path) -> Path:
-    from onnxconverter_common import float16
+    # onnxruntime's copy of the converter; onnxconverter_common 1.16 crashes on the ViT graphs
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(fp32_path))
-    converted = float16.convert_float_to_float16(
-        model, keep_io_types=True, op_block_list=FP16_KEEP_FP32_OPS, disable_shape_infer=False
-    )
+    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=FP16_KEEP_FP32_OPS)
     onnx.save_model(converted, str(out_path))
     return out_path
 
