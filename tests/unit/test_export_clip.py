@@ -146,11 +146,11 @@ def test_int8_exports_record_cosine_and_top10_overlap(tmp_path, exported):
     assert (repository / "clip_image" / "1" / "model.onnx").stat().st_size < fp32_bytes
 
 
-@pytest.mark.skipif("CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
-                    reason="fp16 is verified where CUDA is available")
-def test_fp16_without_cuda_fails_with_a_clear_message(tmp_path):
-    with pytest.raises(ExportError, match="onnxruntime-gpu"):
-        clip.export_text(tiny_request(copy_configs(tmp_path / "repo"), precision=Precision.fp16))
+def test_fp16_variant_exports_with_its_own_cosine_and_overlap(tmp_path):
+    repository = copy_configs(tmp_path / "repo")
+    report = clip.export_text(tiny_request(repository, precision=Precision.fp16))
+    assert report.precision == "fp16" and report.passed
+    assert set(report.metrics) == {"cosine", "top10_overlap"}
 
 
 def test_committed_configs_match_the_exported_tensors(exported):
