@@ -23,8 +23,11 @@ DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 def _setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+    # third-party libraries (open_clip) log chatty INFO lines on the root logger: show only their warnings
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=console, show_path=False)], force=True)
+    for ours in ("export", "orchestrator", "benchmarks"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @app.command()
