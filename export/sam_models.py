@@ -1,0 +1,128 @@
+"""Builders for segment-anything networks: the three published ViT sizes and a tiny one for tests.
+
+Every variant keeps SAM's tensor interface (1024x1024 input frame, 256x64x64 image embeddings,
+256x256 low-resolution masks, transformer_dim 256), so one set of Triton configs serves them all.
+Only `tiny` is narrower and shallower; its weights are always random.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+from export.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SIZE = 1024  # the encoder's square input frame; clients resize the longest side to this
+PATCH_SIZE = 16
+EMBED_DIM = 256  # image-embedding channels and the decoder's transformer_dim
+EMBED_SIZE = IMAGE_SIZE // PATCH_SIZE  # 64
+LOW_RES_MASK_SIZE = 4 * EMBED_SIZE  # 256
+NUM_MASKS = 4  # token 0 (single-mask output) + the 3 multimask outputs
+PIXEL_MEAN = (123.675, 116.28, 103.53)  # SAM's statistics on the 0-255 scale
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class SamSpec:
+    """Encoder width/depth and decoder depth of one SAM variant."""
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    global_attn_indexes: tuple[int, ...]
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+
+
+SAM_SPECS: dict[str, SamSpec] = {
+    # one windowed and one global-attention block; 64 wide so a 1024x1024 image encodes in well under a second
+    "tiny": SamSpec(embed_dim=64, depth=2, num_heads=2, global_attn_indexes=(1,), decoder_mlp_dim=256),
+    "vit_b": SamSpec(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),
+    "vit_l": SamSpec(embed_dim=1024, depth=24, num_heads=16, global_attn_indexes=(5, 11, 17, 23)),
+    "vit_h": SamSpec(embed_dim=1280, depth=32, num_heads=16, global_attn_indexes=(7, 15, 23, 31)),
+}
+
+
+def build_sam(variant: str, checkpoint: Path | None = None, seed: int = 0) -> Sam:
+    """SAM `variant` in eval mode, weights from `checkpoint` (a segment-anything .pth) or seeded random ones.
+
+    Cached per (variant, checkpoint, seed), so sam_encoder and sam_decoder exported in one process share weights.
+    Raises ExportError for an unknown variant or a checkpoint that is missing or does not fit the variant.
+    """
+    if variant not in SAM_SPECS:
+        raise ExportError(f"unknown SAM variant '{variant}'; choose one of {', '.join(SAM_SPECS)}")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        # checked before building: a vit_h network takes a while and 2.5 GB just to be thrown away
+        raise ExportError(f"SAM checkpoint not found: {checkpoint}")
+    return _build_cached(variant, str(checkpoint) if checkpoint is not None else None, seed)
+
+
+@functools.lru_cache(maxsize=1)  # one network at a time: vit_h alone holds 2.5 GB
+def _build_cached(variant: str, checkpoint: str | None, seed: int) -> Sam:
+    torch.manual_seed(seed)
+    sam = _assemble(SAM_SPECS[variant])
+    if checkpoint is not None:
+        _load_checkpoint(sam, Path(checkpoint), variant)
+    else:
+        if variant != "tiny":
+            log.warning("SAM %s: no checkpoint given (--sam-checkpoint); exporting RANDOM weights, "
+                        "so embeddings and masks will be meaningless", variant)
+        _randomise_zero_init(sam)
+    return sam.eval()
+
+
+def _assemble(spec: SamSpec) -> Sam:
+    """The same wiring as segment_anything.build_sam._build_sam, parameterised by `spec`."""
+    encoder = ImageEncoderViT(
+        depth=spec.depth, embed_dim=spec.embed_dim, img_size=IMAGE_SIZE, mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=spec.num_heads, patch_size=PATCH_SIZE,
+        qkv_bias=True, use_rel_pos=True, global_attn_indexes=spec.global_attn_indexes, window_size=14,
+        out_chans=EMBED_DIM,
+    )
+    prompt_encoder = PromptEncoder(
+        embed_dim=EMBED_DIM, image_embedding_size=(EMBED_SIZE, EMBED_SIZE),
+        input_image_size=(IMAGE_SIZE, IMAGE_SIZE), mask_in_chans=16,
+    )
+    mask_decoder = MaskDecoder(
+        num_multimask_outputs=NUM_MASKS - 1,
+        transformer=TwoWayTransformer(depth=spec.decoder_depth, embedding_dim=EMBED_DIM,
+                                      mlp_dim=spec.decoder_mlp_dim, num_heads=8),
+        transformer_dim=EMBED_DIM, iou_head_depth=3, iou_head_hidden_dim=256,
+    )
+    return Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=mask_decoder,
+               pixel_mean=list(PIXEL_MEAN), pixel_std=list(PIXEL_STD))
+
+
+def _randomise_zero_init(sam: Sam) -> None:
+    """Gives the zero-initialised positional parameters small random values.
+
+    Left at zero, the absolute and relative position paths contribute nothing, and an export that
+    mishandled them would still pass parity.
+    """
+    with torch.no_grad():
+        for name, param in sam.image_encoder.named_parameters():
+            if name == "pos_embed" or name.endswith(("rel_pos_h", "rel_pos_w")):
+                param.normal_(0.0, 0.02)
+
+
+def _load_checkpoint(sam: Sam, path: Path, variant: str) -> None:
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and weights_only errors all mean "not a usable checkpoint"
+        raise ExportError(f"SAM checkpoint {path} could not be read as a state dict: {e}") from e
+    if not isinstance(state_dict, dict):
+        raise ExportError(f"SAM checkpoint {path} holds a {type(state_dict).__name__}, not a state dict")
+    try:
+        sam.load_state_dict(state_dict)
+    except RuntimeError as e:
+        first_lines = "; ".join(line.strip() for line in str(e).splitlines()[1:4])
+        raise ExportError(f"SAM checkpoint {path} does not fit the {variant} architecture "
+                          f"(is it a checkpoint of another size?): {first_lines}") from e
