@@ -59,7 +59,7 @@ def summary_table(reports: list[ParityReport]) -> Table:
     for column in ("model", "precision", "weights", "size MB", "load s", "parity"):
         table.add_column(column)
     for r in reports:
-        metrics = ", ".join(f"{k}={m.value:.3g}" for k, m in r.metrics.items())
+        metrics = ", ".join(f"{k}={m.value:.6g}" for k, m in r.metrics.items())
         table.add_row(r.model, r.precision, r.source, f"{r.onnx_bytes / 1e6:.1f}", f"{r.load_seconds:.2f}",
                       ("[green]ok[/] " if r.passed else "[red]FAILED[/] ") + metrics)
     return table
