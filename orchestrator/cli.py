@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -18,6 +19,22 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 DEFAULT_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"snapfit {version('snapfit')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print the version and exit")] = False,
+) -> None:
+    """snapfit: fashion visual search and virtual try-on, served by Triton."""
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -82,24 +99,35 @@ def triton(
                           config_name=None if model_config_name == "default" else model_config_name,
                           log_verbose=log_verbose)
     server = TritonServer(launch)
-    stop_requested = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: stop_requested.append(signum))
-    try:
-        server.start()
-        console.print(f"starting tritonserver (pid {server.process.pid}) on {repository} ...")
-        server.wait_until_ready(ready_timeout_s)
-    except TritonLaunchError as error:
-        console.print(f"[bold red]{error}[/]")
-        server.stop()
-        raise typer.Exit(1)
-    console.print(f"[green]Triton is serving every model[/]: HTTP {server.http_url}, gRPC {server.grpc_url}, "
-                  f"metrics {server.metrics_url}")
-    while not stop_requested and server.process.poll() is None:
-        time.sleep(0.5)
+    with _recording_stop_signals() as stop_requested:
+        try:
+            server.start()
+            console.print(f"starting tritonserver (pid {server.process.pid}) on {repository} ...")
+            server.wait_until_ready(ready_timeout_s)
+        except TritonLaunchError as error:
+            console.print(f"[bold red]{error}[/]")
+            server.stop()
+            raise typer.Exit(1)
+        console.print(f"[green]Triton is serving every model[/]: HTTP {server.http_url}, gRPC {server.grpc_url}, "
+                      f"metrics {server.metrics_url}")
+        while not stop_requested and server.process.poll() is None:
+            time.sleep(0.5)
     code = server.stop()
     console.print(f"tritonserver stopped (exit code {code})")
     raise typer.Exit(0 if stop_requested else (code or 1))
+
+
+@contextlib.contextmanager
+def _recording_stop_signals():
+    """Turns SIGINT/SIGTERM into entries of the yielded list (so we stop the server we started), then restores."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command("train-classifier")

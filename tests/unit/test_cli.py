@@ -1,0 +1,43 @@
+"""The snapfit command line: helpful errors for bad options, and help for every command."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--profile", "huge"], "unknown profile 'huge'"),
+    (["--only", "sam_everything"], "unknown model(s) sam_everything"),
+    (["--precision", "fp8"], "unknown precision 'fp8'"),
+])
+def test_export_rejects_bad_options_with_a_clear_message(tmp_path, args, message):
+    result = runner.invoke(app, ["export", "--repository", str(tmp_path / "repo"), *args])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+
+
+def test_export_fails_cleanly_when_a_checkpoint_is_missing(tmp_path):
+    result = runner.invoke(app, ["export", "--profile", "tiny", "--repository", str(tmp_path / "repo"),
+                                 "--only", "sam_encoder", "--sam-checkpoint", str(tmp_path / "missing.pth")])
+    assert result.exit_code == 1
+    assert "export failed" in result.output
+    assert not (tmp_path / "repo" / "sam_encoder" / "1" / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("command", ["export", "triton", "train-classifier", "demo"])
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_triton_refuses_an_unexported_repository(tmp_path):
+    (tmp_path / "clip_text" / "1").mkdir(parents=True)
+    (tmp_path / "clip_text" / "config.pbtxt").write_text('name: "clip_text"\n')
+    result = runner.invoke(app, ["triton", "--repository", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "snapfit export" in " ".join(result.output.split())
