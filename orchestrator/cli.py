@@ -103,13 +103,14 @@ def triton(
         try:
             server.start()
             console.print(f"starting tritonserver (pid {server.process.pid}) on {repository} ...")
-            server.wait_until_ready(ready_timeout_s)
+            ready = server.wait_until_ready(ready_timeout_s, cancelled=lambda: bool(stop_requested))
         except TritonLaunchError as error:
             console.print(f"[bold red]{error}[/]")
             server.stop()
             raise typer.Exit(1)
-        console.print(f"[green]Triton is serving every model[/]: HTTP {server.http_url}, gRPC {server.grpc_url}, "
-                      f"metrics {server.metrics_url}")
+        if ready:
+            console.print(f"[green]Triton is serving every model[/]: HTTP {server.http_url}, "
+                          f"gRPC {server.grpc_url}, metrics {server.metrics_url}")
         while not stop_requested and server.process.poll() is None:
             time.sleep(0.5)
     code = server.stop()

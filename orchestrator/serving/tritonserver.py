@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,18 +148,21 @@ class TritonServer:
         )
         return self
 
-    def wait_until_ready(self, timeout_s: float = 600.0) -> None:
-        """Polls /v2/health/ready; raises TritonLaunchError if the server exits or times out."""
+    def wait_until_ready(self, timeout_s: float = 600.0, cancelled: Callable[[], bool] = lambda: False) -> bool:
+        """Polls /v2/health/ready until ready (True) or `cancelled()` (False); raises TritonLaunchError if the
+        server exits or times out."""
         deadline = time.monotonic() + timeout_s
         url = f"http://{self.http_url}/v2/health/ready"
         while time.monotonic() < deadline:
+            if cancelled():
+                return False
             if self.process.poll() is not None:
                 raise TritonLaunchError(f"tritonserver exited with code {self.process.returncode} before it was "
                                         f"ready{self._log_hint()}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as response:
                     if response.status == 200:
-                        return
+                        return True
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.5)
