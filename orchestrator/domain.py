@@ -1,0 +1,59 @@
+"""Domain records shared by the catalog stores, the vector index and the import pipeline (no I/O here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Product:
+    """One catalog product.
+
+    embedding: D float32, L2-normalised CLIP image embedding of `image` (None until embedded).
+    tryon_probability: P(photo usable for try-on) from the classifier; tryon_ready = probability >= threshold.
+    source_hash: hash of the CSV row's fields plus the image bytes, so re-importing an unchanged row is a no-op.
+    """
+
+    product_id: str
+    name: str
+    image: str
+    link: str = ""
+    brand: str = ""
+    price: float | None = None
+    tags: list[str] = field(default_factory=list)
+    category: str = ""
+    tryon_ready: bool = False
+    tryon_probability: float | None = None
+    embedding: np.ndarray | None = None
+    source_hash: str = ""
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProductFilter:
+    """Search filters, applied inside the vector search. None means "no constraint"."""
+
+    categories: frozenset[str] | None = None
+    brands: frozenset[str] | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    tryon_ready: bool | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return all(v is None for v in (self.categories, self.brands, self.min_price, self.max_price, self.tryon_ready))
+
+    def matches(self, product: Product) -> bool:
+        if self.categories is not None and product.category not in self.categories:
+            return False
+        if self.brands is not None and product.brand not in self.brands:
+            return False
+        if self.min_price is not None and (product.price is None or product.price < self.min_price):
+            return False
+        if self.max_price is not None and (product.price is None or product.price > self.max_price):
+            return False
+        if self.tryon_ready is not None and product.tryon_ready != self.tryon_ready:
+            return False
+        return True

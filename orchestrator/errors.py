@@ -1,0 +1,68 @@
+"""Domain errors of the orchestrator. Only `orchestrator/app.py` maps them to HTTP (status, code, headers).
+
+Services, clients and stores raise these; none of them imports fastapi.
+"""
+
+from __future__ import annotations
+
+
+class SnapfitError(Exception):
+    """Base class: an unexpected failure (500). `code` is the stable machine-readable error code."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+class BadRequest(SnapfitError):
+    """The request is malformed (e.g. an undecodable image, a broken CSV)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(SnapfitError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(SnapfitError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(SnapfitError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidInput(SnapfitError):
+    """Well-formed but semantically invalid input (a point outside the image, a negative price)."""
+
+    status = 422
+    code = "invalid_input"
+
+
+class Overloaded(SnapfitError):
+    """Triton's queue for a model is full; the client should retry later."""
+
+    status = 429
+    code = "overloaded"
+
+
+class ModelUnavailable(SnapfitError):
+    """Triton is down, or a model is not ready."""
+
+    status = 503
+    code = "model_unavailable"
+
+
+class StoreUnavailable(SnapfitError):
+    """The catalog store (MongoDB / SQLite) cannot be reached."""
+
+    status = 503
+    code = "store_unavailable"
