@@ -1,0 +1,71 @@
+"""The served models as typed async calls: client-side preprocessing (off the event loop) + one Triton call.
+
+Shapes follow the Triton contracts in docs/models.md; preprocessing comes from `export/preprocessing/`, the
+same code the exporters' parity checks use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import numpy as np
+
+from export.preprocessing.classifier import resize_for_classifier
+from export.preprocessing.clip import resize_and_crop
+from export.preprocessing.sam import prompt_arrays, resize_for_encoder
+from orchestrator.clients.triton import TritonClient
+from orchestrator.errors import InvalidInput
+
+SERVED_MODELS = ("sam_encoder", "sam_decoder", "clip_image", "clip_text_embed", "tryon_classifier")
+
+
+@dataclass
+class MaskPrediction:
+    """masks: 4xHxW float32 logits at the original size (0 = single-mask token, 1-3 multimask outputs);
+    iou_predictions: 4 float32; low_res_masks: 4x256x256 float32 (feed back as mask_input)."""
+
+    masks: np.ndarray
+    iou_predictions: np.ndarray
+    low_res_masks: np.ndarray
+
+
+class ModelGateway:
+    def __init__(self, triton: TritonClient):
+        self.triton = triton
+
+    async def sam_embedding(self, image: np.ndarray) -> np.ndarray:
+        """image: HxWx3 uint8 RGB -> 1x256x64x64 float32."""
+        resized = await asyncio.to_thread(resize_for_encoder, image)
+        out = await self.triton.infer("sam_encoder", {"image": resized[None]}, ["image_embeddings"],
+                                      timeout_s=self.triton.settings.encoder_timeout_s)
+        return out["image_embeddings"]
+
+    async def sam_masks(self, embedding: np.ndarray, orig_hw: tuple[int, int], points: np.ndarray | None,
+                        labels: np.ndarray | None, box: np.ndarray | None,
+                        mask_input: np.ndarray | None = None) -> MaskPrediction:
+        """points: Nx2 (x, y) pixels of the original image, labels: N (1 positive, 0 negative), box: 4 (x0,y0,x1,y1)."""
+        try:
+            feeds = prompt_arrays(points=points, labels=labels, box=box, orig_hw=orig_hw, mask_input=mask_input)
+        except ValueError as error:
+            raise InvalidInput(str(error)) from None
+        feeds = {name: value.astype(np.float32) for name, value in feeds.items()}
+        out = await self.triton.infer("sam_decoder", {"image_embeddings": embedding, **feeds},
+                                      ["masks", "iou_predictions", "low_res_masks"])
+        return MaskPrediction(out["masks"][0], out["iou_predictions"][0], out["low_res_masks"][0])
+
+    async def clip_image(self, images: list[np.ndarray]) -> np.ndarray:
+        """images: HxWx3 uint8 RGB each -> Nx512 float32, L2-normalised."""
+        batch = await asyncio.to_thread(lambda: np.stack([resize_and_crop(i) for i in images]))
+        return (await self.triton.infer("clip_image", {"image": batch}, ["embeddings"]))["embeddings"]
+
+    async def clip_text(self, texts: list[str]) -> np.ndarray:
+        """texts -> Nx512 float32, L2-normalised, tokenised inside Triton (clip_text_embed ensemble)."""
+        data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
+        return (await self.triton.infer("clip_text_embed", {"text": data}, ["embeddings"]))["embeddings"]
+
+    async def tryon_probability(self, images: list[np.ndarray]) -> np.ndarray:
+        """images: HxWx3 uint8 RGB each -> N float32, P(photo usable for try-on)."""
+        batch = await asyncio.to_thread(lambda: np.stack([resize_for_classifier(i) for i in images]))
+        out = await self.triton.infer("tryon_classifier", {"image": batch}, ["probabilities"])
+        return out["probabilities"][:, 1]

@@ -1,0 +1,98 @@
+"""Async gRPC access to Triton: numpy in, numpy out, Triton's errors translated into ours.
+
+One `tritonclient.grpc.aio` client (one HTTP/2 channel) is shared by all requests. Every call carries a
+deadline; transient failures (server restarting, connection refused) are retried a bounded number of times
+with jittered exponential backoff. A full model queue is not retried here: it becomes `Overloaded` (429)
+at once, so back-pressure reaches the caller instead of piling up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+from orchestrator.errors import InvalidInput, ModelUnavailable, Overloaded
+from orchestrator.metrics import TRITON_CALL_SECONDS, TRITON_ERRORS
+from orchestrator.settings import TritonSettings
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_S = 5.0
+
+
+class TritonClient:
+    def __init__(self, settings: TritonSettings):
+        self.settings = settings
+        self._client = grpcclient.InferenceServerClient(settings.grpc_url)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
+                    timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """Runs `model` once. Inputs keep their numpy dtype (object arrays of bytes become BYTES)."""
+        request = [self._input(name, value) for name, value in inputs.items()]
+        wanted = [grpcclient.InferRequestedOutput(name) for name in outputs]
+        deadline_s = timeout_s or self.settings.timeout_s
+        for attempt in range(self.settings.retries + 1):
+            started = time.perf_counter()
+            try:
+                result = await self._client.infer(model, request, outputs=wanted, client_timeout=deadline_s)
+            except InferenceServerException as error:
+                translated = translate_error(model, error)
+                TRITON_ERRORS.labels(model=model, code=translated.code).inc()
+                if not _transient(error) or attempt == self.settings.retries:
+                    raise translated from None
+                await asyncio.sleep(self.settings.retry_backoff_s * (2 ** attempt) * random.uniform(0.5, 1.5))
+                continue
+            finally:
+                TRITON_CALL_SECONDS.labels(model=model).observe(time.perf_counter() - started)
+            return {name: result.as_numpy(name) for name in outputs}
+        raise AssertionError("unreachable")
+
+    async def models_ready(self, models: Sequence[str]) -> dict[str, bool]:
+        """Readiness of each model; every model reads False when the server cannot be reached."""
+        ready = {}
+        for model in models:
+            try:
+                ready[model] = bool(await self._client.is_model_ready(model, client_timeout=2.0))
+            except InferenceServerException:
+                ready[model] = False
+        return ready
+
+    @staticmethod
+    def _input(name: str, value: np.ndarray) -> grpcclient.InferInput:
+        dtype = "BYTES" if value.dtype == np.object_ else np_to_triton_dtype(value.dtype)
+        tensor = grpcclient.InferInput(name, list(value.shape), dtype)
+        tensor.set_data_from_numpy(value)
+        return tensor
+
+
+def _transient(error: InferenceServerException) -> bool:
+    status = str(error.status() or "")
+    return "UNAVAILABLE" in status and not _queue_full(error)
+
+
+def _queue_full(error: InferenceServerException) -> bool:
+    return "maximum queue size" in str(error.message() or "").lower()
+
+
+def translate_error(model: str, error: InferenceServerException):
+    """Maps a tritonclient error onto our typed errors (the HTTP status follows from the type)."""
+    status = str(error.status() or "")
+    message = str(error.message() or error)
+    if _queue_full(error):
+        return Overloaded(f"{model} is busy (its queue is full); retry shortly", retry_after_s=1.0)
+    if "INVALID_ARGUMENT" in status:
+        return InvalidInput(f"{model} rejected the request: {message}")
+    if "DEADLINE_EXCEEDED" in status:
+        return ModelUnavailable(f"{model} did not answer before the deadline", retry_after_s=RETRY_AFTER_S)
+    if "NOT_FOUND" in status or "unknown model" in message.lower():
+        return ModelUnavailable(f"{model} is not loaded in Triton", retry_after_s=RETRY_AFTER_S)
+    return ModelUnavailable(f"Triton is unavailable for {model}: {message}", retry_after_s=RETRY_AFTER_S)

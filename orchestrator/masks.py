@@ -1,0 +1,55 @@
+"""Binary masks in the compact forms a browser can overlay: COCO run-length encoding and PNG."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+from orchestrator.errors import InvalidInput
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """HxW bool -> COCO uncompressed RLE {"size": [H, W], "counts": [...]}: column-major runs, zeros first."""
+    flat = np.asarray(mask, dtype=bool).flatten(order="F")
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
+
+
+def decode_rle(rle: dict, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """COCO uncompressed RLE -> HxW bool; InvalidInput when the runs do not fill the stated size."""
+    try:
+        height, width = (int(v) for v in rle["size"])
+        counts = np.asarray(rle["counts"], dtype=np.int64)
+    except (KeyError, TypeError, ValueError):
+        raise InvalidInput("mask must be COCO RLE: {'size': [H, W], 'counts': [int, ...]}") from None
+    if expected_hw is not None and (height, width) != tuple(expected_hw):
+        raise InvalidInput(f"mask size {height}x{width} does not match the image ({expected_hw[0]}x{expected_hw[1]})")
+    if (counts < 0).any() or counts.sum() != height * width:
+        raise InvalidInput(f"mask RLE counts must be non-negative and sum to {height}*{width}")
+    values = np.arange(len(counts)) % 2 == 1
+    return np.repeat(values, counts).reshape((height, width), order="F")
+
+
+def encode_png(mask: np.ndarray) -> str:
+    """HxW bool -> base64 PNG (1-bit), for <img src="data:image/png;base64,...">."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(mask, dtype=bool)).save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def decode_png(data: str, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        mask = np.asarray(image.convert("L")) > 127
+    except Exception:
+        raise InvalidInput("mask must be a base64-encoded PNG") from None
+    if expected_hw is not None and mask.shape != tuple(expected_hw):
+        raise InvalidInput(f"mask size {mask.shape[0]}x{mask.shape[1]} does not match the image")
+    return mask

@@ -1,0 +1,18 @@
+"""Prometheus metrics of the orchestrator (served at /metrics). Names carry units, labels stay low-cardinality."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUEST_SECONDS = Histogram("snapfit_http_request_duration_seconds", "HTTP request latency by route",
+                            ["method", "route", "status"])
+TRITON_CALL_SECONDS = Histogram("snapfit_triton_call_duration_seconds", "latency of one Triton inference call",
+                                ["model"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+TRITON_ERRORS = Counter("snapfit_triton_errors_total", "Triton calls that failed, by our error code",
+                        ["model", "code"])
+EMBEDDING_CACHE_EVENTS = Counter("snapfit_embedding_cache_events_total", "SAM embedding cache lookups",
+                                 ["result"])  # hit | miss | eviction
+EMBEDDING_CACHE_BYTES = Gauge("snapfit_embedding_cache_bytes", "bytes held by the SAM embedding cache")
+INDEX_VECTORS = Gauge("snapfit_index_vectors", "vectors in the FAISS index")
+IMPORT_ROWS = Counter("snapfit_import_rows_total", "catalog rows processed by imports, by outcome",
+                      ["outcome"])  # inserted | updated | unchanged | failed

@@ -1,0 +1,1 @@
+"""Workflows (segment, search, catalog import); no fastapi here."""

@@ -1,0 +1,63 @@
+"""Every orchestrator setting, read once from SNAPFIT_* environment variables (or a .env file).
+
+Nested groups use "__": SNAPFIT_TRITON__GRPC_URL=triton:8001, SNAPFIT_SEARCH__IMAGE_WEIGHT=0.8.
+Build one `Settings()` in `create_app()` and pass it down; nothing reads the environment elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TritonSettings(BaseModel):
+    grpc_url: str = "localhost:8001"
+    timeout_s: float = Field(30.0, gt=0, description="deadline of one inference call")
+    encoder_timeout_s: float = Field(120.0, gt=0, description="deadline of a SAM encoder call (seconds on CPUs)")
+    retries: int = Field(2, ge=0, description="extra attempts for transient errors (server unavailable)")
+    retry_backoff_s: float = Field(0.2, ge=0, description="base of the jittered exponential backoff")
+
+
+class ImageSettings(BaseModel):
+    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(50_000_000, gt=0, description="decompression-bomb guard, width x height")
+    embedding_cache_mb: float = Field(256.0, ge=0, description="LRU budget for SAM image embeddings (4 MB each)")
+
+
+class SearchSettings(BaseModel):
+    default_k: int = Field(20, ge=1)
+    max_k: int = Field(100, ge=1)
+    image_weight: float = Field(0.7, ge=0, le=1, description="weight of the image embedding when fusing with text")
+    index_factory: str = Field("Flat", description="FAISS index_factory string; Flat = exact inner product")
+    background_rgb: tuple[int, int, int] = Field((255, 255, 255), description="neutral fill around a cut-out garment")
+
+
+class CatalogSettings(BaseModel):
+    url: str = Field("sqlite:///runs/catalog.db", description="sqlite:///PATH, mongodb://..., or mongomock://")
+    index_path: Path = Path("runs/index")
+    import_batch_size: int = Field(32, ge=1)
+    tryon_threshold: float = Field(0.5, ge=0, le=1, description="P(usable) at or above which a product is try-on ready")
+    fetch_timeout_s: float = Field(10.0, gt=0)
+    fetch_max_bytes: int = Field(15 * 1024 * 1024, gt=0)
+    allow_private_networks: bool = Field(False, description="allow image URLs on private/loopback addresses")
+    image_root: Path | None = Field(None, description="local image paths must lie under this folder when set")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SNAPFIT_", env_nested_delimiter="__", env_file=".env",
+                                      extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    triton: TritonSettings = TritonSettings()
+    images: ImageSettings = ImageSettings()
+    search: SearchSettings = SearchSettings()
+    catalog: CatalogSettings = CatalogSettings()
+
+    @model_validator(mode="after")
+    def _default_k_within_max(self) -> "Settings":
+        if self.search.default_k > self.search.max_k:
+            raise ValueError("search.default_k must not exceed search.max_k")
+        return self
