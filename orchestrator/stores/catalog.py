@@ -1,0 +1,292 @@
+"""The catalog store contract (`CatalogStore`), the record codec both stores share, and `open_catalog_store(url)`.
+
+Two implementations: `SQLiteCatalogStore` (embedded default, one file) and `MongoCatalogStore` (production).
+Every product is stored with its embedding, so the vector index can always be rebuilt from the store alone.
+
+Staleness marker: `generation()` is a counter kept in the store itself. It never decreases and strictly increases
+with every write that changes the catalog (insert, update, delete), so "same generation" means "no change since".
+A persisted vector index records the generation it was built from; on start, a different value means rebuild.
+Build order for a rebuild: read `generation()` first, then `iter_embeddings()`; a write that lands during the
+iteration bumps the counter past the recorded value, so that index reads as stale on the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from orchestrator.domain import Product
+from orchestrator.errors import InvalidInput, SnapfitError
+
+DEFAULT_MONGO_DATABASE = "snapfit"
+
+# fields a caller may change with `update()`; product_id, source_hash and updated_at belong to the store/import
+EDITABLE_FIELDS = frozenset({"name", "image", "link", "brand", "price", "tags", "category", "tryon_ready",
+                             "tryon_probability", "embedding"})
+# every stored column/key except the embedding, in a fixed order
+METADATA_FIELDS = ("product_id", "name", "image", "link", "brand", "price", "tags", "category", "tryon_ready",
+                   "tryon_probability", "source_hash", "updated_at")
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """Which products one `upsert_many` call inserted, updated, or left alone (identical content)."""
+
+    inserted_ids: tuple[str, ...] = ()
+    updated_ids: tuple[str, ...] = ()
+    unchanged_ids: tuple[str, ...] = ()
+
+    @property
+    def inserted(self) -> int:
+        return len(self.inserted_ids)
+
+    @property
+    def updated(self) -> int:
+        return len(self.updated_ids)
+
+    @property
+    def unchanged(self) -> int:
+        return len(self.unchanged_ids)
+
+    @property
+    def changed_ids(self) -> tuple[str, ...]:
+        """Inserted + updated: the products whose vectors the index must (re)add."""
+        return self.inserted_ids + self.updated_ids
+
+
+@dataclass(frozen=True)
+class EmbeddingBatch:
+    """One batch of `iter_embeddings`.
+
+    ids: N product ids, ascending.
+    embeddings: NxD float32, row i belongs to ids[i].
+    products: N products (metadata for the index's filters: category, brand, price, tryon_ready);
+        products[i].embedding is a view of embeddings[i].
+    """
+
+    ids: list[str]
+    embeddings: np.ndarray
+    products: list[Product]
+
+
+class CatalogStore(Protocol):
+    """Products with their metadata and embeddings. All methods are coroutines; none blocks the event loop.
+
+    Errors: StoreUnavailable when the backend cannot be reached (or the store is closed), InvalidInput for
+    bad field names or values, NotFound from `update()` for an unknown id. Driver exceptions never escape.
+    """
+
+    async def upsert_many(self, products: list[Product]) -> UpsertResult:
+        """Inserts new products, rewrites changed ones, skips identical ones (same fields, source_hash, embedding).
+
+        One bulk write per call; idempotent. A repeated product_id within the call: the last one wins.
+        The store sets `updated_at` of written products (the given objects are not modified).
+        """
+        ...
+
+    async def get(self, product_id: str) -> Product | None: ...
+
+    async def get_many(self, product_ids: list[str], *, include_embeddings: bool = False) -> dict[str, Product]:
+        """Products by id in one round-trip; unknown ids are absent. Metadata only unless include_embeddings
+        (decorating search hits does not need the vectors)."""
+        ...
+
+    async def update(self, product_id: str, changes: dict[str, Any]) -> Product:
+        """Changes EDITABLE_FIELDS of one product and returns it; `updated_at` moves only if something changed."""
+        ...
+
+    async def delete(self, product_id: str) -> bool:
+        """True when the product existed."""
+        ...
+
+    async def count(self) -> int: ...
+
+    async def ping(self) -> None:
+        """Returns when the backend answers; raises StoreUnavailable otherwise."""
+        ...
+
+    async def generation(self) -> int:
+        """The change counter (see the module docstring)."""
+        ...
+
+    def iter_embeddings(self, batch_size: int = 1024) -> AsyncIterator[EmbeddingBatch]:
+        """Every product that has an embedding, in ascending product_id order, each exactly once, in batches
+        of at most batch_size. Not a snapshot: read `generation()` before iterating."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def open_catalog_store(url: str, *, server_selection_timeout_s: float = 5.0) -> CatalogStore:
+    """Opens the store a URL names.
+
+    sqlite:///runs/catalog.db   relative path (SQLAlchemy convention); sqlite:////abs/path.db absolute;
+                                sqlite:///:memory: in memory. The schema is created on open.
+    mongodb://host/dbname, mongodb+srv://...   database from the path, default "snapfit"; no I/O until the first
+                                call (ping() or any query creates the unique index).
+    mongomock://[/dbname]       MongoCatalogStore over an in-process mongomock client (tests, no server).
+    """
+    from orchestrator.stores.mongo_catalog import MongoCatalogStore
+    from orchestrator.stores.sqlite_catalog import SQLiteCatalogStore
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "sqlite":
+        if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
+            raise InvalidInput(f"a SQLite catalog URL looks like sqlite:///path/to/catalog.db, got {url!r}")
+        return await SQLiteCatalogStore.open(url[len("sqlite:///"):])
+    if scheme in ("mongodb", "mongodb+srv"):
+        return MongoCatalogStore.connect(url, server_selection_timeout_s=server_selection_timeout_s)
+    if scheme == "mongomock":
+        database = url[len("mongomock://"):].partition("/")[2].partition("?")[0]
+        return MongoCatalogStore.over_mongomock(database=database or DEFAULT_MONGO_DATABASE)
+    raise InvalidInput(f"unsupported catalog URL {url!r}: use sqlite:///PATH, mongodb://..., mongodb+srv://... "
+                       "or mongomock://")
+
+
+# ---- validation -------------------------------------------------------------------------------------------
+
+
+def _text(name: str, *, required: bool = False):
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise InvalidInput(f"{name} must be a string, got {type(value).__name__}")
+        if required and not value.strip():
+            raise InvalidInput(f"{name} must not be empty")
+        return value
+    return check
+
+
+def _optional_number(name: str, low: float, high: float):
+    def check(value: Any) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InvalidInput(f"{name} must be a number, got {type(value).__name__}")
+        number = float(value)
+        if not (math.isfinite(number) and low <= number <= high):
+            raise InvalidInput(f"{name} must be between {low:g} and {high:g}, got {number:g}")
+        return number
+    return check
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidInput(f"tryon_ready must be true or false, got {type(value).__name__}")
+    return bool(value)
+
+
+def _tags(value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise InvalidInput("tags must be a list of strings")
+    if not all(isinstance(tag, str) for tag in value):
+        raise InvalidInput("every tag must be a string")
+    return list(value)
+
+
+def _embedding(value: Any) -> np.ndarray | None:
+    """None, or a D float32 contiguous copy of a 1-D finite vector."""
+    if value is None:
+        return None
+    try:
+        vector = np.array(value, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"embedding must be a 1-D array of numbers: {e}") from None
+    if vector.ndim != 1 or vector.size == 0:
+        raise InvalidInput(f"embedding must be a non-empty 1-D array, got shape {vector.shape}")
+    if not np.isfinite(vector).all():
+        raise InvalidInput("embedding must be finite (no NaN or inf)")
+    return vector
+
+
+_VALIDATORS = {
+    "product_id": _text("product_id", required=True),
+    "name": _text("name"),
+    "image": _text("image"),
+    "link": _text("link"),
+    "brand": _text("brand"),
+    "price": _optional_number("price", 0.0, math.inf),
+    "tags": _tags,
+    "category": _text("category"),
+    "tryon_ready": _flag,
+    "tryon_probability": _optional_number("tryon_probability", 0.0, 1.0),
+    "embedding": _embedding,
+    "source_hash": _text("source_hash"),
+}
+
+
+def validate_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """`changes` with names checked against EDITABLE_FIELDS and values normalised; InvalidInput otherwise."""
+    if not isinstance(changes, dict) or not changes:
+        raise InvalidInput("give at least one field to change")
+    unknown = sorted(set(changes) - EDITABLE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"cannot change {', '.join(map(repr, unknown))}; editable fields: "
+                           f"{', '.join(sorted(EDITABLE_FIELDS))}")
+    return {name: _VALIDATORS[name](value) for name, value in changes.items()}
+
+
+def validated_products(products: Iterable[Product]) -> list[Product]:
+    """Normalised copies (embedding D float32), one per product_id (the last occurrence wins), input order."""
+    latest: dict[str, Product] = {}
+    for product in products:
+        if not isinstance(product, Product):
+            raise InvalidInput(f"expected Product, got {type(product).__name__}")
+        values = {name: check(getattr(product, name)) for name, check in _VALIDATORS.items()}
+        latest.pop(values["product_id"], None)  # re-insert so the order follows the last occurrence
+        latest[values["product_id"]] = replace(product, **values)
+    return list(latest.values())
+
+
+# ---- codec shared by both stores ----------------------------------------------------------------------------
+
+
+def content_digest(product: Product) -> str:
+    """Hash of everything a product stores except updated_at: equal digests mean an upsert would change nothing."""
+    metadata = {name: getattr(product, name) for name in METADATA_FIELDS if name != "updated_at"}
+    hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(json.dumps(metadata, ensure_ascii=False, sort_keys=True).encode())
+    hasher.update(b"\0" + embedding_to_bytes(product.embedding) if product.embedding is not None else b"\1")
+    return hasher.hexdigest()
+
+
+def embedding_to_bytes(embedding: np.ndarray) -> bytes:
+    """D float32 -> 4*D bytes, little-endian (the stored form in both stores)."""
+    return np.ascontiguousarray(embedding, dtype="<f4").tobytes()
+
+
+def embedding_from_bytes(data: bytes) -> np.ndarray:
+    """4*D little-endian bytes -> D float32 (a writable copy, native byte order)."""
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+class PageReader(Protocol):
+    async def __call__(self, after_id: str, limit: int) -> list[Product]:
+        """At most `limit` products with an embedding and product_id > after_id, ascending by product_id."""
+        ...
+
+
+async def paged_embeddings(read_page: PageReader, batch_size: int) -> AsyncIterator[EmbeddingBatch]:
+    """`iter_embeddings` for both stores: keyset pagination on the unique product_id, so each product present
+    throughout the iteration comes exactly once and no server cursor has to stay open while the consumer works."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInput(f"batch_size must be a positive integer, got {batch_size!r}")
+    after_id, dim = "", None
+    while page := await read_page(after_id, batch_size):
+        dims = {product.embedding.shape[0] for product in page} | ({dim} if dim else set())
+        if len(dims) > 1:
+            raise SnapfitError(f"the catalog holds embeddings of different dimensions {sorted(dims)}; re-import "
+                               "it with one model before building the index")
+        dim = dims.pop()
+        matrix = np.stack([product.embedding for product in page])
+        for row, product in zip(matrix, page):
+            product.embedding = row
+        yield EmbeddingBatch(ids=[p.product_id for p in page], embeddings=matrix, products=page)
+        if len(page) < batch_size:
+            return
+        after_id = page[-1].product_id

@@ -1,0 +1,366 @@
+"""MongoCatalogStore: the production catalog on MongoDB through pymongo's async API (AsyncMongoClient).
+
+Document per product in `products` (the `_id` is the server's ObjectId; `product_id` carries a unique index
+created before the first operation), plus one counter document in `catalog_meta` for `generation()`.
+
+Embedding: BSON Binary subtype 9 (the BSON "vector" type) holding a float32 vector, header b"\\x27\\x00" then
+D little-endian float32. Against an array of doubles it is exact, 4 bytes a dimension instead of ~13 (a
+512-D CLIP vector is 2 KB, not 6.5 KB), decodes with one np.frombuffer, and Atlas Vector Search can index it.
+
+Without multi-document transactions a bulk write and its counter bump cannot be atomic, so writes bump the
+counter before (a crash mid-write still reads as a change) and after (a rebuild that read the counter while
+the write was in flight reads as stale). The counter may over-count; it never misses a change.
+`update()` is one atomic $set of the changed fields (concurrent updates of other fields are never lost); the
+document's `revision` counter lets it refill `digest` only if nobody wrote in between.
+
+Tests run the same store over mongomock, which is synchronous: `_ThreadedDatabase` / `_ThreadedCollection`
+run a sync database/collection on one worker thread and expose the few awaitable methods the store calls.
+That adapter is deliberately tiny (no logic of ours lives in it); the production path hands the store
+AsyncMongoClient's own database and collections, with nothing in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+from bson.binary import Binary
+from pymongo import ReturnDocument, UpdateOne
+from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.results import BulkWriteResult
+
+from orchestrator.domain import Product
+from orchestrator.errors import NotFound, SnapfitError, StoreUnavailable
+from orchestrator.stores.catalog import (
+    DEFAULT_MONGO_DATABASE,
+    METADATA_FIELDS,
+    EmbeddingBatch,
+    UpsertResult,
+    content_digest,
+    paged_embeddings,
+    validate_changes,
+    validated_products,
+)
+
+_VECTOR_SUBTYPE = 9
+_FLOAT32_HEADER = b"\x27\x00"  # BSON vector dtype FLOAT32, padding 0
+_METADATA_PROJECTION = {"_id": 0, **{name: 1 for name in METADATA_FIELDS}}
+
+
+class MongoCatalogStore:
+    """The CatalogStore protocol on a MongoDB database. Build with `connect(url)` or `over_mongomock()`.
+
+    `database` is an AsyncDatabase (or the mongomock adapter); `close` releases what the store owns.
+    """
+
+    def __init__(self, database: Any, *, where: str, close: Callable[[], Awaitable[None]]):
+        self._database = database
+        self._products = database["products"]
+        self._meta = database["catalog_meta"]
+        self._where = where
+        self._close = close
+        self._closed = False
+        self._indexed = False
+        self._index_lock = asyncio.Lock()
+
+    @classmethod
+    def connect(cls, url: str, *, server_selection_timeout_s: float = 5.0) -> MongoCatalogStore:
+        """A store on the database the URL's path names (default "snapfit"). No I/O until the first call.
+
+        server_selection_timeout_s bounds how long a call waits for an unreachable server before
+        StoreUnavailable; a serverSelectionTimeoutMS in the URL takes precedence.
+        """
+        from pymongo import AsyncMongoClient
+
+        options = {key.lower() for key in parse_qs(urlsplit(url).query)}
+        timeouts = {} if "serverselectiontimeoutms" in options else {
+            "serverSelectionTimeoutMS": int(server_selection_timeout_s * 1000)}
+        where = f"MongoDB at {_host_part(url)}"
+        try:
+            client = AsyncMongoClient(url, **timeouts)
+            database = client.get_default_database(DEFAULT_MONGO_DATABASE)
+        except (PyMongoError, ValueError, TypeError) as e:
+            raise StoreUnavailable(f"invalid MongoDB catalog URL for {where}: {e}") from e
+        return cls(database, where=f"{where}/{database.name}", close=client.close)
+
+    @classmethod
+    def over_mongomock(cls, client: Any = None, *, database: str = DEFAULT_MONGO_DATABASE) -> MongoCatalogStore:
+        """A store over mongomock (tests). Pass `client` to share one in-process server between stores; the
+        store then leaves it open on close()."""
+        import mongomock
+
+        owned = client is None
+        client = mongomock.MongoClient() if owned else client
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongomock")
+
+        async def close() -> None:
+            executor.shutdown(wait=True)
+            if owned:
+                client.close()
+
+        return cls(_ThreadedDatabase(client[database], executor), where=f"mongomock/{database}", close=close)
+
+    async def upsert_many(self, products: list[Product]) -> UpsertResult:
+        products = validated_products(products)
+        if not products:
+            return UpsertResult()
+        ids = [p.product_id for p in products]
+        with self._driver_errors("upsert"):
+            await self._ready()
+            cursor = self._products.find({"product_id": {"$in": ids}}, {"_id": 0, "product_id": 1, "digest": 1})
+            stored = {doc["product_id"]: doc["digest"] for doc in await cursor.to_list()}
+            now = time.time()
+            digests = {p.product_id: content_digest(p) for p in products}
+            changed = [p for p in products if stored.get(p.product_id) != digests[p.product_id]]
+            if not changed:
+                return UpsertResult(unchanged_ids=tuple(ids))
+            writes = [UpdateOne({"product_id": p.product_id},
+                                {"$set": _document(replace(p, updated_at=now), digests[p.product_id]),
+                                 "$inc": {"revision": 1}}, upsert=True)
+                      for p in changed]
+            await self._bump_generation()
+            result = await self._products.bulk_write(writes, ordered=False)
+            await self._bump_generation()
+        # the server says which writes inserted: exact even when another writer raced us to the same ids
+        inserted = {changed[i].product_id for i in result.upserted_ids}
+        return UpsertResult(
+            inserted_ids=tuple(p.product_id for p in changed if p.product_id in inserted),
+            updated_ids=tuple(p.product_id for p in changed if p.product_id not in inserted),
+            unchanged_ids=tuple(i for i in ids if stored.get(i) == digests[i]))
+
+    async def get(self, product_id: str) -> Product | None:
+        return (await self.get_many([product_id], include_embeddings=True)).get(product_id)
+
+    async def get_many(self, product_ids: list[str], *, include_embeddings: bool = False) -> dict[str, Product]:
+        ids = list(dict.fromkeys(product_ids))
+        if not ids:
+            return {}
+        projection = {**_METADATA_PROJECTION, "embedding": 1} if include_embeddings else _METADATA_PROJECTION
+        with self._driver_errors("get"):
+            await self._ready()
+            docs = await self._products.find({"product_id": {"$in": ids}}, projection).to_list()
+        return {doc["product_id"]: _product(doc) for doc in docs}
+
+    async def update(self, product_id: str, changes: dict[str, Any]) -> Product:
+        changes = validate_changes(changes)
+        with self._driver_errors("update"):
+            await self._ready()
+            doc = await self._products.find_one({"product_id": product_id}, {"_id": 0})
+            if doc is None:
+                raise NotFound(f"no product with id {product_id!r}")
+            if content_digest(replace(_product(doc), **changes)) == doc["digest"]:
+                return _product(doc)
+            # one atomic $set of the changed fields, so concurrent updates of other fields are never lost; the
+            # digest is blanked with it and refilled only if nobody wrote since (revision), so a stored digest
+            # always describes the stored content (a blank one just makes the next upsert rewrite the product)
+            encoded = {k: v for k, v in _document(replace(_product(doc), **changes), "").items() if k in changes}
+            await self._bump_generation()
+            doc = await self._products.find_one_and_update(
+                {"product_id": product_id},
+                {"$set": {**encoded, "updated_at": time.time(), "digest": ""}, "$inc": {"revision": 1}},
+                projection={"_id": 0}, return_document=ReturnDocument.AFTER)
+            await self._bump_generation()
+            if doc is None:
+                raise NotFound(f"no product with id {product_id!r}")
+            product = _product(doc)
+            await self._products.update_one({"product_id": product_id, "revision": doc["revision"]},
+                                            {"$set": {"digest": content_digest(product)}})
+        return product
+
+    async def delete(self, product_id: str) -> bool:
+        with self._driver_errors("delete"):
+            await self._ready()
+            await self._bump_generation()
+            deleted = (await self._products.delete_one({"product_id": product_id})).deleted_count > 0
+            if deleted:
+                await self._bump_generation()
+        return deleted
+
+    async def count(self) -> int:
+        with self._driver_errors("count"):
+            await self._ready()
+            return await self._products.count_documents({})
+
+    async def ping(self) -> None:
+        """Also creates the unique index on first success, so pinging on start prepares the collection."""
+        with self._driver_errors("ping"):
+            await self._ready()
+            await self._database.command("ping")
+
+    async def generation(self) -> int:
+        with self._driver_errors("generation"):
+            await self._ready()
+            doc = await self._meta.find_one({"_id": "generation"})
+        return 0 if doc is None else int(doc["value"])
+
+    def iter_embeddings(self, batch_size: int = 1024) -> AsyncIterator[EmbeddingBatch]:
+        return paged_embeddings(self._read_page, batch_size)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._close()
+
+    # ---- internals ---------------------------------------------------------------------------------------
+
+    async def _ready(self) -> None:
+        """The unique index on product_id, created once per store (idempotent on the server)."""
+        if self._closed:
+            raise StoreUnavailable(f"the catalog store ({self._where}) is closed")
+        if self._indexed:
+            return
+        async with self._index_lock:
+            if not self._indexed:
+                await self._products.create_index("product_id", unique=True, name="product_id_unique")
+                self._indexed = True
+
+    async def _bump_generation(self) -> None:
+        await self._meta.update_one({"_id": "generation"}, {"$inc": {"value": 1}}, upsert=True)
+
+    async def _read_page(self, after_id: str, limit: int) -> list[Product]:
+        with self._driver_errors("read embeddings"):
+            await self._ready()
+            cursor = self._products.find({"product_id": {"$gt": after_id}, "embedding": {"$ne": None}},
+                                         {**_METADATA_PROJECTION, "embedding": 1},
+                                         sort=[("product_id", 1)], limit=limit)
+            return [_product(doc) for doc in await cursor.to_list()]
+
+    @contextmanager
+    def _driver_errors(self, action: str) -> Iterator[None]:
+        """pymongo (and mongomock, which raises pymongo's classes) errors -> StoreUnavailable."""
+        try:
+            yield
+        except SnapfitError:
+            raise
+        except ConnectionFailure as e:
+            raise StoreUnavailable(f"cannot reach {self._where} ({action}): {_first_line(e)}") from e
+        except PyMongoError as e:
+            raise StoreUnavailable(f"{self._where} failed to {action}: {_first_line(e)}") from e
+
+
+def _document(product: Product, digest: str) -> dict[str, Any]:
+    document = {name: getattr(product, name) for name in METADATA_FIELDS}
+    document["embedding"] = None if product.embedding is None else Binary(
+        _FLOAT32_HEADER + np.ascontiguousarray(product.embedding, dtype="<f4").tobytes(), _VECTOR_SUBTYPE)
+    document["digest"] = digest
+    return document
+
+
+def _product(doc: dict[str, Any]) -> Product:
+    values = {name: doc[name] for name in METADATA_FIELDS}
+    values["tags"] = list(values["tags"])
+    embedding = doc.get("embedding")
+    if embedding is not None:
+        if embedding.subtype != _VECTOR_SUBTYPE or bytes(embedding[:2]) != _FLOAT32_HEADER:
+            raise SnapfitError(f"product {values['product_id']!r} has an embedding in an unknown encoding")
+        values["embedding"] = np.frombuffer(embedding, dtype="<f4", offset=2).astype(np.float32)
+    return Product(**values)
+
+
+def _host_part(url: str) -> str:
+    """The URL's host list without credentials (messages must not leak passwords)."""
+    netloc = url.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    return netloc.rsplit("@", 1)[-1]
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+class _ThreadedDatabase:
+    """mongomock adapter: a sync database whose collections' calls run on one worker thread (mongomock is not
+    thread-safe, and one thread keeps the interleaving at awaits the same as with a real server)."""
+
+    def __init__(self, database: Any, executor: ThreadPoolExecutor):
+        self._database = database
+        self._executor = executor
+        self.name = database.name
+
+    def __getitem__(self, name: str) -> _ThreadedCollection:
+        return _ThreadedCollection(self._database[name], self._executor)
+
+    async def command(self, name: str) -> dict:
+        return await _on(self._executor, self._database.command, name)
+
+
+class _ThreadedCollection:
+    """mongomock adapter: the awaitable subset of AsyncCollection that MongoCatalogStore uses."""
+
+    def __init__(self, collection: Any, executor: ThreadPoolExecutor):
+        self._collection = collection
+        self._executor = executor
+
+    def find(self, *args: Any, **kwargs: Any) -> _ListCursor:
+        return _ListCursor(lambda: list(self._collection.find(*args, **kwargs)), self._executor)
+
+    async def find_one(self, *args: Any, **kwargs: Any) -> dict | None:
+        return await _on(self._executor, self._collection.find_one, *args, **kwargs)
+
+    async def update_one(self, *args: Any, **kwargs: Any) -> Any:
+        return await _on(self._executor, self._collection.update_one, *args, **kwargs)
+
+    async def delete_one(self, *args: Any, **kwargs: Any) -> Any:
+        return await _on(self._executor, self._collection.delete_one, *args, **kwargs)
+
+    async def count_documents(self, *args: Any, **kwargs: Any) -> int:
+        return await _on(self._executor, self._collection.count_documents, *args, **kwargs)
+
+    async def create_index(self, *args: Any, **kwargs: Any) -> str:
+        return await _on(self._executor, self._collection.create_index, *args, **kwargs)
+
+    async def find_one_and_update(self, *args: Any, **kwargs: Any) -> dict | None:
+        return await _on(self._executor, self._collection.find_one_and_update, *args, **kwargs)
+
+    async def bulk_write(self, requests: list[UpdateOne], ordered: bool = True) -> BulkWriteResult:
+        """UpdateOne requests only. mongomock 4.3's own bulk_write rejects pymongo >= 4.10's UpdateOne (it passes
+        a `sort` option), so each request is replayed through update_one via pymongo's `_add_to_bulk` hook."""
+        recorded: list[tuple[dict, dict, bool]] = []
+        for request in requests:
+            request._add_to_bulk(_UpdateRecorder(recorded))
+        return await _on(self._executor, self._replay, recorded)
+
+    def _replay(self, recorded: list[tuple[dict, dict, bool]]) -> BulkWriteResult:
+        upserted, matched, modified = [], 0, 0
+        for index, (selector, update, upsert) in enumerate(recorded):
+            result = self._collection.update_one(selector, update, upsert=upsert)
+            matched += result.matched_count
+            modified += result.modified_count
+            if result.upserted_id is not None:
+                upserted.append({"index": index, "_id": result.upserted_id})
+        return BulkWriteResult({"nMatched": matched, "nModified": modified, "nUpserted": len(upserted),
+                                "upserted": upserted, "nInserted": 0, "nRemoved": 0}, acknowledged=True)
+
+
+class _UpdateRecorder:
+    def __init__(self, recorded: list[tuple[dict, dict, bool]]):
+        self._recorded = recorded
+
+    def add_update(self, selector: dict, update: dict, multi: bool, upsert: bool, **_options: Any) -> None:
+        if multi:
+            raise NotImplementedError("the mongomock adapter replays UpdateOne only")
+        self._recorded.append((selector, update, upsert))
+
+
+class _ListCursor:
+    """What the store needs of AsyncCursor: `await cursor.to_list()`."""
+
+    def __init__(self, fetch: Callable[[], list[dict]], executor: ThreadPoolExecutor):
+        self._fetch = fetch
+        self._executor = executor
+
+    async def to_list(self, length: int | None = None) -> list[dict]:
+        docs = await _on(self._executor, self._fetch)
+        return docs if length is None else docs[:length]
+
+
+async def _on(executor: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(executor, partial(fn, *args, **kwargs))

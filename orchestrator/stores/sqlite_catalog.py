@@ -1,0 +1,272 @@
+"""SQLiteCatalogStore: the embedded catalog (one file, no server), for `make demo` and single-machine use.
+
+One stdlib sqlite3 connection, used only from one dedicated worker thread: every call is queued on that
+thread, so concurrent coroutines never share the connection at the same time and the event loop never blocks.
+WAL journal, so another process (e.g. a second reader) can read while we write; busy_timeout for its writes.
+Each write is one `BEGIN IMMEDIATE` transaction that also bumps the generation counter, so a change and its
+counter bump are atomic.
+
+Stored form: one row per product, tags as a JSON array, embedding as a BLOB of D little-endian float32,
+`digest` = content_digest() to tell unchanged re-imports apart without reading the embeddings back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from orchestrator.domain import Product
+from orchestrator.errors import NotFound, StoreUnavailable
+from orchestrator.stores.catalog import (
+    METADATA_FIELDS,
+    EmbeddingBatch,
+    UpsertResult,
+    content_digest,
+    embedding_from_bytes,
+    embedding_to_bytes,
+    paged_embeddings,
+    validate_changes,
+    validated_products,
+)
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS products (
+    product_id        TEXT PRIMARY KEY NOT NULL,
+    name              TEXT NOT NULL,
+    image             TEXT NOT NULL,
+    link              TEXT NOT NULL,
+    brand             TEXT NOT NULL,
+    price             REAL,
+    tags              TEXT NOT NULL,
+    category          TEXT NOT NULL,
+    tryon_ready       INTEGER NOT NULL,
+    tryon_probability REAL,
+    source_hash       TEXT NOT NULL,
+    updated_at        REAL NOT NULL,
+    embedding         BLOB,
+    digest            TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1), ('generation', 0);
+"""
+_COLUMNS = (*METADATA_FIELDS, "embedding", "digest")
+_UPSERT = (f"INSERT INTO products ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+           f"ON CONFLICT(product_id) DO UPDATE SET "
+           + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "product_id"))
+_METADATA_SELECT = ", ".join(METADATA_FIELDS)
+# stay well under SQLite's limit on bound parameters per statement
+_MAX_PARAMS = 500
+
+
+class SQLiteCatalogStore:
+    """The CatalogStore protocol on one SQLite file. Build with `await SQLiteCatalogStore.open(path)`."""
+
+    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor, path: str):
+        self._connection = connection
+        self._executor = executor
+        self._path = path
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str | Path, *, busy_timeout_s: float = 5.0) -> SQLiteCatalogStore:
+        """Opens (creating the file, its folder and the schema if needed) the catalog at `path` (":memory:" too)."""
+        path = str(path)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-catalog")
+        try:
+            connection = await asyncio.get_running_loop().run_in_executor(
+                executor, partial(_connect, path, busy_timeout_s))
+        except sqlite3.Error as e:
+            executor.shutdown(wait=False)
+            raise StoreUnavailable(f"cannot open the SQLite catalog at {path}: {e}") from e
+        except OSError as e:
+            executor.shutdown(wait=False)
+            raise StoreUnavailable(f"cannot create the folder of the SQLite catalog at {path}: {e}") from e
+        return cls(connection, executor, path)
+
+    async def upsert_many(self, products: list[Product]) -> UpsertResult:
+        products = validated_products(products)
+        if not products:
+            return UpsertResult()
+        return await self._run(self._upsert_sync, products)
+
+    async def get(self, product_id: str) -> Product | None:
+        return (await self.get_many([product_id], include_embeddings=True)).get(product_id)
+
+    async def get_many(self, product_ids: list[str], *, include_embeddings: bool = False) -> dict[str, Product]:
+        ids = list(dict.fromkeys(product_ids))
+        if not ids:
+            return {}
+        return await self._run(self._get_many_sync, ids, include_embeddings)
+
+    async def update(self, product_id: str, changes: dict[str, Any]) -> Product:
+        changes = validate_changes(changes)
+        return await self._run(self._update_sync, product_id, changes)
+
+    async def delete(self, product_id: str) -> bool:
+        return await self._run(self._delete_sync, product_id)
+
+    async def count(self) -> int:
+        return await self._run(lambda: self._connection.execute("SELECT COUNT(*) FROM products").fetchone()[0])
+
+    async def ping(self) -> None:
+        await self._run(lambda: self._connection.execute("SELECT 1").fetchone())
+
+    async def generation(self) -> int:
+        return await self._run(self._generation_sync)
+
+    def iter_embeddings(self, batch_size: int = 1024) -> AsyncIterator[EmbeddingBatch]:
+        return paged_embeddings(self._read_page, batch_size)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._connection.close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    # ---- everything below runs on the store's thread ------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise StoreUnavailable("the SQLite catalog is closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"the SQLite catalog at {self._path} failed: {e}") from e
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE takes the write lock up front, so the read-compare-write inside is
+        atomic even against another process."""
+        connection = self._connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _bump_generation(self, connection: sqlite3.Connection) -> None:
+        connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+
+    def _generation_sync(self) -> int:
+        return self._connection.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+
+    def _upsert_sync(self, products: list[Product]) -> UpsertResult:
+        now = time.time()
+        inserted, updated, unchanged, rows = [], [], [], []
+        with self._write() as connection:
+            stored = self._digests(connection, [p.product_id for p in products])
+            for product in products:
+                digest = content_digest(product)
+                if stored.get(product.product_id) == digest:
+                    unchanged.append(product.product_id)
+                    continue
+                (updated if product.product_id in stored else inserted).append(product.product_id)
+                rows.append(_row(replace(product, updated_at=now), digest))
+            if rows:
+                connection.executemany(_UPSERT, rows)
+                self._bump_generation(connection)
+        return UpsertResult(tuple(inserted), tuple(updated), tuple(unchanged))
+
+    def _digests(self, connection: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
+        found = {}
+        for start in range(0, len(ids), _MAX_PARAMS):
+            chunk = ids[start:start + _MAX_PARAMS]
+            found.update(connection.execute(
+                f"SELECT product_id, digest FROM products WHERE product_id IN ({', '.join('?' * len(chunk))})",
+                chunk))
+        return found
+
+    def _get_many_sync(self, ids: list[str], include_embeddings: bool) -> dict[str, Product]:
+        columns = _METADATA_SELECT + (", embedding" if include_embeddings else "")
+        found = {}
+        for start in range(0, len(ids), _MAX_PARAMS):
+            chunk = ids[start:start + _MAX_PARAMS]
+            cursor = self._connection.execute(
+                f"SELECT {columns} FROM products WHERE product_id IN ({', '.join('?' * len(chunk))})", chunk)
+            for row in cursor:
+                product = _product(row)
+                found[product.product_id] = product
+        return found
+
+    def _update_sync(self, product_id: str, changes: dict[str, Any]) -> Product:
+        with self._write() as connection:
+            row = connection.execute(f"SELECT {_METADATA_SELECT}, embedding, digest FROM products "
+                                     "WHERE product_id = ?", (product_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no product with id {product_id!r}")
+            current = _product(row[:-1])
+            changed = replace(current, **changes)
+            digest = content_digest(changed)
+            if digest == row[-1]:
+                return current
+            changed.updated_at = time.time()
+            connection.execute(_UPSERT, _row(changed, digest))
+            self._bump_generation(connection)
+        return changed
+
+    def _delete_sync(self, product_id: str) -> bool:
+        with self._write() as connection:
+            deleted = connection.execute("DELETE FROM products WHERE product_id = ?", (product_id,)).rowcount > 0
+            if deleted:
+                self._bump_generation(connection)
+        return deleted
+
+    async def _read_page(self, after_id: str, limit: int) -> list[Product]:
+        return await self._run(self._read_page_sync, after_id, limit)
+
+    def _read_page_sync(self, after_id: str, limit: int) -> list[Product]:
+        cursor = self._connection.execute(
+            f"SELECT {_METADATA_SELECT}, embedding FROM products WHERE product_id > ? AND embedding IS NOT NULL "
+            "ORDER BY product_id LIMIT ?", (after_id, limit))
+        return [_product(row) for row in cursor]
+
+
+def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves; check_same_thread=False: the connection is created
+    # here but only ever used on the store's single worker thread (this one)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps the file consistent
+        connection.executescript(_SCHEMA)
+    except sqlite3.Error:
+        connection.close()
+        raise
+    return connection
+
+
+def _row(product: Product, digest: str) -> tuple:
+    """Product -> values in _COLUMNS order."""
+    values = {name: getattr(product, name) for name in METADATA_FIELDS}
+    values["tags"] = json.dumps(product.tags, ensure_ascii=False)
+    values["tryon_ready"] = int(product.tryon_ready)
+    embedding = None if product.embedding is None else embedding_to_bytes(product.embedding)
+    return (*values.values(), embedding, digest)
+
+
+def _product(row: tuple) -> Product:
+    """A row of METADATA_FIELDS (+ embedding) -> Product."""
+    values = dict(zip(METADATA_FIELDS, row))
+    values["tags"] = json.loads(values["tags"])
+    values["tryon_ready"] = bool(values["tryon_ready"])
+    if len(row) > len(METADATA_FIELDS) and row[len(METADATA_FIELDS)] is not None:
+        values["embedding"] = embedding_from_bytes(row[len(METADATA_FIELDS)])
+    return Product(**values)
