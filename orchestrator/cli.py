@@ -131,6 +131,23 @@ def _recording_stop_signals():
             signal.signal(sig, handler)
 
 
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="bind address (default: SNAPFIT_HOST or 0.0.0.0)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="HTTP port (default: SNAPFIT_PORT or 8080)")] = None,
+) -> None:
+    """Run the HTTP orchestrator (FastAPI) against a running Triton; settings come from SNAPFIT_* variables."""
+    import uvicorn
+
+    from orchestrator.app import create_app
+    from orchestrator.settings import Settings
+
+    settings = Settings()
+    _setup_logging(False)
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+                log_level="info", timeout_graceful_shutdown=10)
+
+
 @app.command("train-classifier")
 def train_classifier(
     data: Annotated[Path, typer.Argument(help="folder with usable/ and unusable/ subfolders, or a CSV with image,label columns")],

@@ -57,7 +57,7 @@ class ModelGateway:
     async def clip_image(self, images: list[np.ndarray]) -> np.ndarray:
         """images: HxWx3 uint8 RGB each -> Nx512 float32, L2-normalised."""
         batch = await asyncio.to_thread(lambda: np.stack([resize_and_crop(i) for i in images]))
-        return (await self.triton.infer("clip_image", {"image": batch}, ["embeddings"]))["embeddings"]
+        return await self._batched("clip_image", "image", batch, "embeddings")
 
     async def clip_text(self, texts: list[str]) -> np.ndarray:
         """texts -> Nx512 float32, L2-normalised, tokenised inside Triton (clip_text_embed ensemble)."""
@@ -67,5 +67,11 @@ class ModelGateway:
     async def tryon_probability(self, images: list[np.ndarray]) -> np.ndarray:
         """images: HxWx3 uint8 RGB each -> N float32, P(photo usable for try-on)."""
         batch = await asyncio.to_thread(lambda: np.stack([resize_for_classifier(i) for i in images]))
-        out = await self.triton.infer("tryon_classifier", {"image": batch}, ["probabilities"])
-        return out["probabilities"][:, 1]
+        return (await self._batched("tryon_classifier", "image", batch, "probabilities"))[:, 1]
+
+    async def _batched(self, model: str, input_name: str, batch: np.ndarray, output: str) -> np.ndarray:
+        """Splits `batch` into the model's max_batch_size and runs the pieces concurrently (Triton batches them)."""
+        size = max(await self.triton.max_batch_size(model), 1)
+        pieces = [batch[i:i + size] for i in range(0, len(batch), size)]
+        results = await asyncio.gather(*(self.triton.infer(model, {input_name: p}, [output]) for p in pieces))
+        return np.concatenate([r[output] for r in results])

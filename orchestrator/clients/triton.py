@@ -30,6 +30,7 @@ class TritonClient:
     def __init__(self, settings: TritonSettings):
         self.settings = settings
         self._client = grpcclient.InferenceServerClient(settings.grpc_url)
+        self._max_batch_sizes: dict[str, int] = {}
 
     async def close(self) -> None:
         await self._client.close()
@@ -55,6 +56,16 @@ class TritonClient:
                 TRITON_CALL_SECONDS.labels(model=model).observe(time.perf_counter() - started)
             return {name: result.as_numpy(name) for name in outputs}
         raise AssertionError("unreachable")
+
+    async def max_batch_size(self, model: str) -> int:
+        """The model's max_batch_size from its served config (cached); 0 means the model takes no batch axis."""
+        if model not in self._max_batch_sizes:
+            try:
+                config = await self._client.get_model_config(model, as_json=True, client_timeout=5.0)
+            except InferenceServerException as error:
+                raise translate_error(model, error) from None
+            self._max_batch_sizes[model] = int(config["config"].get("max_batch_size", 0))
+        return self._max_batch_sizes[model]
 
     async def models_ready(self, models: Sequence[str]) -> dict[str, bool]:
         """Readiness of each model; every model reads False when the server cannot be reached."""

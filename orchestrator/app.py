@@ -1,0 +1,148 @@
+"""create_app(settings) -> FastAPI. The lifespan builds the Triton client, the store, the index and the services;
+the one exception handler here is the only place that turns our errors into HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from orchestrator.clients.models import SERVED_MODELS, ModelGateway
+from orchestrator.clients.triton import TritonClient
+from orchestrator.errors import PayloadTooLarge, SnapfitError, StoreUnavailable
+from orchestrator.metrics import REQUEST_SECONDS
+from orchestrator.services.embedding_cache import EmbeddingCache
+from orchestrator.services.images import UploadedImages
+from orchestrator.services.search import SearchService
+from orchestrator.services.segment import SegmentService
+from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
+UPLOAD_CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass
+class Services:
+    settings: Settings
+    triton: TritonClient
+    models: ModelGateway
+    images: UploadedImages
+    segment: SegmentService
+    search: SearchService
+    store: object
+    index: object
+    catalog: object
+    imports: object
+
+    async def read_upload(self, file: UploadFile) -> bytes:
+        """The upload's bytes; PayloadTooLarge as soon as it passes the limit (never buffers more)."""
+        limit = self.settings.images.max_upload_bytes
+        chunks, size = [], 0
+        while chunk := await file.read(UPLOAD_CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the upload is larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def readiness(self) -> dict[str, bool]:
+        checks = {f"triton:{m}": ok for m, ok in (await self.triton.models_ready(SERVED_MODELS)).items()}
+        try:
+            await self.store.ping()
+            checks["store"] = True
+        except StoreUnavailable:
+            checks["store"] = False
+        checks["index"] = self.catalog.index_loaded
+        return checks
+
+
+async def build_services(settings: Settings) -> Services:
+    from orchestrator.services.catalog import CatalogService
+    from orchestrator.services.catalog_import import CatalogImporter, CatalogImports
+    from orchestrator.stores.catalog import open_catalog_store
+
+    triton = TritonClient(settings.triton)
+    models = ModelGateway(triton)
+    cache = EmbeddingCache(int(settings.images.embedding_cache_mb * 1024 * 1024))
+    runs = Path(settings.catalog.index_path).parent
+    images = UploadedImages(runs / "uploads", settings.images, cache, models)
+    store = await open_catalog_store(settings.catalog.url)
+    catalog = await CatalogService.open(store, settings)
+    importer = CatalogImporter(catalog, models, settings.catalog.import_batch_size, settings.catalog.tryon_threshold,
+                               settings.images.max_pixels, settings.catalog.fetch_max_bytes)
+    return Services(settings=settings, triton=triton, models=models, images=images,
+                    segment=SegmentService(images, models),
+                    search=SearchService(images, models, catalog.index, store, settings.search),
+                    store=store, index=catalog.index, catalog=catalog, imports=CatalogImports(importer, settings.catalog))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.services = await build_services(settings)
+        try:
+            yield
+        finally:
+            services = app.state.services
+            await services.imports.close()
+            await services.catalog.close()
+            await services.store.close()
+            await services.triton.close()
+
+    app = FastAPI(title="snapfit", version="0.1.0", lifespan=lifespan,
+                  description="Segment garments in a photo, find matching products, manage the catalog.")
+    _install_error_handlers(app)
+    _install_request_metrics(app)
+    from orchestrator.routes import catalog, health, images, products, search
+
+    for module in (health, images, search, products, catalog):
+        app.include_router(module.router)
+    return app
+
+
+def _error_response(status: int, code: str, message: str, retry_after_s: float | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(max(1, round(retry_after_s)))} if retry_after_s else None
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SnapfitError)
+    async def snapfit_error(request: Request, error: SnapfitError) -> JSONResponse:
+        if error.status >= 500:
+            log.warning("%s %s -> %s: %s", request.method, request.url.path, error.code, error.message)
+        return _error_response(error.status, error.code, error.message, error.retry_after_s)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        return _error_response(422, "invalid_input", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        return _error_response(error.status_code, codes.get(error.status_code, "bad_request"), str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error_response(500, "internal", "internal error; see the orchestrator's log")
+
+
+def _install_request_metrics(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        REQUEST_SECONDS.labels(method=request.method, route=getattr(route, "path", "unmatched"),
+                               status=str(response.status_code)).observe(time.perf_counter() - started)
+        return response

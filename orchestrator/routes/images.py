@@ -1,0 +1,31 @@
+"""POST /v1/images (upload a photo) and POST /v1/images/{image_id}/masks (click -> top-3 masks)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, File, UploadFile
+
+from orchestrator import masks as mask_codec
+from orchestrator.routes.deps import services
+from orchestrator.schemas import ErrorBody, ImageUploaded, MaskOut, MasksRequest, MasksResponse
+
+router = APIRouter(prefix="/v1/images", tags=["images"])
+ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 429, 503)}
+
+
+@router.post("", response_model=ImageUploaded, responses=ERRORS,
+             summary="Upload a photo (JPEG, PNG or WebP); returns its id (the sha256 of the bytes)")
+async def upload_image(file: UploadFile = File(...), svc=Depends(services)) -> ImageUploaded:
+    data = await svc.read_upload(file)
+    info = await svc.images.add(data)
+    return ImageUploaded(image_id=info.image_id, width=info.width, height=info.height)
+
+
+@router.post("/{image_id}/masks", response_model=MasksResponse, responses=ERRORS,
+             summary="Segment the garment under the clicked points and/or box: the top 3 masks, best first")
+async def predict_masks(image_id: str, body: MasksRequest, svc=Depends(services)) -> MasksResponse:
+    box = (body.box.x0, body.box.y0, body.box.x1, body.box.y1) if body.box else None
+    scored = await svc.segment.masks(image_id, [(p.x, p.y) for p in body.points], [p.label for p in body.points], box)
+    height, width = scored[0].mask.shape
+    out = [MaskOut(score=m.score, **({"rle": mask_codec.encode_rle(m.mask)} if body.format == "rle"
+                                     else {"png": mask_codec.encode_png(m.mask)})) for m in scored]
+    return MasksResponse(image_id=image_id, width=width, height=height, masks=out)
