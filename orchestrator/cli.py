@@ -190,5 +190,138 @@ def demo(
            model_config_name="cpu", ready_timeout_s=900.0, log_verbose=0)
 
 
+@app.command()
+def up(
+    profile: Annotated[str, typer.Option(help="export profile used when the repository has no models")] = "tiny",
+    repository: Annotated[Path, typer.Option(help="model repository")] = DEFAULT_REPOSITORY,
+    port: Annotated[int, typer.Option(help="orchestrator HTTP port")] = 8080,
+    http_port: Annotated[int, typer.Option("--http-port", help="Triton HTTP port")] = 8000,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="Triton gRPC port")] = 8001,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", help="Triton metrics port")] = 8002,
+    demo_catalog: Annotated[Optional[int], typer.Option(help="generate and import a synthetic catalog of N products")] = None,
+) -> None:
+    """Start Triton and the orchestrator together in the foreground; Ctrl-C / SIGTERM stops both."""
+    import os
+
+    import uvicorn
+
+    from orchestrator.app import create_app
+    from orchestrator.serving.tritonserver import (
+        TritonLaunch, TritonLaunchError, TritonPorts, TritonServer, missing_exports,
+    )
+    from orchestrator.settings import Settings
+
+    _setup_logging(False)
+    missing = missing_exports(repository)
+    if missing:
+        console.print(f"exporting {', '.join(missing)} ({profile} profile) ...")
+        export(profile=profile, repository=repository, only=missing, precision="fp32", sam_variant=None,
+               sam_checkpoint=None, clip_model=None, clip_pretrained=None, classifier_variant=None,
+               classifier_checkpoint=None, seed=0, verbose=False)
+    server = TritonServer(TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port)),
+                          log_path=Path("runs") / "tritonserver.log")
+    Path("runs").mkdir(exist_ok=True)
+    with _recording_stop_signals() as stop_requested:
+        try:
+            server.start()
+            console.print(f"starting tritonserver (pid {server.process.pid}); log in runs/tritonserver.log ...")
+            ready = server.wait_until_ready(900, cancelled=lambda: bool(stop_requested))
+        except TritonLaunchError as error:
+            console.print(f"[bold red]{error}[/]")
+            server.stop()
+            raise typer.Exit(1)
+    if not ready:
+        server.stop()
+        raise typer.Exit(0)
+    os.environ["SNAPFIT_TRITON__GRPC_URL"] = server.grpc_url
+    settings = Settings(port=port)
+    if demo_catalog:
+        _import_demo_catalog_when_ready(settings, demo_catalog)
+    console.print(f"[green]snapfit is up[/]: API http://localhost:{port} (docs at /docs), "
+                  f"Triton gRPC {server.grpc_url}, metrics {server.metrics_url}")
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=port, log_level="warning",
+                    timeout_graceful_shutdown=10)
+    finally:
+        code = server.stop()
+        console.print(f"stopped the orchestrator and tritonserver (exit code {code})")
+
+
+def _import_demo_catalog_when_ready(settings, count: int) -> None:
+    """Generates runs/demo_catalog (once) and imports it through the API as soon as the orchestrator is ready."""
+    import threading
+
+    from orchestrator.catalog.synthetic import generate_catalog
+
+    folder = Path("runs") / "demo_catalog"
+    csv_path = folder / "catalog.csv"
+    if not csv_path.exists():
+        console.print(f"generating a synthetic demo catalog of {count} products in {folder} ...")
+        generate_catalog(folder, count=count)
+    if settings.catalog.image_root is None:
+        settings.catalog.image_root = folder.resolve()
+    threading.Thread(target=_upload_and_follow, args=(f"http://127.0.0.1:{settings.port}", csv_path),
+                     daemon=True).start()
+
+
+@app.command("import")
+def import_catalog(
+    csv_file: Annotated[Path, typer.Argument(help="catalog CSV (id, name, image, link, brand, price, tags, category)")],
+    url: Annotated[str, typer.Option(help="orchestrator base URL")] = "http://localhost:8080",
+    mapping: Annotated[Optional[Path], typer.Option(help="JSON column mapping for other CSV layouts")] = None,
+) -> None:
+    """Import a catalog CSV into a running orchestrator, with a progress bar and a per-row error report."""
+    job = _upload_and_follow(url, csv_file, mapping)
+    if job is None or job["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _upload_and_follow(base_url: str, csv_file: Path, mapping: Path | None = None) -> dict | None:
+    import httpx
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        data = {"base_dir": str(csv_file.resolve().parent)}
+        if mapping:
+            data["mapping"] = mapping.read_text()
+        response = client.post("/v1/catalog/imports", files={"file": (csv_file.name, csv_file.read_bytes())}, data=data)
+        if response.status_code != 202:
+            console.print(f"[bold red]import refused[/]: {response.json().get('error', response.text)}")
+            return None
+        job = response.json()
+        with Progress(TextColumn("importing {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]:.1f} rows/s"), TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task("import", total=job["total_rows"], name=csv_file.name, rate=0.0)
+            while job["status"] in ("queued", "running"):
+                time.sleep(0.5)
+                job = client.get(f"/v1/catalog/imports/{job['job_id']}").json()
+                bar.update(task, completed=job["processed_rows"], rate=job["rows_per_second"])
+    console.print(f"import {job['status']}: {job['inserted']} inserted, {job['updated']} updated, "
+                  f"{job['unchanged']} unchanged, {job['failed']} failed")
+    for error in job["errors"][:20]:
+        console.print(f"  line {error['line']} ({error['product_id']}): {error['message']}")
+    return job
+
+
+@app.command("generate-catalog")
+def generate_demo_catalog(
+    out_dir: Annotated[Path, typer.Argument(help="folder for images/ and catalog.csv")] = Path("runs/demo_catalog"),
+    count: Annotated[int, typer.Option(help="number of rows")] = 1000,
+    seed: int = 0,
+) -> None:
+    """Write a synthetic catalog (rendered product photos + non-product photos + CSV in the crawl's layout)."""
+    from orchestrator.catalog.synthetic import generate_catalog
+
+    console.print(f"wrote {generate_catalog(out_dir, count=count, seed=seed)}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
