@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import onnxruntime as ort
@@ -26,13 +26,16 @@ def publish(
     report: ParityReport,
     measure: MeasureParity,
     export_started: float,
+    calibration: Sequence[precision.Feeds] | None = None,
 ) -> ParityReport:
     """Turns a staged fp32 export into `<repository>/<model>/1/model.onnx` plus `parity.json`.
 
     `measure(session, report)` runs the candidate (of the requested precision) next to torch and adds
     metrics to `report`; nothing is installed unless every metric passes its threshold.
+    `calibration`: input batches for static int8 quantisation (see `precision.convert`); ignored by other precisions.
     """
-    candidate = precision.convert(fp32_path, request.precision, fp32_path.with_name(f"model.{request.precision.value}.onnx"))
+    out_path = fp32_path.with_name(f"model.{request.precision.value}.onnx")
+    candidate = precision.convert(fp32_path, request.precision, out_path, calibration)
     level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if request.precision is precision.Precision.fp16 and "CUDAExecutionProvider" not in ort.get_available_providers():
         # ORT 1.32's CPU layout optimisations segfault on fp16 transformer graphs; GPUs run them at ALL.

@@ -6,12 +6,13 @@ import copy
 import json
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 import export.classifier as classifier
 from export.classifier import PROBABILITY_TOLERANCE, export_classifier, torch_classifier
-from export.classifier_model import build_network
+from export.classifier_model import build_network, synthetic_photos
 from export.errors import ExportError, ExportParityError
 from export.onnx_io import open_session, run_session
 from export.precision import Precision
@@ -34,6 +35,10 @@ def new_photos(count: int, seed: int) -> np.ndarray:
         base = np.stack([np.sin(xx / rng.uniform(10, 60) + c) * np.cos(yy / rng.uniform(10, 60)) for c in range(3)], -1)
         photos.append(resize_for_classifier((base * 120 + 128).clip(0, 255).astype(np.uint8)))
     return np.stack(photos)
+
+
+def weight_bytes(graph: onnx.GraphProto) -> int:
+    return sum(onnx.numpy_helper.to_array(t).nbytes for t in graph.initializer)
 
 
 def test_export_writes_model_and_passing_parity_json(tmp_path):
@@ -80,6 +85,31 @@ def test_reduced_precision_variants_export_with_their_own_thresholds(tmp_path, p
     diff = saved["metrics"]["probabilities_max_abs_diff"]
     assert diff["threshold"] == PROBABILITY_TOLERANCE[precision] and 0 < diff["value"] <= diff["threshold"]
     assert report.metrics["decision_agreement"].value == 1.0
+
+
+def test_int8_is_static_qdq_calibrated_on_other_photos_than_the_parity_ones(tmp_path):
+    fp32_request = tiny_request(tmp_path / "fp32")
+    export_classifier(fp32_request)
+    request = tiny_request(tmp_path / "int8", precision=Precision.int8)
+    report = export_classifier(request)
+
+    model_path = request.version_dir("tryon_classifier") / "model.onnx"
+    graph = onnx.load(str(model_path)).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
+    # the uint8 image goes straight into the in-graph Cast, and the probabilities leave Softmax in fp32
+    assert [i.type.tensor_type.elem_type for i in graph.input] == [onnx.TensorProto.UINT8]
+    assert [n.op_type for n in graph.node if "image" in n.input] == ["Cast"]
+    assert [n.op_type for n in graph.node if "probabilities" in n.output] == ["Softmax"]
+    # weights only: on a model this small the QDQ nodes and their names outweigh the 4x smaller weights
+    fp32_graph = onnx.load(str(fp32_request.version_dir("tryon_classifier") / "model.onnx")).graph
+    assert weight_bytes(graph) < weight_bytes(fp32_graph) / 2
+    assert report.passed and report.metrics["decision_agreement"].value == 1.0
+    feeds = classifier.calibration_feeds(request)
+    calibration = np.concatenate([f["image"] for f in feeds])
+    assert calibration.shape == (classifier.CALIBRATION_IMAGES, 384, 384, 3) and calibration.dtype == np.uint8
+    parity = synthetic_photos(classifier.PARITY_IMAGES, seed=request.seed + 1)
+    assert not any((calibration == photo).all(axis=(1, 2, 3)).any() for photo in parity)
+    assert classifier.calibration_feeds(tiny_request(tmp_path / "fp16", precision=Precision.fp16)) is None
 
 
 def test_a_perturbed_export_fails_parity_and_installs_nothing(tmp_path, monkeypatch):

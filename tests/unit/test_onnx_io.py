@@ -20,6 +20,19 @@ class TwoLayer(torch.nn.Module):
         return self.net(x)
 
 
+class SmallConvNet(torch.nn.Module):
+    """Bx3x32x32 float32 in, Bx4 float32 softmax out: the op mix of a convnet classifier, ~20k weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            torch.nn.SiLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(64, 4))
+
+    def forward(self, x):
+        return torch.softmax(self.features(x), dim=1)
+
+
 def exported(tmp_path, monkeypatch=None, external=False):
     if external:  # pretend the model is over protobuf's 2 GB limit
         monkeypatch.setattr(onnx_io, "EXTERNAL_DATA_THRESHOLD_BYTES", 0)
@@ -76,3 +89,35 @@ def test_reduced_precision_variants_keep_the_io_types_and_stay_close(tmp_path, p
 def test_fp32_conversion_is_the_file_itself(tmp_path):
     _, staged = exported(tmp_path)
     assert convert(staged, Precision.fp32, tmp_path / "unused.onnx") == staged
+
+
+def op_types(path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def test_int8_with_calibration_is_static_qdq_that_keeps_io_types_and_stays_close(tmp_path):
+    torch.manual_seed(0)
+    module = SmallConvNet().eval()
+    staged = onnx_io.export_module(module, (torch.randn(2, 3, 32, 32),), tmp_path / "stage" / "model.onnx",
+                                   ["pixels"], ["probabilities"], {"pixels": {0: "batch"}, "probabilities": {0: "batch"}})
+    rng = np.random.default_rng(3)
+    calibration = [{"pixels": rng.standard_normal((4, 3, 32, 32)).astype(np.float32)} for _ in range(4)]
+
+    variant = convert(staged, Precision.int8, tmp_path / "model.int8.onnx", calibration)
+
+    assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(variant)
+    assert variant.stat().st_size < staged.stat().st_size / 2
+    graph = onnx.load(str(variant)).graph
+    assert [i.type.tensor_type.elem_type for i in graph.input] == [onnx.TensorProto.FLOAT]
+    assert [o.type.tensor_type.elem_type for o in graph.output] == [onnx.TensorProto.FLOAT]
+    assert [n.op_type for n in graph.node if "probabilities" in n.output] == ["Softmax"]  # not snapped to int8
+    x = rng.standard_normal((5, 3, 32, 32)).astype(np.float32)
+    session, _ = onnx_io.open_session(variant)
+    got = onnx_io.run_session(session, {"pixels": x})["probabilities"]
+    np.testing.assert_allclose(got, module(torch.from_numpy(x)).detach().numpy(), atol=0.02)
+
+
+def test_int8_without_calibration_stays_dynamic(tmp_path):
+    _, staged = exported(tmp_path)
+    variant = convert(staged, Precision.int8, tmp_path / "model.int8.onnx")
+    assert "QuantizeLinear" not in op_types(variant) and "DynamicQuantizeLinear" in op_types(variant)
