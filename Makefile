@@ -45,8 +45,8 @@ export: env  ## export every model (PROFILE=base|tiny) into REPOSITORY
 triton: env  ## serve REPOSITORY with the CPU configs
 	$(VENV)/bin/snapfit triton --repository $(REPOSITORY)
 
-demo: env  ## export the full-size models and start the stack
-	$(VENV)/bin/snapfit demo --profile $(PROFILE)
+demo: env  ## export the full-size models, start Triton + the API, import a demo catalog
+	$(VENV)/bin/snapfit up --profile $(PROFILE) --demo-catalog 1000
 
 test: env  ## run the whole test suite (everything but GPU tests)
 	$(VENV)/bin/python -m pytest

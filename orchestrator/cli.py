@@ -170,27 +170,6 @@ def train_classifier(
 
 
 @app.command()
-def demo(
-    profile: Annotated[str, typer.Option(help="base (full-size) or tiny")] = "base",
-    repository: Annotated[Path, typer.Option(help="model repository")] = DEFAULT_REPOSITORY,
-    http_port: Annotated[int, typer.Option("--http-port")] = 8000,
-    grpc_port: Annotated[int, typer.Option("--grpc-port")] = 8001,
-    metrics_port: Annotated[int, typer.Option("--metrics-port")] = 8002,
-) -> None:
-    """Export any model not yet exported, then serve them all with Triton until Ctrl-C."""
-    from orchestrator.serving.tritonserver import missing_exports
-
-    missing = missing_exports(repository)
-    if missing:
-        console.print(f"exporting {', '.join(missing)} ({profile} profile) ...")
-        export(profile=profile, repository=repository, only=missing, precision="fp32", sam_variant=None,
-               sam_checkpoint=None, clip_model=None, clip_pretrained=None, classifier_variant=None,
-               classifier_checkpoint=None, seed=0, verbose=False)
-    triton(repository=repository, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
-           model_config_name="cpu", ready_timeout_s=900.0, log_verbose=0)
-
-
-@app.command()
 def up(
     profile: Annotated[str, typer.Option(help="export profile used when the repository has no models")] = "tiny",
     repository: Annotated[Path, typer.Option(help="model repository")] = DEFAULT_REPOSITORY,

@@ -29,7 +29,7 @@ def test_export_fails_cleanly_when_a_checkpoint_is_missing(tmp_path):
     assert not (tmp_path / "repo" / "sam_encoder" / "1" / "model.onnx").exists()
 
 
-@pytest.mark.parametrize("command", ["export", "triton", "train-classifier", "demo"])
+@pytest.mark.parametrize("command", ["export", "triton", "serve", "up", "import", "generate-catalog", "train-classifier"])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
