@@ -154,8 +154,6 @@ class TritonServer:
         deadline = time.monotonic() + timeout_s
         url = f"http://{self.http_url}/v2/health/ready"
         while time.monotonic() < deadline:
-            if cancelled():
-                return False
             if self.process.poll() is not None:
                 raise TritonLaunchError(f"tritonserver exited with code {self.process.returncode} before it was "
                                         f"ready{self._log_hint()}")
@@ -165,6 +163,8 @@ class TritonServer:
                         return True
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
+            if cancelled():  # checked after the poll, so a server that is already ready is reported as such
+                return False
             time.sleep(0.5)
         self.stop()
         raise TritonLaunchError(f"tritonserver was not ready after {timeout_s:.0f} s{self._log_hint()}")

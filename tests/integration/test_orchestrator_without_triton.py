@@ -1,0 +1,46 @@
+"""With Triton down the orchestrator still answers: 503 with Retry-After and our error body, never a 500."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from orchestrator.app import create_app
+from orchestrator.settings import CatalogSettings, Settings, TritonSettings
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def client(tmp_path):
+    settings = Settings(triton=TritonSettings(grpc_url=f"127.0.0.1:{free_port()}", timeout_s=2, retries=1,
+                                              retry_backoff_s=0.01),
+                        catalog=CatalogSettings(url=f"sqlite:///{tmp_path / 'catalog.db'}",
+                                                index_path=tmp_path / "index"))
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            yield http
+
+
+async def test_text_search_with_triton_down_is_503_with_retry_after(client):
+    response = await client.get("/v1/search", params={"q": "black dress"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert response.json()["error"]["code"] == "model_unavailable"
+
+
+async def test_readiness_reports_triton_down_but_liveness_stays_ok(client):
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["store"] is True
+    assert not any(v for k, v in ready.json()["checks"].items() if k.startswith("triton:"))
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_metrics_count_the_failed_triton_calls(client):
+    await client.get("/v1/search", params={"q": "shirt"})
+    text = (await client.get("/metrics")).text
+    assert 'snapfit_triton_errors_total{code="model_unavailable",model="clip_text_embed"}' in text
