@@ -257,6 +257,16 @@ def import_catalog(
 
 def _upload_and_follow(base_url: str, csv_file: Path, mapping: Path | None = None) -> dict | None:
     import httpx
+
+    try:
+        return _upload_and_follow_unchecked(base_url, csv_file, mapping)
+    except httpx.HTTPError as error:
+        console.print(f"[bold red]lost contact with the orchestrator at {base_url}[/]: {error}")
+        return None
+
+
+def _upload_and_follow_unchecked(base_url: str, csv_file: Path, mapping: Path | None) -> dict | None:
+    import httpx
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with httpx.Client(base_url=base_url, timeout=60) as client:

@@ -41,3 +41,16 @@ def test_triton_refuses_an_unexported_repository(tmp_path):
     result = runner.invoke(app, ["triton", "--repository", str(tmp_path)])
     assert result.exit_code == 1
     assert "snapfit export" in " ".join(result.output.split())
+
+
+def test_import_against_an_unreachable_orchestrator_fails_cleanly(tmp_path, monkeypatch):
+    import orchestrator.cli as cli
+    from tests.conftest import free_port
+
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    monkeypatch.setattr(cli.time, "monotonic", iter(range(0, 10_000, 700)).__next__)  # the wait deadline passes
+    csv_file = tmp_path / "catalog.csv"
+    csv_file.write_text("id,name,image\n1,shirt,a.jpg\n")
+    result = runner.invoke(app, ["import", str(csv_file), "--url", f"http://127.0.0.1:{free_port()}"])
+    assert result.exit_code == 1
+    assert "lost contact with the orchestrator" in " ".join(result.output.split())
