@@ -15,7 +15,6 @@ from typing import Any
 import faiss
 
 from orchestrator.domain import Product
-from orchestrator.errors import NotFound
 from orchestrator.index import FaissIndex, IndexFileError
 from orchestrator.metrics import INDEX_VECTORS
 from orchestrator.settings import Settings
@@ -91,9 +90,8 @@ class CatalogService:
         return product
 
     async def delete(self, product_id: str) -> bool:
+        """True when the product existed. The vector leaves the index before the store, so no search sees it."""
         async with self._write_lock:
-            if await self.store.get(product_id) is None:
-                raise NotFound(f"no product {product_id!r}")
             await asyncio.to_thread(self.index.remove, [product_id])
             deleted = await self.store.delete(product_id)
             INDEX_VECTORS.set(len(self.index))
