@@ -20,12 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from export.registry import EXPORTERS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO_ROOT / ".tools"
 PYTRITON_VERSION = "0.7.0"
 SERVER_ROOT = TOOLS_DIR / f"pytriton-{PYTRITON_VERSION}" / "pytriton" / "tritonserver"
 RUNNER_SOURCE = Path(__file__).resolve().parent / "backends" / "onnxruntime_cpu" / "model.py"
-ONNX_MODELS = ("sam_encoder", "sam_decoder", "clip_image", "clip_text", "tryon_classifier")
+ONNX_MODELS = tuple(EXPORTERS)  # every model `snapfit export` writes a model.onnx for
 
 
 class TritonLaunchError(RuntimeError):

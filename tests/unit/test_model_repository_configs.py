@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from tritonclient.grpc import model_config_pb2
 
+from export.registry import EXPORTERS
 from export.repository import SOURCE_REPOSITORY, config_files, load_config
 
-ONNX_MODELS = ["sam_encoder", "sam_decoder", "clip_image", "clip_text", "tryon_classifier"]
+ONNX_MODELS = list(EXPORTERS)
 ALL_MODELS = ONNX_MODELS + ["clip_tokenizer", "clip_text_embed"]
 
 
