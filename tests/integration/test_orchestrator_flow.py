@@ -1,13 +1,9 @@
-"""The orchestrator over real HTTP, on a real tritonserver (tiny models), with the embedded store and FAISS."""
+"""The orchestrator over real HTTP, on a real tritonserver (tiny models), on each store (SQLite, mongomock, and
+MongoDB when MONGODB_URI is set) with FAISS."""
 
 from __future__ import annotations
 
 import io
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +12,9 @@ import pytest
 from PIL import Image
 
 from orchestrator.catalog.synthetic import generate_catalog
-from tests.conftest import free_port
+from tests.integration.orchestrator_process import (
+    STORES, running_orchestrator, skip_without_server, wait_for_import,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -26,45 +24,13 @@ def demo_catalog(tmp_path_factory) -> Path:
     return generate_catalog(tmp_path_factory.mktemp("catalog"), count=120, seed=3)
 
 
-@pytest.fixture(scope="module")
-def orchestrator(triton_server, demo_catalog, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    port = free_port()
-    env = dict(os.environ, SNAPFIT_TRITON__GRPC_URL=triton_server.grpc_url,
-               SNAPFIT_CATALOG__URL=f"sqlite:///{runs / 'catalog.db'}", SNAPFIT_CATALOG__INDEX_PATH=str(runs / "index"),
-               SNAPFIT_CATALOG__IMAGE_ROOT=str(demo_catalog.parent), SNAPFIT_HOST="127.0.0.1")
-    log = open(runs / "orchestrator.log", "wb")
-    process = subprocess.Popen([str(Path(sys.executable).with_name("snapfit")), "serve", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (runs / "orchestrator.log").read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+@pytest.fixture(scope="module", params=STORES)
+def orchestrator(request, triton_server, demo_catalog, tmp_path_factory):
+    """(base URL, catalog CSV): one orchestrator per store, each on its own empty store and index."""
+    skip_without_server(request.param)
+    runs = tmp_path_factory.mktemp(f"runs_{request.param}")
+    with running_orchestrator(triton_server.grpc_url, runs, demo_catalog.parent, request.param) as base:
         yield base, demo_catalog
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-def wait_for_import(client: httpx.Client, job_id: str, timeout_s: float = 300) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/catalog/imports/{job_id}").json()
-        if job["status"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"import {job_id} did not finish")
 
 
 def photo_bytes() -> bytes:

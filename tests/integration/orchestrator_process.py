@@ -1,0 +1,89 @@
+"""`snapfit serve` as a subprocess on a free port, for tests over real HTTP; stopped by PID, never by name."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+
+STORES = ("sqlite", "mongomock", "mongodb")
+
+
+def store_url(store: str, runs: Path) -> str:
+    """store: "sqlite" (a file under runs), "mongomock" (in-process in the orchestrator) or "mongodb" (the server
+    at $MONGODB_URI, in a database named after `runs`; the caller skips when MONGODB_URI is unset)."""
+    if store == "sqlite":
+        return f"sqlite:///{runs / 'catalog.db'}"
+    if store == "mongomock":
+        return f"mongomock://localhost/{runs.name}"
+    parts = urlsplit(os.environ["MONGODB_URI"])
+    return urlunsplit(parts._replace(path=f"/snapfit_test_{runs.name}"))
+
+
+def skip_without_server(store: str) -> None:
+    if store == "mongodb" and not os.environ.get("MONGODB_URI"):
+        pytest.skip("set MONGODB_URI to run against a real MongoDB")
+
+
+@contextmanager
+def running_orchestrator(grpc_url: str, runs: Path, image_root: Path, store: str = "sqlite",
+                         extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """Starts the orchestrator, waits for /healthz, yields its base URL, then SIGTERMs exactly that process."""
+    port = free_port()
+    env = dict(os.environ, SNAPFIT_TRITON__GRPC_URL=grpc_url, SNAPFIT_CATALOG__URL=store_url(store, runs),
+               SNAPFIT_CATALOG__INDEX_PATH=str(runs / "index"), SNAPFIT_CATALOG__IMAGE_ROOT=str(image_root),
+               SNAPFIT_HOST="127.0.0.1", **(extra_env or {}))
+    log_path = runs / "orchestrator.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(Path(sys.executable).with_name("snapfit")), "serve", "--port", str(port)],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, "orchestrator did not answer /healthz in 120 s"
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.3)
+            yield base
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if store == "mongodb":
+                _drop_database(env["SNAPFIT_CATALOG__URL"])
+
+
+def _drop_database(url: str) -> None:
+    import pymongo
+
+    with pymongo.MongoClient(url, serverSelectionTimeoutMS=5000) as client:
+        client.drop_database(urlsplit(url).path.strip("/"))
+
+
+def wait_for_import(client: httpx.Client, job_id: str, timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/catalog/imports/{job_id}").json()
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"import {job_id} did not finish")
