@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,14 +38,21 @@ def skip_without_server(store: str) -> None:
         pytest.skip("set MONGODB_URI to run against a real MongoDB")
 
 
+@dataclass
+class OrchestratorProcess:
+    base: str  # http://127.0.0.1:PORT
+    process: subprocess.Popen
+
+
 @contextmanager
 def running_orchestrator(grpc_url: str, runs: Path, image_root: Path, store: str = "sqlite",
-                         extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """Starts the orchestrator, waits for /healthz, yields its base URL, then SIGTERMs exactly that process."""
+                         extra_env: dict[str, str] | None = None) -> Iterator[OrchestratorProcess]:
+    """Starts the orchestrator, waits for /healthz, yields it, then SIGTERMs exactly that process (if still alive)."""
     port = free_port()
     env = dict(os.environ, SNAPFIT_TRITON__GRPC_URL=grpc_url, SNAPFIT_CATALOG__URL=store_url(store, runs),
                SNAPFIT_CATALOG__INDEX_PATH=str(runs / "index"), SNAPFIT_CATALOG__IMAGE_ROOT=str(image_root),
                SNAPFIT_HOST="127.0.0.1", **(extra_env or {}))
+    runs.mkdir(parents=True, exist_ok=True)
     log_path = runs / "orchestrator.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([str(Path(sys.executable).with_name("snapfit")), "serve", "--port", str(port)],
@@ -60,9 +68,10 @@ def running_orchestrator(grpc_url: str, runs: Path, image_root: Path, store: str
                         break
                 except httpx.HTTPError:
                     time.sleep(0.3)
-            yield base
+            yield OrchestratorProcess(base, process)
         finally:
-            process.send_signal(signal.SIGTERM)
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -29,8 +29,8 @@ def orchestrator(request, triton_server, demo_catalog, tmp_path_factory):
     """(base URL, catalog CSV): one orchestrator per store, each on its own empty store and index."""
     skip_without_server(request.param)
     runs = tmp_path_factory.mktemp(f"runs_{request.param}")
-    with running_orchestrator(triton_server.grpc_url, runs, demo_catalog.parent, request.param) as base:
-        yield base, demo_catalog
+    with running_orchestrator(triton_server.grpc_url, runs, demo_catalog.parent, request.param) as running:
+        yield running.base, demo_catalog
 
 
 def photo_bytes() -> bytes:

@@ -28,7 +28,8 @@ def api_tour_block() -> str:
 def test_readme_api_tour_runs_as_written(triton_server, tmp_path):
     catalog_csv = generate_catalog(tmp_path / "runs" / "demo_catalog", count=40, seed=0)
     assert (catalog_csv.parent / "images" / "SF-000002.jpg").exists(), "the tour uploads this photo"
-    with running_orchestrator(triton_server.grpc_url, tmp_path / "runs", catalog_csv.parent) as base:
+    with running_orchestrator(triton_server.grpc_url, tmp_path / "runs", catalog_csv.parent) as running:
+        base = running.base
         with httpx.Client(base_url=base, timeout=60) as client:  # what `make demo` does before the tour
             started = client.post("/v1/catalog/imports", files={"file": ("catalog.csv", catalog_csv.read_bytes())},
                                   data={"base_dir": str(catalog_csv.parent)})
