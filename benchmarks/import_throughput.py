@@ -1,0 +1,98 @@
+"""Catalog import throughput next to the raw throughput of the models it runs, on one Triton, in one run.
+
+    python -m benchmarks.import_throughput --grpc-url localhost:8001 --rows 160
+
+Generates a synthetic catalog, then measures on the same images and the same server:
+  clip_image alone        the CLIP image tower through Triton (ModelGateway.clip_image, import batch size)
+  tryon_classifier alone  the try-on classifier the same way
+  both models             classifier then CLIP per batch: the ceiling an import can reach
+  import                  the whole pipeline (CSV -> files -> decode -> both models -> SQLite -> FAISS), measured
+                          by the job itself from start to finish, through the in-process API
+and prints rows (images) per second with the import's share of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+
+def _decoded_images(catalog_csv: Path) -> list[np.ndarray]:
+    from orchestrator.catalog import parse_catalog_csv
+    from orchestrator.images import decode_image
+
+    rows, errors = parse_catalog_csv(catalog_csv.read_bytes(), None, base_dir=catalog_csv.parent)
+    assert not errors, errors
+    return [decode_image(Path(row.image).read_bytes(), 50_000_000, 50_000_000) for row in rows]
+
+
+async def _images_per_second(call, images: list[np.ndarray], batch_size: int) -> float:
+    await call(images[:batch_size])  # warm-up
+    started = time.perf_counter()
+    for start in range(0, len(images), batch_size):
+        await call(images[start:start + batch_size])
+    return len(images) / (time.perf_counter() - started)
+
+
+async def measure(grpc_url: str, rows: int, batch_size: int, workdir: Path) -> dict:
+    from orchestrator.app import create_app
+    from orchestrator.catalog.synthetic import generate_catalog
+    from orchestrator.settings import CatalogSettings, Settings, TritonSettings
+
+    catalog_csv = generate_catalog(workdir / "catalog", count=rows, seed=1)
+    settings = Settings(triton=TritonSettings(grpc_url=grpc_url, timeout_s=600),
+                        catalog=CatalogSettings(url=f"sqlite:///{workdir / 'catalog.db'}", index_path=workdir / "index",
+                                                image_root=catalog_csv.parent, import_batch_size=batch_size))
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        models = app.state.services.models
+        images = await asyncio.to_thread(_decoded_images, catalog_csv)
+
+        async def both(batch):
+            await models.tryon_probability(batch)
+            await models.clip_image(batch)
+
+        result = {"rows": rows, "batch_size": batch_size,
+                  "clip_image_per_s": await _images_per_second(models.clip_image, images, batch_size),
+                  "classifier_per_s": await _images_per_second(models.tryon_probability, images, batch_size),
+                  "both_models_per_s": await _images_per_second(both, images, batch_size)}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
+                                     timeout=600) as client:
+            started = await client.post("/v1/catalog/imports", files={"file": ("c.csv", catalog_csv.read_bytes())},
+                                        data={"base_dir": str(catalog_csv.parent)})
+            job_id = started.json()["job_id"]
+            while (job := (await client.get(f"/v1/catalog/imports/{job_id}")).json())["status"] in ("queued", "running"):
+                await asyncio.sleep(0.2)
+        if job["status"] != "succeeded" or job["failed"]:
+            raise RuntimeError(f"the import did not succeed cleanly: {job}")
+        result["import_rows_per_s"] = job["rows_per_second"]
+    result["import_over_clip"] = result["import_rows_per_s"] / result["clip_image_per_s"]
+    result["import_over_both_models"] = result["import_rows_per_s"] / result["both_models_per_s"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grpc-url", default="localhost:8001", help="Triton gRPC address serving the models")
+    parser.add_argument("--rows", type=int, default=160, help="synthetic catalog rows (= images per measurement)")
+    parser.add_argument("--batch-size", type=int, default=32, help="import batch size (SNAPFIT_CATALOG__IMPORT_BATCH_SIZE)")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir:
+        result = asyncio.run(measure(args.grpc_url, args.rows, args.batch_size, Path(workdir)))
+    for key, value in result.items():
+        print(f"{key:>24}  {value:.3f}" if isinstance(value, float) else f"{key:>24}  {value}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
