@@ -15,9 +15,12 @@ from export.precision import Precision
 from export.registry import EXPORTERS, resolve
 from export.repository import SOURCE_REPOSITORY, copy_configs
 from export.request import PROFILES, ExportRequest
+from export.tryon_weights import TRYON_MODEL, ensure_tryon_weights
 
 # Upper bound of step() calls per exporter, so the bar moves smoothly; it is completed at the end anyway.
 STEPS_PER_MODEL = 5
+# the ONNX models, then the try-on model's PyTorch weights
+ALL_MODELS = (*EXPORTERS, TRYON_MODEL)
 
 
 def export_models(profile: str, repository: Path, only: list[str] | None = None, precision: str = "fp32",
@@ -29,9 +32,9 @@ def export_models(profile: str, repository: Path, only: list[str] | None = None,
         precision_value = Precision(precision)
     except ValueError:
         raise ExportError(f"unknown precision {precision!r}; choose fp32, fp16 or int8") from None
-    unknown = sorted(set(only or []) - set(EXPORTERS))
+    unknown = sorted(set(only or []) - set(ALL_MODELS))
     if unknown:
-        raise ExportError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(EXPORTERS)}")
+        raise ExportError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(ALL_MODELS)}")
     repository = Path(repository)
     if repository.resolve() != SOURCE_REPOSITORY.resolve():
         copy_configs(repository)
@@ -51,6 +54,10 @@ def export_models(profile: str, repository: Path, only: list[str] | None = None,
             progress.update(task, completed=STEPS_PER_MODEL,
                             description=f"done in {time.perf_counter() - started:.1f} s")
             reports.append(report)
+        if not only or TRYON_MODEL in only:
+            task = progress.add_task("starting", total=3, model=TRYON_MODEL)
+            ensure_tryon_weights(repository, profile,
+                                 lambda description: progress.update(task, description=description, advance=1))
     return reports
 
 

@@ -3,12 +3,14 @@ the one exception handler here is the only place that turns our errors into HTTP
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,12 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.clients.models import SERVED_MODELS, ModelGateway
 from orchestrator.clients.triton import TritonClient
-from orchestrator.errors import PayloadTooLarge, SnapfitError, StoreUnavailable
+from orchestrator.errors import BadRequest, PayloadTooLarge, SnapfitError, StoreUnavailable
 from orchestrator.metrics import REQUEST_SECONDS
 from orchestrator.services.embedding_cache import EmbeddingCache
 from orchestrator.services.images import UploadedImages
 from orchestrator.services.search import SearchService
 from orchestrator.services.segment import SegmentService
+from orchestrator.services.tryon import TryOnService
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ class Services:
     index: object
     catalog: object
     imports: object
+    tryon: object
 
     async def read_upload(self, file: UploadFile) -> bytes:
         """The upload's bytes; PayloadTooLarge as soon as it passes the limit (never buffers more)."""
@@ -77,10 +81,35 @@ async def build_services(settings: Settings) -> Services:
     catalog = await CatalogService.open(store, settings)
     importer = CatalogImporter(catalog, models, settings.catalog.import_batch_size, settings.catalog.tryon_threshold,
                                settings.images.max_pixels, settings.catalog.fetch_max_bytes)
+    tryon = TryOnService(models, store, _garment_loader(settings), settings.tryon)
     return Services(settings=settings, triton=triton, models=models, images=images,
                     segment=SegmentService(images, models),
                     search=SearchService(images, models, catalog.index, store, settings.search),
-                    store=store, index=catalog.index, catalog=catalog, imports=CatalogImports(importer, settings.catalog))
+                    store=store, index=catalog.index, catalog=catalog, imports=CatalogImports(importer, settings.catalog),
+                    tryon=tryon)
+
+
+def _garment_loader(settings: Settings):
+    """async (Product) -> uint8 [H, W, 3]: the product photo, read under the same rules as an import."""
+    from orchestrator.catalog import ImageLoader
+    from orchestrator.images import decode_image
+
+    catalog = settings.catalog
+
+    async def load(product) -> np.ndarray:
+        root = catalog.image_root
+        async with ImageLoader(max_bytes=catalog.fetch_max_bytes, timeout_s=catalog.fetch_timeout_s,
+                               allow_local_files=root is not None, allowed_root=root,
+                               allow_private_networks=catalog.allow_private_networks) as loader:
+            try:
+                data = await loader.load(product.image)
+            except SnapfitError:
+                raise
+            except Exception as error:  # noqa: BLE001 - fetch failures of a stored product's photo
+                raise BadRequest(f"the photo of product {product.product_id} cannot be loaded: {error}") from None
+        return await asyncio.to_thread(decode_image, data, catalog.fetch_max_bytes, settings.images.max_pixels)
+
+    return load
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -94,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             services = app.state.services
             await services.imports.close()
+            await services.tryon.close()
             await services.catalog.close()
             await services.store.close()
             await services.triton.close()
@@ -102,9 +132,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Segment garments in a photo, find matching products, manage the catalog.")
     _install_error_handlers(app)
     _install_request_metrics(app)
-    from orchestrator.routes import catalog, health, images, products, search
+    from orchestrator.routes import catalog, health, images, products, search, tryon
 
-    for module in (health, images, search, products, catalog):
+    for module in (health, images, search, products, catalog, tryon):
         app.include_router(module.router)
     return app
 

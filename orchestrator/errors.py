@@ -47,8 +47,27 @@ class InvalidInput(SnapfitError):
     code = "invalid_input"
 
 
+class PersonNotFound(InvalidInput):
+    """The try-on photo shows no person whose body can be dressed (no pose detected)."""
+
+    code = "person_not_found"
+
+
+class NotTryOnReady(InvalidInput):
+    """The product's photo was classified as unusable for try-on; the caller may force it."""
+
+    code = "not_tryon_ready"
+
+
+class Conflict(SnapfitError):
+    """The resource is not in a state that allows this (e.g. the result of an unfinished job)."""
+
+    status = 409
+    code = "conflict"
+
+
 class Overloaded(SnapfitError):
-    """Triton's queue for a model is full; the client should retry later."""
+    """A queue is full (Triton's for a model, or the orchestrator's try-on queue); retry later."""
 
     status = 429
     code = "overloaded"

@@ -16,3 +16,9 @@ EMBEDDING_CACHE_BYTES = Gauge("snapfit_embedding_cache_bytes", "bytes held by th
 INDEX_VECTORS = Gauge("snapfit_index_vectors", "vectors in the FAISS index")
 IMPORT_ROWS = Counter("snapfit_import_rows_total", "catalog rows processed by imports, by outcome",
                       ["outcome"])  # inserted | updated | unchanged | failed
+TRYON_SECONDS = Histogram("snapfit_tryon_duration_seconds", "try-on jobs from start to result, by outcome",
+                          ["outcome"], buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200))
+TRYON_QUEUE = Gauge("snapfit_tryon_queue_length", "try-on jobs waiting for a free slot")
+TRYON_RUNNING = Gauge("snapfit_tryon_running", "try-on jobs running now")
+TRYON_STEPS_PER_SECOND = Histogram("snapfit_tryon_steps_per_second", "denoising steps per second of each try-on",
+                                   buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100))

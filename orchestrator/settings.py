@@ -45,6 +45,19 @@ class CatalogSettings(BaseModel):
     image_root: Path | None = Field(None, description="local image paths must lie under this folder when set")
 
 
+class TryOnSettings(BaseModel):
+    max_running: int = Field(1, ge=1, description="try-ons running at once (one per GPU serving ladi_vton)")
+    max_queued: int = Field(4, ge=0, description="try-ons waiting beyond those; more get 429")
+    default_steps: int = Field(50, ge=1, le=500)
+    default_guidance: float = Field(7.5, ge=0, le=30)
+    default_scheduler: str = Field("ddim", pattern="^(ddim|dpmpp)$")
+    timeout_s: float = Field(1800.0, gt=0, description="deadline of one try-on stream in Triton")
+    frame_height: int = Field(512, ge=64, description="person frame sent to the model (its aspect, 4:3 tall)")
+    frame_width: int = Field(384, ge=48)
+    sam_garment_region: bool = Field(True, description="prompt SAM at body points to refine the inpainting mask")
+    keep_results: int = Field(64, ge=1, description="finished jobs (and their PNGs) kept for download")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SNAPFIT_", env_nested_delimiter="__", env_file=".env",
                                       extra="ignore")
@@ -55,6 +68,7 @@ class Settings(BaseSettings):
     images: ImageSettings = ImageSettings()
     search: SearchSettings = SearchSettings()
     catalog: CatalogSettings = CatalogSettings()
+    tryon: TryOnSettings = TryOnSettings()
 
     @model_validator(mode="after")
     def _default_k_within_max(self) -> "Settings":

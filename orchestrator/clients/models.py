@@ -7,6 +7,7 @@ same code the exporters' parity checks use.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from export.preprocessing.sam import prompt_arrays, resize_for_encoder
 from orchestrator.clients.triton import TritonClient
 from orchestrator.errors import InvalidInput
 
-SERVED_MODELS = ("sam_encoder", "sam_decoder", "clip_image", "clip_text_embed", "tryon_classifier")
+SERVED_MODELS = ("sam_encoder", "sam_decoder", "clip_image", "clip_text_embed", "tryon_classifier", "ladi_vton")
 
 
 @dataclass
@@ -28,6 +29,16 @@ class MaskPrediction:
     masks: np.ndarray
     iou_predictions: np.ndarray
     low_res_masks: np.ndarray
+
+
+@dataclass
+class TryOnUpdate:
+    """One response of the decoupled ladi_vton model: progress, and on the last one the image
+    (uint8 [H, W, 3] at the size of the person sent)."""
+
+    step: int
+    total_steps: int
+    image: np.ndarray | None = None
 
 
 class ModelGateway:
@@ -75,3 +86,34 @@ class ModelGateway:
         pieces = [batch[i:i + size] for i in range(0, len(batch), size)]
         results = await asyncio.gather(*(self.triton.infer(model, {input_name: p}, [output]) for p in pieces))
         return np.concatenate([r[output] for r in results])
+
+    async def best_mask(self, image: np.ndarray, points: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+        """image: HxWx3 uint8; points: Nx2 (x, y); labels: N -> bool HxW, SAM's best-scored multimask output
+        (None when SAM finds nothing)."""
+        embedding = await self.sam_embedding(image)
+        prediction = await self.sam_masks(embedding, image.shape[:2], points, labels, None)
+        best = 1 + int(np.argmax(prediction.iou_predictions[1:]))
+        mask = prediction.masks[best] > 0
+        return mask if mask.any() else None
+
+    async def tryon(self, *, person: np.ndarray, garment: np.ndarray, keypoints: np.ndarray, inpaint_mask: np.ndarray,
+                    category: str, garment_key: str, steps: int, guidance: float, seed: int, scheduler: str,
+                    timeout_s: float) -> AsyncIterator[TryOnUpdate]:
+        """person: HxWx3 uint8 (4:3 tall frame); garment: hxwx3 uint8; keypoints: 18x3 float32 in person pixels;
+        inpaint_mask: HxW bool. Yields progress per denoising step; the last update carries the image."""
+        inputs = {
+            "person": np.ascontiguousarray(person, dtype=np.uint8),
+            "garment": np.ascontiguousarray(garment, dtype=np.uint8),
+            "keypoints": np.ascontiguousarray(keypoints, dtype=np.float32),
+            "inpaint_mask": np.ascontiguousarray(inpaint_mask, dtype=np.uint8),
+            "category": np.array([category.encode()], dtype=np.object_),
+            "garment_key": np.array([garment_key.encode()], dtype=np.object_),
+            "steps": np.array([steps], dtype=np.int32),
+            "guidance": np.array([guidance], dtype=np.float32),
+            "seed": np.array([seed], dtype=np.int64),
+            "scheduler": np.array([scheduler.encode()], dtype=np.object_),
+        }
+        async for response in self.triton.stream("ladi_vton", inputs, ["step", "total_steps", "image"], timeout_s):
+            yield TryOnUpdate(step=int(response["step"][0]) if "step" in response else 0,
+                              total_steps=int(response["total_steps"][0]) if "total_steps" in response else steps,
+                              image=response.get("image"))

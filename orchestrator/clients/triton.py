@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -56,6 +56,39 @@ class TritonClient:
                 TRITON_CALL_SECONDS.labels(model=model).observe(time.perf_counter() - started)
             return {name: result.as_numpy(name) for name in outputs}
         raise AssertionError("unreachable")
+
+    async def stream(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
+                     timeout_s: float | None = None) -> AsyncIterator[dict[str, np.ndarray]]:
+        """One request to a decoupled model over a gRPC stream; yields each response's present outputs.
+
+        Ends after the response that carries every name in `outputs`, or when the model ends the stream.
+        Closing the iterator early (or cancelling the task) cancels the request in Triton. Not retried: a
+        half-streamed answer cannot be replayed transparently.
+        """
+        request = {"model_name": model, "inputs": [self._input(name, value) for name, value in inputs.items()],
+                   "outputs": [grpcclient.InferRequestedOutput(name) for name in outputs],
+                   "enable_empty_final_response": True}
+
+        async def one_request():
+            yield request
+
+        responses = self._client.stream_infer(one_request(), stream_timeout=timeout_s or self.settings.timeout_s)
+        started = time.perf_counter()
+        try:
+            async for result, error in responses:
+                if error is not None:
+                    translated = translate_error(model, error)
+                    TRITON_ERRORS.labels(model=model, code=translated.code).inc()
+                    raise translated
+                present = {name: value for name in outputs if (value := result.as_numpy(name)) is not None}
+                final = result.get_response().parameters.get("triton_final_response")
+                if present:
+                    yield present
+                if (final is not None and final.bool_param) or len(present) == len(outputs):
+                    return
+        finally:
+            responses.cancel()
+            TRITON_CALL_SECONDS.labels(model=model).observe(time.perf_counter() - started)
 
     async def max_batch_size(self, model: str) -> int:
         """The model's max_batch_size from its served config (cached); 0 means the model takes no batch axis."""

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -84,8 +85,13 @@ def _symlink(link: Path, target: Path) -> None:
 
 
 def missing_exports(repository: Path) -> list[str]:
-    """ONNX models of `repository` that have a config but no exported model.onnx."""
-    return [m for m in ONNX_MODELS if (repository / m).is_dir() and not (repository / m / "1" / "model.onnx").exists()]
+    """Models of `repository` that have a config but nothing exported: no model.onnx, or no try-on weights."""
+    from export.tryon_weights import TRYON_MODEL, has_weights
+
+    missing = [m for m in ONNX_MODELS if (repository / m).is_dir() and not (repository / m / "1" / "model.onnx").exists()]
+    if (repository / TRYON_MODEL).is_dir() and not has_weights(repository):
+        missing.append(TRYON_MODEL)
+    return missing
 
 
 def command(launch: TritonLaunch) -> list[str]:
@@ -109,9 +115,18 @@ def command(launch: TritonLaunch) -> list[str]:
 
 
 def server_environment() -> dict[str, str]:
-    """Python-backend models import packages from the venv whose bin/ comes first on PATH."""
+    """Python-backend models import packages from the venv whose bin/ comes first on PATH.
+
+    The stub links `libpython3.11.so.1.0`; when our interpreter has its own shared libpython (pyenv builds
+    with --enable-shared) that one goes first on LD_LIBRARY_PATH, so the stub runs the same patch release as
+    the venv's standard library. (A Debian 3.11.2 libpython with a pyenv 3.11.7 stdlib fails to import `ssl`,
+    which diffusers needs: undefined symbol _PyModule_Add.)
+    """
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and (Path(libdir) / "libpython3.11.so.1.0").exists():
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)
     return env
 
 
