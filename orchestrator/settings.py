@@ -56,6 +56,8 @@ class TryOnSettings(BaseModel):
     frame_width: int = Field(384, ge=48)
     sam_garment_region: bool = Field(True, description="prompt SAM at body points to refine the inpainting mask")
     keep_results: int = Field(64, ge=1, description="finished jobs (and their PNGs) kept for download")
+    keep_unmasked: bool = Field(True, description="paste the photo back where nothing is repainted (face, hands, "
+                                                  "background stay exactly as shot)")
 
 
 class Settings(BaseSettings):

@@ -28,6 +28,7 @@ from orchestrator.domain import Product
 from orchestrator.errors import Conflict, InvalidInput, NotFound, NotTryOnReady, Overloaded, PersonNotFound, SnapfitError
 from orchestrator.metrics import TRYON_QUEUE, TRYON_RUNNING, TRYON_SECONDS, TRYON_STEPS_PER_SECOND
 from orchestrator.settings import TryOnSettings
+from tryon.compose import keep_unmasked
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,8 @@ class TryOnService:
         if image is None:
             raise SnapfitError("the try-on model ended without an image")
         TRYON_STEPS_PER_SECOND.observe(job.parameters.steps / max(time.perf_counter() - steps_started, 1e-9))
+        if self.settings.keep_unmasked:
+            image = await asyncio.to_thread(keep_unmasked, image, conditions.person, conditions.inpaint_mask)
         result = conditions.frame_fit.to_original(image)
         job.result_png = await asyncio.to_thread(encode_png, result)
         job.finish("succeeded")
