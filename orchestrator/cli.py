@@ -326,8 +326,10 @@ def tryon_command(
         with httpx.Client(base_url=url, timeout=60) as client:
             response = client.post("/v1/tryon", data=form, files={"file": (photo.name, photo.read_bytes())})
             if response.status_code != 202:
+                error = response.json().get("error", {})
+                hint = " (the CLI option is --force)" if error.get("code") == "not_tryon_ready" else ""
                 console.print(f"[bold red]try-on refused ({response.status_code})[/]: "
-                              f"{response.json().get('error', {}).get('message', response.text)}")
+                              f"{error.get('message', response.text)}{hint}")
                 raise typer.Exit(1)
             job = response.json()
             with Progress(TextColumn("dressing {task.fields[status]}"), BarColumn(), MofNCompleteColumn(),

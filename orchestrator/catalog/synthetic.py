@@ -13,6 +13,7 @@ Everything is deterministic for a seed (same files, byte for byte, with the same
 from __future__ import annotations
 
 import csv
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -125,12 +126,15 @@ def generate_catalog(out_dir: Path, count: int, seed: int = 0, non_product_fract
 
 def _plan(count: int, seed: int, non_product_fraction: float) -> list[_Item]:
     """Garment, colour and pattern cycle so that any 24 consecutive rows cover every garment,
-    colour and pattern; which rows get non-product photos is drawn from the seed."""
+    colour and pattern. Row i is a non-product photo when the sequence i * fraction (shifted by an offset drawn
+    from the seed) crosses an integer there: evenly spread, and a row's content never depends on `count`, so a
+    smaller catalog is a prefix of a larger one (README examples name rows of the demo catalog)."""
     garments, colours, patterns = list(GARMENTS), list(COLOURS), list(PATTERNS)
-    chosen = set(random.Random(seed).sample(range(count), round(count * non_product_fraction)))
+    offset = random.Random(seed).random()
     items = []
     for i in range(count):
-        non_product = NON_PRODUCT_KINDS[i % len(NON_PRODUCT_KINDS)] if i in chosen else None
+        crosses = math.floor((i + 1) * non_product_fraction + offset) > math.floor(i * non_product_fraction + offset)
+        non_product = NON_PRODUCT_KINDS[i % len(NON_PRODUCT_KINDS)] if crosses else None
         items.append(_Item(
             index=i, product_id=f"SF-{i + 1:06d}", garment=garments[i % 8],
             colour=colours[(i + i // 24) % 12], pattern=patterns[(i // 3 + i // 96) % 4],

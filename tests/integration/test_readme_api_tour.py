@@ -27,7 +27,7 @@ def api_tour_block() -> str:
 
 def test_readme_api_tour_runs_as_written(triton_server, tmp_path):
     catalog_csv = generate_catalog(tmp_path / "runs" / "demo_catalog", count=40, seed=0)
-    assert (catalog_csv.parent / "images" / "SF-000002.jpg").exists(), "the tour uploads this photo"
+    assert (catalog_csv.parent / "images" / "SF-000003.jpg").exists(), "the tour uploads this photo"
     with running_orchestrator(triton_server.grpc_url, tmp_path / "runs", catalog_csv.parent) as running:
         base = running.base
         with httpx.Client(base_url=base, timeout=60) as client:  # what `make demo` does before the tour
@@ -42,6 +42,6 @@ def test_readme_api_tour_runs_as_written(triton_server, tmp_path):
     out = run.stdout
     assert '"error"' not in out, out
     assert out.count('"results":[{') == 3, out  # text, photo, garment + text: each found products
-    assert '{"product_id":"SF-000002"' in out
+    assert '{"product_id":"SF-000003"' in out
     assert "import succeeded: 0 inserted, 0 updated, 40 unchanged, 0 failed" in run.stderr  # rich console
     assert '"status":"ok"' in out and "snapfit_http_request_duration_seconds" in out

@@ -134,3 +134,9 @@ def test_generate_refuses_a_negative_count_or_a_fraction_outside_0_to_1(tmp_path
         generate_catalog(tmp_path, count=-1)
     with pytest.raises(InvalidInput):
         generate_catalog(tmp_path, count=10, non_product_fraction=1.5)
+
+
+def test_a_smaller_catalog_is_a_prefix_of_a_larger_one(tmp_path):
+    small = generate_catalog(tmp_path / "small", count=30, seed=2).read_text().splitlines()
+    large = generate_catalog(tmp_path / "large", count=90, seed=2).read_text().splitlines()
+    assert small == large[:31]
