@@ -219,12 +219,22 @@ def up(
         _import_demo_catalog_when_ready(settings, demo_catalog)
     console.print(f"[green]snapfit is up[/]: API http://localhost:{port} (docs at /docs), "
                   f"Triton gRPC {server.grpc_url}, metrics {server.metrics_url}")
+    # uvicorn shuts down on SIGTERM and then re-raises the signal with the handler that was installed before it;
+    # with the default handler that kills this process before `finally` could stop tritonserver
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=port, log_level="warning",
                     timeout_graceful_shutdown=10)
+    except KeyboardInterrupt:
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
         code = server.stop()
         console.print(f"stopped the orchestrator and tritonserver (exit code {code})")
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _import_demo_catalog_when_ready(settings, count: int) -> None:

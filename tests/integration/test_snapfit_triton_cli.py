@@ -55,3 +55,52 @@ def test_snapfit_triton_serves_and_stops_on_sigterm(tiny_repository, tmp_path):
     assert process.returncode == 0, output
     assert "Triton is serving every model" in output
     assert "tritonserver stopped" in output
+
+
+def children(pid: int) -> list[int]:
+    """PIDs of the direct children of `pid` (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_snapfit_up_stops_tritonserver_on_sigterm(tiny_repository, tmp_path):
+    repository = tmp_path / "repo"
+    shutil.copytree(tiny_repository / "tryon_classifier", repository / "tryon_classifier")
+    api, http, grpc, metrics = free_port(), free_port(), free_port(), free_port()
+    snapfit = Path(sys.executable).with_name("snapfit")
+    env = dict(os.environ, COLUMNS="200", SNAPFIT_HOST="127.0.0.1", SNAPFIT_CATALOG__URL=f"sqlite:///{tmp_path}/c.db",
+               SNAPFIT_CATALOG__INDEX_PATH=str(tmp_path / "index"))
+    process = subprocess.Popen(
+        [str(snapfit), "up", "--repository", str(repository), "--port", str(api), "--http-port", str(http),
+         "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )
+    triton_pids: list[int] = []
+    try:
+        wait_ready(http, process)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{api}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "the API never answered"
+                time.sleep(0.3)
+        triton_pids = [pid for pid in children(process.pid)
+                       if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert len(triton_pids) == 1
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pid in triton_pids:  # if it outlived snapfit up, stop exactly that process (and fail below)
+            if Path(f"/proc/{pid}").exists() and "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text():
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail("tritonserver outlived `snapfit up` after SIGTERM")
+    assert "stopped the orchestrator and tritonserver" in output, output
+    assert not Path(f"/proc/{triton_pids[0]}").exists()
