@@ -1,0 +1,80 @@
+"""Which machine and software a benchmark ran on, and the folder name its results go under.
+
+    info = machine_info()        # {"cpu_model": "Intel(R) Xeon(R) Processor @ 2.50GHz", "logical_cores": 2, ...}
+    machine_id(info)             # "intel-xeon-2.50ghz-2c-cpu" -> benchmarks/results/intel-xeon-2.50ghz-2c-cpu/
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+from pathlib import Path
+
+# distribution names to try per reported package: the first one installed wins (wheels differ CPU vs GPU)
+_DISTRIBUTIONS = {
+    "torch": ("torch",),
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "faiss": ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss"),
+    "numpy": ("numpy",),
+    "tritonclient": ("tritonclient",),
+}
+# marketing words that make a CPU or GPU name long without telling machines apart
+_NOISE_WORDS = {"r", "tm", "cpu", "processor", "core", "with", "radeon", "graphics"}
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's marketing name from /proc/cpuinfo, else what `platform` knows (macOS, containers without it)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown-cpu"
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages benchmarks depend on; None for one that is not installed."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package, distributions in _DISTRIBUTIONS.items():
+        versions[package] = None
+        for distribution in distributions:
+            try:
+                versions[package] = importlib.metadata.version(distribution)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return versions
+
+
+def _torch_threads_and_gpu() -> tuple[int | None, str | None]:
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return torch.get_num_threads(), gpu
+
+
+def machine_info() -> dict:
+    """CPU model, logical cores, torch threads, GPU name (None without CUDA) and package versions; JSON-ready."""
+    torch_threads, gpu = _torch_threads_and_gpu()
+    return {"cpu_model": cpu_model(), "logical_cores": os.cpu_count(), "torch_threads": torch_threads,
+            "gpu": gpu, "platform": platform.platform(), "versions": package_versions()}
+
+
+def _slug(name: str) -> str:
+    words = re.split(r"[^a-z0-9.]+", name.lower())
+    return "-".join(w.strip(".") for w in words if w.strip(".") and w not in _NOISE_WORDS)
+
+
+def machine_id(info: dict) -> str:
+    """A short, filesystem-safe slug naming the machine: `<cpu>-<cores>c-<gpu or "cpu">`.
+
+    e.g. "intel-xeon-2.50ghz-2c-cpu", "amd-epyc-7r13-16c-nvidia-h200". Only [a-z0-9.-], no leading dot.
+    """
+    cpu = _slug(info.get("cpu_model") or "") or "unknown"
+    gpu = _slug(info.get("gpu") or "") or "cpu"
+    return f"{cpu}-{info.get('logical_cores') or 0}c-{gpu}"
