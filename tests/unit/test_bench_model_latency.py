@@ -1,0 +1,81 @@
+"""benchmarks.model_latency on the tiny profile: fields, variants, speedups and the report (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.model_latency import VARIANTS, add_speedups, model_batches, run
+from benchmarks.report import write_report
+
+MODELS = ["clip_text", "tryon_classifier"]
+BATCHES = [1, 2]
+ROW_FIELDS = {"model", "profile", "variant", "batch", "count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "min_ms",
+              "max_ms", "items_per_s", "speedup_vs_torch_fp32", "error"}
+
+
+@pytest.fixture(scope="module")
+def tiny_rows(tmp_path_factory) -> list[dict]:
+    return run(MODELS, "tiny", BATCHES, iterations=2, max_seconds=5.0, show_progress=False,
+               workdir=tmp_path_factory.mktemp("model_latency"))
+
+
+def test_every_row_has_every_field_and_was_timed(tiny_rows):
+    for row in tiny_rows:
+        assert set(row) == ROW_FIELDS
+        assert row["error"] is None, row
+        assert 1 <= row["count"] <= 2
+        assert row["p50_ms"] > 0 and row["items_per_s"] > 0
+    json.dumps(tiny_rows)
+
+
+def test_every_model_and_batch_is_timed_in_all_four_variants(tiny_rows):
+    combos = {(r["model"], r["batch"]): set() for r in tiny_rows}
+    for row in tiny_rows:
+        combos[(row["model"], row["batch"])].add(row["variant"])
+    assert set(combos) == {(m, b) for m in MODELS for b in BATCHES}
+    assert all(variants == set(VARIANTS) for variants in combos.values())
+    assert len(tiny_rows) == len(MODELS) * len(BATCHES) * len(VARIANTS)
+
+
+def test_speedup_is_the_torch_fp32_p50_over_the_variant_p50_at_the_same_batch(tiny_rows):
+    baseline = {(r["model"], r["batch"]): r["p50_ms"] for r in tiny_rows if r["variant"] == "torch_fp32"}
+    for row in tiny_rows:
+        if row["variant"] == "torch_fp32":
+            assert row["speedup_vs_torch_fp32"] == 1.0
+        else:
+            assert row["speedup_vs_torch_fp32"] == pytest.approx(baseline[(row["model"], row["batch"])]
+                                                                 / row["p50_ms"])
+
+
+def test_a_variant_that_failed_gets_no_speedup():
+    rows = add_speedups([{"model": "m", "batch": 1, "variant": "torch_fp32", "p50_ms": 4.0},
+                         {"model": "m", "batch": 1, "variant": "torch_bf16", "p50_ms": None},
+                         {"model": "m", "batch": 1, "variant": "ort_fp32", "p50_ms": 2.0}])
+    assert [r["speedup_vs_torch_fp32"] for r in rows] == [1.0, None, 2.0]
+
+
+def test_sam_decoder_runs_at_batch_one_and_sam_encoder_stops_at_its_cap():
+    assert model_batches("sam_decoder", [1, 8, 32]) == [1]
+    assert model_batches("sam_encoder", [1, 8, 32]) == [1, 8]
+    assert model_batches("sam_encoder", [1, 8, 32], sam_encoder_max_batch=32) == [1, 8, 32]
+    assert model_batches("clip_image", [1, 8, 32]) == [1, 8, 32]
+
+
+def test_unknown_models_are_refused():
+    with pytest.raises(ValueError, match="unknown model"):
+        run(["resnet"], "tiny", [1], iterations=1, max_seconds=1.0, show_progress=False)
+
+
+def test_write_report_renders_a_table_per_model_and_the_plots(tiny_rows, tmp_path):
+    report = write_report({"machine": {"cpu_model": "test"}, "sections": {"model_latency": tiny_rows}}, tmp_path)
+    text = report.read_text()
+    assert "## Model latency: torch vs ONNX Runtime" in text
+    for model in MODELS:
+        assert f"### {model}" in text
+        assert (tmp_path / f"model_latency_{model}.png").stat().st_size > 0
+        assert f"![{model} latency](model_latency_{model}.png)" in text
+    assert "| variant | batch | p50 ms |" in text and "| ort_int8 | 2 |" in text
+    assert (tmp_path / "model_latency_speedup.png").stat().st_size > 0
+    assert json.loads((tmp_path / "results.json").read_text())["sections"]["model_latency"] == tiny_rows
