@@ -42,8 +42,10 @@ def test_snapfit_triton_serves_and_stops_on_sigterm(tiny_repository, tmp_path):
          "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, COLUMNS="200"),
     )
+    triton_pids: list[int] = []
     try:
         wait_ready(http, process)
+        triton_pids = children(process.pid)
         with urllib.request.urlopen(f"http://localhost:{metrics}/metrics", timeout=5) as r:
             assert "nv_inference_request_success" in r.read().decode()
         process.send_signal(signal.SIGTERM)
@@ -52,6 +54,10 @@ def test_snapfit_triton_serves_and_stops_on_sigterm(tiny_repository, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+        outlived = [pid for pid in triton_pids if Path(f"/proc/{pid}").exists()]
+        for pid in outlived:  # stop exactly what this test started, then fail
+            os.kill(pid, signal.SIGKILL)
+    assert not outlived, "tritonserver outlived `snapfit triton` after SIGTERM"
     assert process.returncode == 0, output
     assert "Triton is serving every model" in output
     assert "tritonserver stopped" in output
