@@ -189,8 +189,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from benchmarks.machine import machine_id, machine_info
-    from benchmarks.report import load_results, write_report
+    from benchmarks.report import save_section
 
     args = _parser().parse_args(argv)
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
@@ -198,13 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     max_seconds = args.max_seconds if args.max_seconds is not None else (2.0 if args.quick else 10.0)
     rows = run(sizes, dim=args.dim, queries=args.queries, factory=args.factory, search_params=args.search_params,
                k=args.k, iterations=iterations, max_seconds=max_seconds, seed=args.seed)
-    info = machine_info()
-    out_dir = args.out or Path(__file__).parent / "results" / machine_id(info)
-    results = load_results(out_dir)  # keep the sections other benchmarks already wrote for this machine
-    results["machine"] = info
-    results.setdefault("sections", {})[SECTION] = rows
-    report = write_report(results, out_dir)
-    print(report.read_text())
+    print(save_section(SECTION, rows, args.out).read_text())
 
 
 if __name__ == "__main__":

@@ -313,21 +313,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from benchmarks.machine import machine_id, machine_info
-    from benchmarks.report import load_results, write_report
+    from benchmarks.report import save_section
 
     args = _parser().parse_args(argv)
     batches = args.batches or (QUICK_BATCHES if args.quick else DEFAULT_BATCHES)
     iterations = args.iterations if args.iterations is not None else (5 if args.quick else 50)
     max_seconds = args.max_seconds if args.max_seconds is not None else (3.0 if args.quick else 10.0)
     rows = run(args.models, args.profile, batches, iterations, max_seconds)
-    info = machine_info()
-    out_dir = args.out or Path(__file__).parent / "results" / machine_id(info)
-    results = load_results(out_dir)  # keep the sections other benchmarks already wrote for this machine
-    results["machine"] = info
-    results.setdefault("sections", {})[SECTION] = rows
-    report = write_report(results, out_dir)
-    print(report.read_text())
+    print(save_section(SECTION, rows, args.out).read_text())
 
 
 if __name__ == "__main__":

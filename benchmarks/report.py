@@ -51,6 +51,21 @@ def load_results(out_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def save_section(section: str, rows: list[dict], out_dir: Path | None = None) -> Path:
+    """Adds one benchmark's rows to the machine's results (keeping the other sections) and re-renders the report.
+
+    out_dir: default benchmarks/results/<machine-id>. Returns the report.md path.
+    """
+    from benchmarks.machine import machine_id, machine_info
+
+    info = machine_info()
+    out_dir = Path(out_dir) if out_dir else Path(__file__).parent / "results" / machine_id(info)
+    results = load_results(out_dir)
+    results["machine"] = info
+    results.setdefault("sections", {})[section] = rows
+    return write_report(results, out_dir)
+
+
 def write_report(results: dict, out_dir: Path) -> Path:
     """Writes results.json, report.md and each section's PNGs into `out_dir`; returns the report.md path.
 
