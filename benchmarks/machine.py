@@ -1,7 +1,8 @@
 """Which machine and software a benchmark ran on, and the folder name its results go under.
 
     info = machine_info()        # {"cpu_model": "Intel(R) Xeon(R) Processor @ 2.50GHz", "logical_cores": 2, ...}
-    machine_id(info)             # "intel-xeon-2.50ghz-2c-cpu" -> benchmarks/results/intel-xeon-2.50ghz-2c-cpu/
+    machine_id(info)             # "intel-xeon-2.50ghz-2c-cpu-torch2.14.1-ort1.32.0"
+                                 #   -> benchmarks/results/intel-xeon-2.50ghz-2c-cpu-torch2.14.1-ort1.32.0/
 """
 
 from __future__ import annotations
@@ -70,11 +71,20 @@ def _slug(name: str) -> str:
     return "-".join(w.strip(".") for w in words if w.strip(".") and w not in _NOISE_WORDS)
 
 
-def machine_id(info: dict) -> str:
-    """A short, filesystem-safe slug naming the machine: `<cpu>-<cores>c-<gpu or "cpu">`.
+# the libraries whose version changes model speed, as they appear in the id
+_ID_LIBRARIES = (("torch", "torch"), ("onnxruntime", "ort"))
 
-    e.g. "intel-xeon-2.50ghz-2c-cpu", "amd-epyc-7r13-16c-nvidia-h200". Only [a-z0-9.-], no leading dot.
+
+def machine_id(info: dict) -> str:
+    """A short, filesystem-safe slug naming the machine and the speed-deciding libraries:
+    `<cpu>-<cores>c-<gpu or "cpu">[-torch<version>][-ort<version>]`.
+
+    e.g. "intel-xeon-2.50ghz-2c-cpu-torch2.14.1-ort1.32.0", "amd-epyc-7r13-16c-nvidia-h200-torch2.11.0".
+    Only [a-z0-9.-], no leading dot; the full version list is in `info["versions"]`.
     """
     cpu = _slug(info.get("cpu_model") or "") or "unknown"
     gpu = _slug(info.get("gpu") or "") or "cpu"
-    return f"{cpu}-{info.get('logical_cores') or 0}c-{gpu}"
+    versions = info.get("versions") or {}
+    libraries = "".join(f"-{short}{_slug(versions[name].split('+')[0])}" for name, short in _ID_LIBRARIES
+                        if versions.get(name))
+    return f"{cpu}-{info.get('logical_cores') or 0}c-{gpu}{libraries}"

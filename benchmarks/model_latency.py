@@ -1,14 +1,18 @@
-"""Per-model latency: eager torch (fp32, bf16 autocast) against the served ONNX graphs (fp32, int8) on CPU.
+"""Per-model latency: eager torch (fp32, bf16 autocast) against the served ONNX graphs (fp32, int8) in-process
+and through Triton, with each model's share of the machine's matmul peak.
 
     python -m benchmarks.model_latency --quick --profile tiny --out /tmp/bench
     python -m benchmarks.model_latency --profile base --models clip_image clip_text
 
-For each model and profile ("tiny", or "base" = SAM vit_b, CLIP ViT-B-16, EfficientNetV2-S, all random-init and
-seeded) the exporter itself (`export.runner.export_models`) writes the fp32 and int8 ONNX models into a scratch
-repository, and the torch side is the very wrapper module it exported (same builder, same seed), so both sides take
-the served inputs: UINT8 HWC images, int64 token ids, SAM prompts. Every (model, variant, batch) is timed until
-`iterations` calls or `max_seconds`; `speedup_vs_torch_fp32` is torch_fp32's p50 over the variant's p50 at the same
-batch, in the same run. The report goes to `--out` (default benchmarks/results/<machine-id>/).
+For each model and profile ("tiny", or "base" = SAM vit_b, CLIP ViT-B-16, EfficientNetV2-S and the full LaDI-VTON
+UNet, all random-init and seeded) the exporter itself (`export.runner.export_models`) writes the fp32 and int8 ONNX
+models (into a scratch folder, or reused from `onnx_repositories`), and the torch side is the very wrapper module it
+exported (same builder, same seed), so both sides take the served inputs: UINT8 HWC images, int64 token ids, SAM
+prompts. `triton_fp32` sends the same inputs over gRPC to a Triton serving the fp32 repository. The try-on UNet
+step (one classifier-free-guidance call, batch 2) has torch rows only: it is served by the Python backend in torch.
+Every (model, variant, batch) is timed until `iterations` calls or `max_seconds`; `speedup_vs_torch_fp32` is
+torch_fp32's p50 over the variant's p50 at the same batch, in the same run. The report goes to `--out` (default
+benchmarks/results/<machine-id>/).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +31,19 @@ from benchmarks.report import Column, format_value, line_plot, markdown_table, r
 from benchmarks.stats import LatencySummary, time_calls
 
 SECTION = "model_latency"
-MODELS = ("sam_encoder", "sam_decoder", "clip_image", "clip_text", "tryon_classifier")
-VARIANTS = ("torch_fp32", "torch_bf16", "ort_fp32", "ort_int8")
+ONNX_MODELS = ("sam_encoder", "sam_decoder", "clip_image", "clip_text", "tryon_classifier")
+UNET_STEP = "tryon_unet_step"
+MODELS = (*ONNX_MODELS, UNET_STEP)
+CPU_VARIANTS = ("torch_fp32", "torch_bf16", "ort_fp32", "ort_int8", "triton_fp32")
+CUDA_VARIANTS = ("torch_fp32", "torch_fp16", "torch_bf16")
+VARIANTS = CPU_VARIANTS  # the CPU run's variants, in report order
 BASELINE = "torch_fp32"
 DEFAULT_BATCHES = (1, 8, 32)
 QUICK_BATCHES = (1, 8)
 # one vit_b encoder call takes seconds on a CPU, and a batch of 32 1024x1024 images needs ~10 GB of activations
 SAM_ENCODER_MAX_BATCH = 8
-UNBATCHED_MODELS = {"sam_decoder"}  # the decoder's contract has no batch axis
+UNBATCHED_MODELS = {"sam_decoder", UNET_STEP}  # no batch axis (the UNet step's batch is CFG's fixed 2)
+ITEMS_PER_CALL = {UNET_STEP: 2}  # a UNet step denoises the conditional and unconditional latents together
 SEED = 0
 
 Feeds = dict[str, np.ndarray]
@@ -42,17 +51,26 @@ Feeds = dict[str, np.ndarray]
 
 @dataclass
 class Subject:
-    """One model under test: the torch wrapper the exporter exported and its two ONNX files (fp32, int8)."""
+    """One model under test: the torch module the exporter exported, its ONNX files and an input maker."""
 
     model: str
     module: object  # torch.nn.Module, eval mode
     input_names: list[str]
-    onnx_paths: dict[str, Path]  # "fp32" / "int8" -> model.onnx
     make_feeds: Callable[[int], Feeds]  # batch size -> served inputs
+    onnx_paths: dict[str, Path] = field(default_factory=dict)  # "fp32" / "int8" -> model.onnx (ONNX models only)
+
+
+def variants_for(model: str, device: str = "cpu", triton: bool = False) -> tuple[str, ...]:
+    """The variants `model` is timed in: CUDA has torch only; the UNet step is never exported to ONNX."""
+    if device.startswith("cuda"):
+        return CUDA_VARIANTS
+    if model == UNET_STEP:
+        return ("torch_fp32", "torch_bf16")
+    return CPU_VARIANTS if triton else tuple(v for v in CPU_VARIANTS if not v.startswith("triton"))
 
 
 def model_batches(model: str, batches: Sequence[int], sam_encoder_max_batch: int = SAM_ENCODER_MAX_BATCH) -> list[int]:
-    """The batch sizes `model` is timed at: [1] for sam_decoder, `batches` capped for sam_encoder, else `batches`."""
+    """The batch sizes `model` is timed at: [1] for unbatched models, `batches` capped for sam_encoder, else `batches`."""
     if model in UNBATCHED_MODELS:
         return [1]
     if model == "sam_encoder":
@@ -60,28 +78,35 @@ def model_batches(model: str, batches: Sequence[int], sam_encoder_max_batch: int
     return list(batches)
 
 
-def export_onnx(model: str, profile: str, workdir: Path) -> dict[str, Path]:
-    """Exports `model` at fp32 and int8 into `workdir/<precision>/` with the exporter; returns the model.onnx paths."""
+def onnx_paths(model: str, profile: str, repositories: dict[str, Path]) -> dict[str, Path]:
+    """model.onnx per precision ("fp32", "int8") in `repositories`, exporting only those not already there.
+
+    A repository that `snapfit export` already filled (e.g. by `make demo`) is reused as it is, whatever weights
+    it was exported with: latency does not depend on them.
+    """
     from rich.console import Console
 
     from export.runner import export_models
 
     paths = {}
-    for precision in ("fp32", "int8"):
-        repository = Path(workdir) / precision
-        # a console of its own, silenced: the exporter's progress bar must not clash with ours
-        export_models(profile, repository=repository, only=[model], precision=precision,
-                      console=Console(quiet=True))
-        paths[precision] = repository / model / "1" / "model.onnx"
+    for precision, repository in repositories.items():
+        path = Path(repository) / model / "1" / "model.onnx"
+        if not path.exists():
+            # a console of its own, silenced: the exporter's progress bar must not clash with ours
+            export_models(profile, repository=Path(repository), only=[model], precision=precision,
+                          console=Console(quiet=True))
+        paths[precision] = path
     return paths
 
 
 def torch_module(model: str, profile: str, workdir: Path):
-    """The eval-mode torch wrapper that `model`'s exporter exports, built by its own builder with its seed."""
+    """The eval-mode torch module of `model`: the exporter's wrapper (its builder, its seed) or the try-on UNet."""
     from export import clip, sam
     from export.classifier import torch_classifier
     from export.request import ExportRequest
 
+    if model == UNET_STEP:
+        return _unet_step_module(profile)
     request = ExportRequest.for_profile(profile, Path(workdir) / "fp32")
     if model == "sam_encoder":
         return sam.SamEncoderOnnx(sam._build(request)).eval()
@@ -97,6 +122,34 @@ def torch_module(model: str, profile: str, workdir: Path):
     raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
 
 
+def _unet_config(profile: str):
+    from tryon.config import profile_config
+
+    return profile_config("full" if profile == "base" else profile)
+
+
+def _unet_step_module(profile: str):
+    """The LaDI-VTON UNet (31 input channels) of `profile` ("base" -> the full SD-2-inpainting size), seeded."""
+    import torch
+
+    from tryon.components import build_unet
+
+    torch.manual_seed(SEED)
+    unet = build_unet(_unet_config(profile)).eval()
+
+    class UnetStep(torch.nn.Module):
+        """(latents (2, 31, h, w), timestep (), text (2, 77, D)) -> noise prediction (2, 4, h, w)."""
+
+        def __init__(self, unet):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, latents, timestep, text):
+            return self.unet(latents, timestep, encoder_hidden_states=text).sample
+
+    return UnetStep(unet).eval()
+
+
 def feed_maker(model: str, profile: str, workdir: Path) -> Callable[[int], Feeds]:
     """batch -> the served inputs of `model`, synthetic but shaped and preprocessed as clients send them."""
     from export import clip, sam
@@ -106,6 +159,13 @@ def feed_maker(model: str, profile: str, workdir: Path) -> Callable[[int], Feeds
     from export.request import ExportRequest
 
     request = ExportRequest.for_profile(profile, Path(workdir) / "fp32")
+    if model == UNET_STEP:
+        config = _unet_config(profile)
+        rng = np.random.default_rng(SEED)
+        feeds = {"latents": rng.standard_normal((2, config.unet_in_channels, *config.latent_size), dtype=np.float32),
+                 "timestep": np.array(500, dtype=np.int64),
+                 "text": rng.standard_normal((2, 77, config.text_encoder.hidden_size), dtype=np.float32)}
+        return lambda batch: feeds
     if model == "sam_encoder":
         rng = np.random.default_rng(SEED)
         image = resize_for_encoder(sam.synthetic_image(rng, 768, 1024))  # 768x1024, a landscape photo
@@ -134,53 +194,97 @@ def feed_maker(model: str, profile: str, workdir: Path) -> Callable[[int], Feeds
 INPUT_NAMES = {"sam_encoder": ["image"], "clip_image": ["image"], "tryon_classifier": ["image"],
                "clip_text": ["input_ids"],
                "sam_decoder": ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input",
-                               "orig_im_size"]}
+                               "orig_im_size"],
+               UNET_STEP: ["latents", "timestep", "text"]}
 
 
-def prepare_subject(model: str, profile: str, workdir: Path) -> Subject:
-    """Exports `model` (fp32 + int8) and builds its torch twin and input maker."""
+def prepare_subject(model: str, profile: str, workdir: Path, onnx_repositories: dict[str, Path] | None = None
+                    ) -> Subject:
+    """Builds `model`'s torch module and input maker, and finds or exports its ONNX files when it has any.
+
+    onnx_repositories: {"fp32": repo, "int8": repo} to reuse (and fill); None exports into `workdir`; {} none.
+    """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    paths = export_onnx(model, profile, workdir)
-    return Subject(model, torch_module(model, profile, workdir), INPUT_NAMES[model], paths,
-                   feed_maker(model, profile, workdir))
+    if onnx_repositories is None:
+        onnx_repositories = {p: Path(workdir) / p for p in ("fp32", "int8")}
+    paths = onnx_paths(model, profile, onnx_repositories) if model in ONNX_MODELS and onnx_repositories else {}
+    return Subject(model, torch_module(model, profile, workdir), INPUT_NAMES[model],
+                   feed_maker(model, profile, workdir), paths)
 
 
-def variant_call(subject: Subject, variant: str, feeds: Feeds, sessions: dict) -> Callable[[], object]:
-    """A no-argument callable running one inference of `variant` on `feeds`."""
+def _torch_call(subject: Subject, variant: str, feeds: Feeds, device: str) -> Callable[[], object]:
     import torch
 
-    if variant.startswith("ort_"):
-        from export.onnx_io import open_session
-
-        precision = variant.removeprefix("ort_")
-        if precision not in sessions:
-            sessions[precision], _ = open_session(subject.onnx_paths[precision], threads=os.cpu_count())
-        session = sessions[precision]
-        return lambda: session.run(None, feeds)
-    tensors = [torch.from_numpy(np.ascontiguousarray(feeds[name])) for name in subject.input_names]
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if variant == "torch_bf16" \
-        else contextlib.nullcontext
+    tensors = [torch.from_numpy(np.ascontiguousarray(feeds[name])).to(device) for name in subject.input_names]
+    dtype = {"torch_bf16": torch.bfloat16, "torch_fp16": torch.float16}.get(variant)
+    autocast = (lambda: torch.autocast(device.split(":")[0], dtype=dtype)) if dtype else contextlib.nullcontext
+    synchronize = (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else (lambda: None)
 
     def call() -> object:
         with torch.inference_mode(), autocast():
-            return subject.module(*tensors)
+            result = subject.module(*tensors)
+        synchronize()
+        return result
 
     return call
 
 
+def _triton_call(subject: Subject, feeds: Feeds, grpc_url: str, batch: int) -> Callable[[], object]:
+    """One gRPC infer of the served fp32 model with `feeds`; refuses batches above the served max_batch_size."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    client = grpcclient.InferenceServerClient(grpc_url)
+    config = client.get_model_config(subject.model, as_json=True)["config"]
+    served_max = int(config.get("max_batch_size", 0))
+    if served_max and batch > served_max:
+        raise ValueError(f"batch {batch} is above the served max_batch_size {served_max}")
+    inputs = []
+    for name in subject.input_names:
+        array = np.ascontiguousarray(feeds[name])
+        infer_input = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        infer_input.set_data_from_numpy(array)
+        inputs.append(infer_input)
+    outputs = [grpcclient.InferRequestedOutput(o["name"]) for o in config["output"]]
+    return lambda: client.infer(subject.model, inputs, outputs=outputs, client_timeout=600)
+
+
+def variant_call(subject: Subject, variant: str, feeds: Feeds, sessions: dict, device: str = "cpu",
+                 triton_grpc_url: str | None = None, batch: int = 1) -> Callable[[], object]:
+    """A no-argument callable running one inference of `variant` on `feeds`."""
+    if variant.startswith("ort_"):
+        from export.onnx_io import open_session
+
+        precision = variant.removeprefix("ort_")
+        if precision not in subject.onnx_paths:
+            raise ValueError(f"{subject.model} has no {precision} ONNX model")
+        if precision not in sessions:
+            sessions[precision], _ = open_session(subject.onnx_paths[precision], threads=os.cpu_count())
+        session = sessions[precision]
+        return lambda: session.run(None, feeds)
+    if variant.startswith("triton_"):
+        if not triton_grpc_url:
+            raise ValueError("no Triton server given (triton_grpc_url)")
+        return _triton_call(subject, feeds, triton_grpc_url, batch)
+    return _torch_call(subject, variant, feeds, device)
+
+
+TIMING_KEYS = ("count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "items_per_s")
+
+
 def measure(subject: Subject, variant: str, batch: int, iterations: int, max_seconds: float, sessions: dict,
-            profile: str) -> dict:
+            profile: str, device: str = "cpu", triton_grpc_url: str | None = None) -> dict:
     """One row: latency of `variant` at `batch`; a variant that cannot run here gets None timings and its error."""
-    row: dict = {"model": subject.model, "profile": profile, "variant": variant, "batch": batch}
+    items = ITEMS_PER_CALL.get(subject.model, batch)
+    row: dict = {"model": subject.model, "profile": profile, "device": device, "variant": variant, "batch": items}
     try:
-        call = variant_call(subject, variant, subject.make_feeds(batch), sessions)
+        call = variant_call(subject, variant, subject.make_feeds(batch), sessions, device, triton_grpc_url, batch)
         summary = LatencySummary.from_seconds(time_calls(call, warmup=1, iterations=iterations,
                                                          max_seconds=max_seconds))
     except Exception as error:  # noqa: BLE001 - e.g. an op without a bf16 kernel; the other variants still count
-        keys = ("count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "items_per_s")
-        return {**row, **dict.fromkeys(keys), "error": f"{type(error).__name__}: {error}"}
-    return {**row, **summary.as_row(batch_size=batch), "error": None}
+        return {**row, **dict.fromkeys(TIMING_KEYS), "error": f"{type(error).__name__}: {error}"}
+    return {**row, **summary.as_row(batch_size=items), "error": None}
 
 
 def add_speedups(rows: list[dict]) -> list[dict]:
@@ -193,37 +297,80 @@ def add_speedups(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def serving_overhead(rows: Sequence[dict]) -> list[dict]:
+    """Per model at batch 1: Triton-served p50 over in-process ONNX Runtime p50 (same fp32 model), and the
+    difference in ms: what gRPC, (de)serialisation, the scheduler and the Python backend add."""
+    by_key = {(r["model"], r["variant"], r["batch"]): r for r in rows}
+    result = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        served, local = by_key.get((model, "triton_fp32", 1)), by_key.get((model, "ort_fp32", 1))
+        if served and local and served["p50_ms"] and local["p50_ms"]:
+            result.append({"model": model, "ort_p50_ms": local["p50_ms"], "triton_p50_ms": served["p50_ms"],
+                           "overhead_ms": served["p50_ms"] - local["p50_ms"],
+                           "ratio": served["p50_ms"] / local["p50_ms"]})
+    return result
+
+
+def flops_per_item(subject: Subject, device: str = "cpu") -> float | None:
+    """FLOPs of one item of `subject` (a batch-1 call; the UNet step's 2 latents count as 2 items)."""
+    import torch
+
+    from benchmarks.flops import count_flops
+
+    feeds = subject.make_feeds(1)
+    tensors = [torch.from_numpy(np.ascontiguousarray(feeds[name])).to(device) for name in subject.input_names]
+    try:
+        return count_flops(subject.module, tensors) / ITEMS_PER_CALL.get(subject.model, 1)
+    except Exception:  # noqa: BLE001 - an op the counter cannot trace leaves efficiency blank, not the benchmark
+        return None
+
+
 def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence[int] = DEFAULT_BATCHES,
         iterations: int = 50, max_seconds: float = 10.0, show_progress: bool = True,
-        sam_encoder_max_batch: int = SAM_ENCODER_MAX_BATCH, workdir: Path | None = None) -> list[dict]:
-    """Rows for every model x variant x batch (see `model_batches`), in that order; see `measure` for the fields.
+        sam_encoder_max_batch: int = SAM_ENCODER_MAX_BATCH, workdir: Path | None = None, device: str = "cpu",
+        onnx_repositories: dict[str, Path] | None = None, triton_grpc_url: str | None = None,
+        peaks: dict[str, float] | None = None) -> list[dict]:
+    """Rows for every model x variant x batch (see `variants_for`, `model_batches`), in that order.
 
-    workdir: where the exported ONNX models go (default: a temporary folder removed afterwards).
+    workdir: scratch folder for exports (default: a temporary folder removed afterwards); onnx_repositories:
+    reuse these {"fp32", "int8"} repositories instead; triton_grpc_url: a Triton serving the fp32 repository
+    (adds triton_fp32 rows); peaks: precision -> GFLOP/s (benchmarks.flops.best_peaks), adds efficiency fields.
     """
     from rich.progress import Progress
+
+    from benchmarks.flops import add_efficiency
 
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     if not batches or min(batches) < 1:
         raise ValueError(f"batch sizes must be >= 1, got {list(batches)}")
-    plan = {m: model_batches(m, sorted(set(batches)), sam_encoder_max_batch) for m in models}
+    cuda = device.startswith("cuda")
+    plan = {m: (model_batches(m, sorted(set(batches)), sam_encoder_max_batch),
+                variants_for(m, device, triton=bool(triton_grpc_url))) for m in models}
     rows: list[dict] = []
+    flops: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
         root = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(
             prefix="snapfit-model-latency-")))
         progress = stack.enter_context(Progress(disable=not show_progress, transient=True))
-        task = progress.add_task("models", total=sum(len(b) for b in plan.values()) * len(VARIANTS))
-        for model, model_batch_sizes in plan.items():
-            progress.update(task, description=f"{model}: exporting fp32 + int8")
-            subject = prepare_subject(model, profile, root / model)
+        task = progress.add_task("models", total=sum(len(b) * len(v) for b, v in plan.values()))
+        for model, (model_batch_sizes, variants) in plan.items():
+            progress.update(task, description=f"{model}: preparing")
+            subject = prepare_subject(model, profile, root / model, {} if cuda else onnx_repositories)
+            subject.module = subject.module.to(device)
+            counted = flops_per_item(subject, device)
+            if counted:
+                flops[model] = counted
             sessions: dict = {}
             for batch in model_batch_sizes:
-                for variant in VARIANTS:
+                for variant in variants:
                     progress.update(task, description=f"{model} {variant} batch {batch}")
-                    rows.append(measure(subject, variant, batch, iterations, max_seconds, sessions, profile))
+                    rows.append(measure(subject, variant, batch, iterations, max_seconds, sessions, profile, device,
+                                        triton_grpc_url))
                     progress.advance(task)
-    return add_speedups(rows)
+            del subject, sessions
+    return add_efficiency(add_speedups(rows), flops, peaks or {})
 
 
 # ---------------------------------------------------------------- report
@@ -233,11 +380,20 @@ def _speedup(value: object) -> str:
     return "—" if value is None else f"{value:.2f}×"
 
 
+def _percent(value: object) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
 COLUMNS: list[Column] = [
     ("variant", "variant", format_value), ("batch", "batch", format_value), ("p50 ms", "p50_ms", format_value),
     ("p95 ms", "p95_ms", format_value), ("p99 ms", "p99_ms", format_value), ("mean ms", "mean_ms", format_value),
     ("items/s", "items_per_s", format_value), ("vs torch fp32", "speedup_vs_torch_fp32", _speedup),
+    ("GFLOP/s", "achieved_gflops", format_value), ("of peak", "peak_fraction", _percent),
     ("calls", "count", format_value)]
+OVERHEAD_COLUMNS: list[Column] = [
+    ("model", "model", format_value), ("ONNX Runtime in-process p50 ms", "ort_p50_ms", format_value),
+    ("Triton gRPC p50 ms", "triton_p50_ms", format_value), ("added ms", "overhead_ms", format_value),
+    ("Triton / in-process", "ratio", _speedup)]
 
 
 def speedup_plot(rows: list[dict], path: Path, batch: int = 1) -> Path:
@@ -245,33 +401,56 @@ def speedup_plot(rows: list[dict], path: Path, batch: int = 1) -> Path:
     from matplotlib.figure import Figure  # Agg, no pyplot state, as report.line_plot
 
     models = list(dict.fromkeys(r["model"] for r in rows))
-    fig = Figure(figsize=(7.0, 4.0), layout="constrained")
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    fig = Figure(figsize=(8.0, 4.0), layout="constrained")
     ax = fig.subplots()
-    width = 0.8 / len(VARIANTS)
-    for i, variant in enumerate(VARIANTS):
+    width = 0.8 / len(variants)
+    for i, variant in enumerate(variants):
         values = {r["model"]: r["speedup_vs_torch_fp32"] for r in rows
-                  if r["variant"] == variant and r["batch"] == batch}
-        ax.bar(np.arange(len(models)) + (i - (len(VARIANTS) - 1) / 2) * width,
+                  if r["variant"] == variant and r["batch"] == ITEMS_PER_CALL.get(r["model"], batch)}
+        ax.bar(np.arange(len(models)) + (i - (len(variants) - 1) / 2) * width,
                [values.get(m) or 0.0 for m in models], width, label=variant)
     ax.axhline(1.0, color="grey", linewidth=0.8)
-    ax.set_xticks(np.arange(len(models)), models)
+    ax.set_xticks(np.arange(len(models)), [m.replace("_", "\n", 1) for m in models])
     ax.set(title=f"Speedup over eager torch fp32, batch {batch} (p50)", ylabel="× torch fp32")
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.savefig(path, dpi=120)
     return path
 
 
-@register_section(SECTION, "Model latency: torch vs ONNX Runtime")
+def _intro(rows: list[dict]) -> str:
+    device = rows[0].get("device", "cpu")
+    if str(device).startswith("cuda"):
+        how = "torch eager under inference_mode on the GPU (fp16/bf16 = autocast), synchronised after each call"
+    else:
+        how = ("torch eager under inference_mode (bf16 = autocast); ONNX Runtime CPUExecutionProvider with one "
+               "intra-op thread per core; triton_fp32 = the same fp32 ONNX model served by Triton (CPU config), "
+               "one gRPC call per batch from this process")
+    return (f"Profile {rows[0].get('profile', '?')}, device {device}; {how}. p50/p95/p99 per call of one batch; "
+            "items/s = batch x calls / total seconds; speedup = torch fp32 p50 / variant p50 at the same batch; "
+            "GFLOP/s = counted FLOPs (torch flop counter: matmuls, convolutions, attention) x batch / p50, and "
+            "\"of peak\" divides it by this machine's matmul peak in the variant's precision (section below). "
+            "A failed or impossible variant shows dashes and its reason under the table.")
+
+
+@register_section(SECTION, "Model latency: torch vs ONNX Runtime vs Triton")
 def render_model_latency(rows: list[dict], out_dir: Path) -> str:
-    """Per model: a table and a p50-vs-batch plot per variant; then a batch-1 speedup bar chart over models."""
+    """Per model: a table and a p50-vs-batch plot per variant; the batch-1 speedup bars and the serving overhead."""
     if not rows:
         return "_no rows_"
-    parts = [f"Profile {rows[0].get('profile', '?')}, CPU; torch eager under inference_mode (bf16 = autocast), "
-             "ONNX Runtime CPUExecutionProvider with one intra-op thread per core; p50 and speedup per call of "
-             "one batch, items/s = batch x calls / total seconds."]
+    parts = [_intro(rows)]
+    overhead = serving_overhead(rows)
+    if overhead:
+        parts += ["", "**Serving overhead** (batch 1, same fp32 ONNX model): Triton over gRPC vs an in-process "
+                  "ONNX Runtime session.", "", markdown_table(overhead, OVERHEAD_COLUMNS)]
+    if any(r["batch"] == 1 for r in rows):
+        bars = speedup_plot(rows, out_dir / "model_latency_speedup.png")
+        parts += ["", f"![speedup at batch 1]({bars.name})"]
     for model in dict.fromkeys(r["model"] for r in rows):
         model_rows = [r for r in rows if r["model"] == model]
-        parts += ["", f"### {model}", "", markdown_table(model_rows, COLUMNS)]
+        per_item = model_rows[0].get("gflop_per_item")
+        flops_note = f" ({per_item:.4g} GFLOP per item)" if per_item else ""
+        parts += ["", f"### {model}{flops_note}", "", markdown_table(model_rows, COLUMNS)]
         errors = [f"- {r['variant']} batch {r['batch']}: {r['error']}" for r in model_rows if r.get("error")]
         parts += ["", *errors] if errors else []
         series: dict[str, tuple[list, list]] = {}
@@ -280,13 +459,10 @@ def render_model_latency(rows: list[dict], out_dir: Path) -> str:
                 xs, ys = series.setdefault(row["variant"], ([], []))
                 xs.append(row["batch"])
                 ys.append(row["p50_ms"])
-        if series:
+        if any(len(xs) > 1 for xs, _ in series.values()):
             plot = line_plot(series, out_dir / f"model_latency_{model}.png", f"{model} p50 latency per call",
                              "batch size", "p50 latency (ms)", log_x=True, log_y=True)
             parts += ["", f"![{model} latency]({plot.name})"]
-    if any(r["batch"] == 1 for r in rows):
-        bars = speedup_plot(rows, out_dir / "model_latency_speedup.png")
-        parts += ["", f"![speedup at batch 1]({bars.name})"]
     return "\n".join(parts)
 
 
@@ -308,6 +484,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--iterations", type=int, help="timed calls per model, variant and batch (default 50; 5 quick)")
     parser.add_argument("--max-seconds", type=float,
                         help="time budget per model, variant and batch (default 10; 3 with --quick)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the torch variants on the GPU")
+    parser.add_argument("--triton-grpc-url", help="a Triton (loopback) serving the fp32 models: adds triton_fp32 rows")
+    parser.add_argument("--onnx-repository", type=Path,
+                        help="reuse the fp32 models exported here (e.g. model_repository after `make demo`) "
+                             "instead of exporting into a scratch folder; int8 goes to a sibling folder")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/<machine-id>)")
     return parser
 
@@ -319,7 +500,14 @@ def main(argv: list[str] | None = None) -> None:
     batches = args.batches or (QUICK_BATCHES if args.quick else DEFAULT_BATCHES)
     iterations = args.iterations if args.iterations is not None else (5 if args.quick else 50)
     max_seconds = args.max_seconds if args.max_seconds is not None else (3.0 if args.quick else 10.0)
-    rows = run(args.models, args.profile, batches, iterations, max_seconds)
+    from benchmarks.flops import PEAK_SECTION, best_peaks, measure_peaks
+
+    peak_rows = measure_peaks(args.device)
+    repositories = ({"fp32": args.onnx_repository, "int8": args.onnx_repository.with_name(
+        args.onnx_repository.name + "-int8")} if args.onnx_repository else None)
+    rows = run(args.models, args.profile, batches, iterations, max_seconds, device=args.device,
+               onnx_repositories=repositories, triton_grpc_url=args.triton_grpc_url, peaks=best_peaks(peak_rows))
+    save_section(PEAK_SECTION, peak_rows, args.out)
     print(save_section(SECTION, rows, args.out).read_text())
 
 

@@ -102,6 +102,13 @@ def test_machine_id_names_cpu_cores_and_accelerator():
         == "amd-epyc-7r13-16c-nvidia-h200"
 
 
+def test_machine_id_records_the_torch_and_onnxruntime_versions():
+    info = {"cpu_model": "Intel(R) Xeon(R) Processor @ 2.50GHz", "logical_cores": 2, "gpu": None,
+            "versions": {"torch": "2.14.1+cpu", "onnxruntime": "1.32.0", "numpy": "1.26.4"}}
+    assert machine_id(info) == "intel-xeon-2.50ghz-2c-cpu-torch2.14.1-ort1.32.0"
+    assert machine_id({**info, "versions": {"torch": "2.11.0"}}) == "intel-xeon-2.50ghz-2c-cpu-torch2.11.0"
+
+
 def test_machine_info_reports_versions_and_cores_and_names_this_machine_safely():
     info = machine_info()
     assert info["logical_cores"] >= 1 and info["versions"]["numpy"] and info["versions"]["python"]

@@ -6,19 +6,24 @@ import json
 
 import pytest
 
-from benchmarks.model_latency import VARIANTS, add_speedups, model_batches, run
+from benchmarks.model_latency import (
+    UNET_STEP, add_speedups, model_batches, run, serving_overhead, variants_for,
+)
 from benchmarks.report import write_report
 
-MODELS = ["clip_text", "tryon_classifier"]
+MODELS = ["clip_text", "tryon_classifier", UNET_STEP]
 BATCHES = [1, 2]
-ROW_FIELDS = {"model", "profile", "variant", "batch", "count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "min_ms",
-              "max_ms", "items_per_s", "speedup_vs_torch_fp32", "error"}
+LOCAL_VARIANTS = ("torch_fp32", "torch_bf16", "ort_fp32", "ort_int8")
+ROW_FIELDS = {"model", "profile", "device", "variant", "batch", "count", "mean_ms", "p50_ms", "p95_ms", "p99_ms",
+              "min_ms", "max_ms", "items_per_s", "speedup_vs_torch_fp32", "error", "gflop_per_item",
+              "achieved_gflops", "peak_gflops", "peak_fraction"}
+PEAKS = {"fp32": 100.0, "bf16": 50.0, "int8": 400.0}
 
 
 @pytest.fixture(scope="module")
 def tiny_rows(tmp_path_factory) -> list[dict]:
     return run(MODELS, "tiny", BATCHES, iterations=2, max_seconds=5.0, show_progress=False,
-               workdir=tmp_path_factory.mktemp("model_latency"))
+               workdir=tmp_path_factory.mktemp("model_latency"), peaks=PEAKS)
 
 
 def test_every_row_has_every_field_and_was_timed(tiny_rows):
@@ -30,13 +35,44 @@ def test_every_row_has_every_field_and_was_timed(tiny_rows):
     json.dumps(tiny_rows)
 
 
-def test_every_model_and_batch_is_timed_in_all_four_variants(tiny_rows):
+def test_every_onnx_model_and_batch_is_timed_in_the_four_local_variants_and_the_unet_step_in_torch(tiny_rows):
     combos = {(r["model"], r["batch"]): set() for r in tiny_rows}
     for row in tiny_rows:
         combos[(row["model"], row["batch"])].add(row["variant"])
-    assert set(combos) == {(m, b) for m in MODELS for b in BATCHES}
-    assert all(variants == set(VARIANTS) for variants in combos.values())
-    assert len(tiny_rows) == len(MODELS) * len(BATCHES) * len(VARIANTS)
+    onnx_models = [m for m in MODELS if m != UNET_STEP]
+    # the UNet step is one classifier-free-guidance call: 2 latents, whatever the batch list says
+    assert set(combos) == {(m, b) for m in onnx_models for b in BATCHES} | {(UNET_STEP, 2)}
+    assert all(combos[(m, b)] == set(LOCAL_VARIANTS) for m in onnx_models for b in BATCHES)
+    assert combos[(UNET_STEP, 2)] == {"torch_fp32", "torch_bf16"}
+    assert len(tiny_rows) == len(onnx_models) * len(BATCHES) * len(LOCAL_VARIANTS) + 2
+
+
+def test_efficiency_is_counted_flops_times_batch_over_p50_and_the_precisions_peak(tiny_rows):
+    for row in tiny_rows:
+        assert row["gflop_per_item"] > 0, row
+        achieved = row["gflop_per_item"] * row["batch"] / (row["p50_ms"] / 1000)
+        assert row["achieved_gflops"] == pytest.approx(achieved)
+        precision = {"torch_fp32": "fp32", "ort_fp32": "fp32", "torch_bf16": "bf16", "ort_int8": "int8"}[
+            row["variant"]]
+        assert row["peak_gflops"] == PEAKS[precision]
+        assert row["peak_fraction"] == pytest.approx(achieved / PEAKS[precision])
+
+
+def test_variants_depend_on_the_device_the_model_and_a_triton_server():
+    assert variants_for("clip_image") == LOCAL_VARIANTS
+    assert variants_for("clip_image", triton=True) == (*LOCAL_VARIANTS, "triton_fp32")
+    assert variants_for(UNET_STEP, triton=True) == ("torch_fp32", "torch_bf16")
+    assert variants_for("sam_encoder", "cuda") == ("torch_fp32", "torch_fp16", "torch_bf16")
+
+
+def test_serving_overhead_is_the_triton_p50_over_the_in_process_ort_p50_at_batch_one():
+    rows = [{"model": "m", "variant": "ort_fp32", "batch": 1, "p50_ms": 4.0},
+            {"model": "m", "variant": "triton_fp32", "batch": 1, "p50_ms": 5.0},
+            {"model": "m", "variant": "triton_fp32", "batch": 8, "p50_ms": 50.0},
+            {"model": "n", "variant": "ort_fp32", "batch": 1, "p50_ms": 4.0},
+            {"model": "n", "variant": "triton_fp32", "batch": 1, "p50_ms": None}]
+    assert serving_overhead(rows) == [{"model": "m", "ort_p50_ms": 4.0, "triton_p50_ms": 5.0, "overhead_ms": 1.0,
+                                       "ratio": 1.25}]
 
 
 def test_speedup_is_the_torch_fp32_p50_over_the_variant_p50_at_the_same_batch(tiny_rows):
@@ -58,6 +94,7 @@ def test_a_variant_that_failed_gets_no_speedup():
 
 def test_sam_decoder_runs_at_batch_one_and_sam_encoder_stops_at_its_cap():
     assert model_batches("sam_decoder", [1, 8, 32]) == [1]
+    assert model_batches(UNET_STEP, [1, 8, 32]) == [1]
     assert model_batches("sam_encoder", [1, 8, 32]) == [1, 8]
     assert model_batches("sam_encoder", [1, 8, 32], sam_encoder_max_batch=32) == [1, 8, 32]
     assert model_batches("clip_image", [1, 8, 32]) == [1, 8, 32]
@@ -71,9 +108,10 @@ def test_unknown_models_are_refused():
 def test_write_report_renders_a_table_per_model_and_the_plots(tiny_rows, tmp_path):
     report = write_report({"machine": {"cpu_model": "test"}, "sections": {"model_latency": tiny_rows}}, tmp_path)
     text = report.read_text()
-    assert "## Model latency: torch vs ONNX Runtime" in text
+    assert "## Model latency: torch vs ONNX Runtime vs Triton" in text
     for model in MODELS:
-        assert f"### {model}" in text
+        assert f"### {model} (" in text and "GFLOP per item)" in text
+    for model in MODELS[:2]:  # the UNet step has one batch size: no latency-vs-batch plot
         assert (tmp_path / f"model_latency_{model}.png").stat().st_size > 0
         assert f"![{model} latency](model_latency_{model}.png)" in text
     assert "| variant | batch | p50 ms |" in text and "| ort_int8 | 2 |" in text
