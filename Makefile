@@ -9,10 +9,16 @@ TOOLS         := .tools
 PYTRITON_VER  := 0.7.0
 PYTRITON_DIR  := $(TOOLS)/pytriton-$(PYTRITON_VER)
 TRITONSERVER  := $(PYTRITON_DIR)/pytriton/tritonserver/bin/tritonserver
+PA_CLIENT_VER := 2.41.0
+PA_CUDART_VER := 12.3.101
+PA_DIR        := $(TOOLS)/perf_analyzer-$(PA_CLIENT_VER)
+PERF_ANALYZER := $(PA_DIR)/tritonclient-$(PA_CLIENT_VER).data/data/bin/perf_analyzer
+PA_CUDART_DIR := $(TOOLS)/cuda-runtime-$(PA_CUDART_VER)
+PA_CUDART     := $(PA_CUDART_DIR)/nvidia/cuda_runtime/lib/libcudart.so.12
 PROFILE       ?= base
 REPOSITORY    ?= model_repository
 
-.PHONY: help env demo test test-fast export triton clean-exports
+.PHONY: help env perf-analyzer demo test test-fast export triton clean-exports
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,7 +43,35 @@ $(TRITONSERVER):
 	@test -e /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0 || test -e /lib/x86_64-linux-gnu/libpython3.11.so.1.0 \
 	  || (apt-get update -qq && apt-get install -y -qq libpython3.11)
 
-env: $(VENV)/.installed $(TRITONSERVER)  ## create .venv and unpack tritonserver into .tools
+# perf_analyzer (Triton's load generator, for benchmarks/perf_analyzer.py) ships only in tritonclient <= 2.41's
+# manylinux wheel. Unpacked, never installed: .venv has a newer tritonclient. It links Debian's libb64 and
+# libcudart.so.12, which comes from the nvidia-cuda-runtime-cu12 wheel (also unpacked; the benchmark puts its lib
+# folder on LD_LIBRARY_PATH). 12.3 is the CUDA release tritonclient 2.41 (Triton 23.12) was built against.
+$(PERF_ANALYZER):
+	@mkdir -p $(TOOLS)/wheels
+	$(PIP) download --quiet --no-deps --only-binary=:all: \
+	    --dest $(TOOLS)/wheels tritonclient==$(PA_CLIENT_VER)
+	rm -rf $(PA_DIR).partial && mkdir -p $(PA_DIR).partial
+	$(PY) -m zipfile -e $(TOOLS)/wheels/tritonclient-$(PA_CLIENT_VER)-*manylinux*x86_64.whl $(PA_DIR).partial
+	chmod +x $(PA_DIR).partial/tritonclient-$(PA_CLIENT_VER).data/data/bin/perf_analyzer
+	rm -rf $(PA_DIR) && mv $(PA_DIR).partial $(PA_DIR)
+	@test -e /usr/lib/x86_64-linux-gnu/libb64.so.0d || test -e /lib/x86_64-linux-gnu/libb64.so.0d \
+	  || (apt-get update -qq && apt-get install -y -qq libb64-0d)
+
+$(PA_CUDART):
+	@mkdir -p $(TOOLS)/wheels
+	$(PIP) download --quiet --no-deps --only-binary=:all: \
+	    --dest $(TOOLS)/wheels nvidia-cuda-runtime-cu12==$(PA_CUDART_VER)
+	rm -rf $(PA_CUDART_DIR).partial && mkdir -p $(PA_CUDART_DIR).partial
+	$(PY) -m zipfile -e $(TOOLS)/wheels/nvidia_cuda_runtime_cu12-$(PA_CUDART_VER)-*.whl $(PA_CUDART_DIR).partial
+	rm -rf $(PA_CUDART_DIR) && mv $(PA_CUDART_DIR).partial $(PA_CUDART_DIR)
+
+perf-analyzer: $(PERF_ANALYZER) $(PA_CUDART)  ## unpack Triton's perf_analyzer (+ its CUDA runtime) into .tools
+	@# --help exits 99; a missing shared library would print a loader error instead of the usage text
+	@LD_LIBRARY_PATH=$(PA_CUDART_DIR)/nvidia/cuda_runtime/lib $(PERF_ANALYZER) --help 2>&1 | grep -q -- --concurrency-range \
+	  || (echo "$(PERF_ANALYZER) does not run:"; LD_LIBRARY_PATH=$(PA_CUDART_DIR)/nvidia/cuda_runtime/lib $(PERF_ANALYZER) --help 2>&1 | tail -3; exit 1)
+
+env: $(VENV)/.installed $(TRITONSERVER) perf-analyzer  ## create .venv, unpack tritonserver and perf_analyzer into .tools
 
 export: env  ## export every model (PROFILE=base|tiny) into REPOSITORY
 	$(VENV)/bin/snapfit export --profile $(PROFILE) --repository $(REPOSITORY)
