@@ -99,14 +99,15 @@ def onnx_paths(model: str, profile: str, repositories: dict[str, Path]) -> dict[
     return paths
 
 
-def torch_module(model: str, profile: str, workdir: Path):
-    """The eval-mode torch module of `model`: the exporter's wrapper (its builder, its seed) or the try-on UNet."""
+def torch_module(model: str, profile: str, workdir: Path, device: str = "cpu"):
+    """The eval-mode torch module of `model`: the exporter's wrapper (its builder, its seed) or the try-on UNet
+    (built directly on `device`: a CPU random init of the full UNet takes a minute)."""
     from export import clip, sam
     from export.classifier import torch_classifier
     from export.request import ExportRequest
 
     if model == UNET_STEP:
-        return _unet_step_module(profile)
+        return _unet_step_module(profile, device)
     request = ExportRequest.for_profile(profile, Path(workdir) / "fp32")
     if model == "sam_encoder":
         return sam.SamEncoderOnnx(sam._build(request)).eval()
@@ -128,14 +129,15 @@ def _unet_config(profile: str):
     return profile_config("full" if profile == "base" else profile)
 
 
-def _unet_step_module(profile: str):
+def _unet_step_module(profile: str, device: str = "cpu"):
     """The LaDI-VTON UNet (31 input channels) of `profile` ("base" -> the full SD-2-inpainting size), seeded."""
     import torch
 
     from tryon.components import build_unet
 
     torch.manual_seed(SEED)
-    unet = build_unet(_unet_config(profile)).eval()
+    with torch.device(device):
+        unet = build_unet(_unet_config(profile)).eval()
 
     class UnetStep(torch.nn.Module):
         """(latents (2, 31, h, w), timestep (), text (2, 77, D)) -> noise prediction (2, 4, h, w)."""
@@ -198,8 +200,8 @@ INPUT_NAMES = {"sam_encoder": ["image"], "clip_image": ["image"], "tryon_classif
                UNET_STEP: ["latents", "timestep", "text"]}
 
 
-def prepare_subject(model: str, profile: str, workdir: Path, onnx_repositories: dict[str, Path] | None = None
-                    ) -> Subject:
+def prepare_subject(model: str, profile: str, workdir: Path, onnx_repositories: dict[str, Path] | None = None,
+                    device: str = "cpu") -> Subject:
     """Builds `model`'s torch module and input maker, and finds or exports its ONNX files when it has any.
 
     onnx_repositories: {"fp32": repo, "int8": repo} to reuse (and fill); None exports into `workdir`; {} none.
@@ -209,7 +211,7 @@ def prepare_subject(model: str, profile: str, workdir: Path, onnx_repositories: 
     if onnx_repositories is None:
         onnx_repositories = {p: Path(workdir) / p for p in ("fp32", "int8")}
     paths = onnx_paths(model, profile, onnx_repositories) if model in ONNX_MODELS and onnx_repositories else {}
-    return Subject(model, torch_module(model, profile, workdir), INPUT_NAMES[model],
+    return Subject(model, torch_module(model, profile, workdir, device), INPUT_NAMES[model],
                    feed_maker(model, profile, workdir), paths)
 
 
@@ -270,17 +272,39 @@ def variant_call(subject: Subject, variant: str, feeds: Feeds, sessions: dict, d
     return _torch_call(subject, variant, feeds, device)
 
 
+def variant_threads(model: str, variant: str, device: str = "cpu", triton_grpc_url: str | None = None) -> int | None:
+    """CPU threads one call of `variant` may use: torch's pool, the in-process session's (one per core), or the
+    served config's intra_op_num_threads (None: ONNX Runtime's own choice, or a GPU)."""
+    if device.startswith("cuda"):
+        return None
+    if variant.startswith("ort_"):
+        return os.cpu_count()
+    if variant.startswith("triton_"):
+        import tritonclient.grpc as grpcclient
+
+        try:
+            config = grpcclient.InferenceServerClient(triton_grpc_url).get_model_config(model, as_json=True)["config"]
+        except Exception:  # noqa: BLE001 - the row's own error says why Triton could not be asked
+            return None
+        value = config.get("parameters", {}).get("intra_op_num_threads", {}).get("string_value")
+        return int(value) if value else None
+    import torch
+
+    return torch.get_num_threads()
+
+
 TIMING_KEYS = ("count", "mean_ms", "p50_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "items_per_s")
 
 
 def measure(subject: Subject, variant: str, batch: int, iterations: int, max_seconds: float, sessions: dict,
-            profile: str, device: str = "cpu", triton_grpc_url: str | None = None) -> dict:
+            profile: str, device: str = "cpu", triton_grpc_url: str | None = None, warmup: int = 1) -> dict:
     """One row: latency of `variant` at `batch`; a variant that cannot run here gets None timings and its error."""
     items = ITEMS_PER_CALL.get(subject.model, batch)
-    row: dict = {"model": subject.model, "profile": profile, "device": device, "variant": variant, "batch": items}
+    row: dict = {"model": subject.model, "profile": profile, "device": device, "variant": variant, "batch": items,
+                 "threads": variant_threads(subject.model, variant, device, triton_grpc_url)}
     try:
         call = variant_call(subject, variant, subject.make_feeds(batch), sessions, device, triton_grpc_url, batch)
-        summary = LatencySummary.from_seconds(time_calls(call, warmup=1, iterations=iterations,
+        summary = LatencySummary.from_seconds(time_calls(call, warmup=warmup, iterations=iterations,
                                                          max_seconds=max_seconds))
     except Exception as error:  # noqa: BLE001 - e.g. an op without a bf16 kernel; the other variants still count
         return {**row, **dict.fromkeys(TIMING_KEYS), "error": f"{type(error).__name__}: {error}"}
@@ -299,13 +323,15 @@ def add_speedups(rows: list[dict]) -> list[dict]:
 
 def serving_overhead(rows: Sequence[dict]) -> list[dict]:
     """Per model at batch 1: Triton-served p50 over in-process ONNX Runtime p50 (same fp32 model), and the
-    difference in ms: what gRPC, (de)serialisation, the scheduler and the Python backend add."""
+    difference in ms: what gRPC, (de)serialisation, the scheduler and the Python backend add (and, where the
+    served config gives a call fewer threads than the in-process session, that too: see `served_threads`)."""
     by_key = {(r["model"], r["variant"], r["batch"]): r for r in rows}
     result = []
     for model in dict.fromkeys(r["model"] for r in rows):
         served, local = by_key.get((model, "triton_fp32", 1)), by_key.get((model, "ort_fp32", 1))
         if served and local and served["p50_ms"] and local["p50_ms"]:
-            result.append({"model": model, "ort_p50_ms": local["p50_ms"], "triton_p50_ms": served["p50_ms"],
+            result.append({"model": model, "ort_threads": local.get("threads"), "served_threads":
+                           served.get("threads"), "ort_p50_ms": local["p50_ms"], "triton_p50_ms": served["p50_ms"],
                            "overhead_ms": served["p50_ms"] - local["p50_ms"],
                            "ratio": served["p50_ms"] / local["p50_ms"]})
     return result
@@ -329,12 +355,13 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
         iterations: int = 50, max_seconds: float = 10.0, show_progress: bool = True,
         sam_encoder_max_batch: int = SAM_ENCODER_MAX_BATCH, workdir: Path | None = None, device: str = "cpu",
         onnx_repositories: dict[str, Path] | None = None, triton_grpc_url: str | None = None,
-        peaks: dict[str, float] | None = None) -> list[dict]:
+        peaks: dict[str, float] | None = None, warmup: int = 1) -> list[dict]:
     """Rows for every model x variant x batch (see `variants_for`, `model_batches`), in that order.
 
     workdir: scratch folder for exports (default: a temporary folder removed afterwards); onnx_repositories:
     reuse these {"fp32", "int8"} repositories instead; triton_grpc_url: a Triton serving the fp32 repository
-    (adds triton_fp32 rows); peaks: precision -> GFLOP/s (benchmarks.flops.best_peaks), adds efficiency fields.
+    (adds triton_fp32 rows); peaks: precision -> GFLOP/s (benchmarks.flops.best_peaks), adds efficiency fields;
+    warmup: untimed calls before each measurement (0 for a smoke run: the first call then counts, allocations and all).
     """
     from rich.progress import Progress
 
@@ -357,8 +384,17 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
         task = progress.add_task("models", total=sum(len(b) * len(v) for b, v in plan.values()))
         for model, (model_batch_sizes, variants) in plan.items():
             progress.update(task, description=f"{model}: preparing")
-            subject = prepare_subject(model, profile, root / model, {} if cuda else onnx_repositories)
-            subject.module = subject.module.to(device)
+            try:
+                subject = prepare_subject(model, profile, root / model, {} if cuda else onnx_repositories, device)
+                subject.module = subject.module.to(device)
+            except Exception as error:  # noqa: BLE001 - e.g. a library missing on this machine: the others still run
+                reason = f"could not prepare {model}: {type(error).__name__}: {error}"
+                for batch in model_batch_sizes:
+                    rows += [{"model": model, "profile": profile, "device": device, "variant": variant,
+                              "batch": ITEMS_PER_CALL.get(model, batch), "threads": None, **dict.fromkeys(TIMING_KEYS),
+                              "error": reason} for variant in variants]
+                progress.advance(task, len(model_batch_sizes) * len(variants))
+                continue
             counted = flops_per_item(subject, device)
             if counted:
                 flops[model] = counted
@@ -367,7 +403,7 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
                 for variant in variants:
                     progress.update(task, description=f"{model} {variant} batch {batch}")
                     rows.append(measure(subject, variant, batch, iterations, max_seconds, sessions, profile, device,
-                                        triton_grpc_url))
+                                        triton_grpc_url, warmup))
                     progress.advance(task)
             del subject, sessions
     return add_efficiency(add_speedups(rows), flops, peaks or {})
@@ -385,13 +421,16 @@ def _percent(value: object) -> str:
 
 
 COLUMNS: list[Column] = [
-    ("variant", "variant", format_value), ("batch", "batch", format_value), ("p50 ms", "p50_ms", format_value),
+    ("variant", "variant", format_value), ("batch", "batch", format_value), ("threads", "threads", format_value),
+    ("p50 ms", "p50_ms", format_value),
     ("p95 ms", "p95_ms", format_value), ("p99 ms", "p99_ms", format_value), ("mean ms", "mean_ms", format_value),
     ("items/s", "items_per_s", format_value), ("vs torch fp32", "speedup_vs_torch_fp32", _speedup),
     ("GFLOP/s", "achieved_gflops", format_value), ("of peak", "peak_fraction", _percent),
     ("calls", "count", format_value)]
 OVERHEAD_COLUMNS: list[Column] = [
-    ("model", "model", format_value), ("ONNX Runtime in-process p50 ms", "ort_p50_ms", format_value),
+    ("model", "model", format_value), ("in-process threads", "ort_threads", format_value),
+    ("served threads per call", "served_threads", format_value),
+    ("ONNX Runtime in-process p50 ms", "ort_p50_ms", format_value),
     ("Triton gRPC p50 ms", "triton_p50_ms", format_value), ("added ms", "overhead_ms", format_value),
     ("Triton / in-process", "ratio", _speedup)]
 

@@ -372,5 +372,30 @@ def generate_demo_catalog(
     console.print(f"wrote {generate_catalog(out_dir, count=count, seed=seed)}")
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="smoke run (a few minutes); its report goes to runs/bench/<machine-id>-quick/")] = False,
+    only: Annotated[Optional[list[str]], typer.Option(help="run just these steps (repeatable): peaks, models, triton, http, faiss")] = None,
+    profile: Annotated[str, typer.Option(help="model sizes: base (full-size architectures) or tiny (tests)")] = "base",
+    repository: Annotated[Path, typer.Option(help="model repository with the served fp32 models (exported here if missing)")] = DEFAULT_REPOSITORY,
+    out: Annotated[Optional[Path], typer.Option(help="results folder (default: benchmarks/results/<machine-id>/, quick: runs/bench/<machine-id>-quick/)")] = None,
+    device: Annotated[str, typer.Option(help="cpu, or cuda: torch fp32/fp16/bf16 on the GPU (steps peaks and models only)")] = "cpu",
+) -> None:
+    """Benchmark torch vs ONNX Runtime vs Triton per model, Triton and the HTTP API under load, FAISS at scale.
+
+    Writes results.json, report.md and PNG plots; see docs/benchmarks.md. Triton and the orchestrator are started on
+    free loopback ports for the run and stopped afterwards.
+    """
+    _setup_logging(False)
+    from benchmarks.suite import BenchRun, run_bench
+
+    run = BenchRun(quick=quick, profile=profile, repository=repository, out=out, only=tuple(only or ()), device=device)
+    try:
+        run.steps()
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--only")
+    run_bench(run, console)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())

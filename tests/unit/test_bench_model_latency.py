@@ -14,7 +14,7 @@ from benchmarks.report import write_report
 MODELS = ["clip_text", "tryon_classifier", UNET_STEP]
 BATCHES = [1, 2]
 LOCAL_VARIANTS = ("torch_fp32", "torch_bf16", "ort_fp32", "ort_int8")
-ROW_FIELDS = {"model", "profile", "device", "variant", "batch", "count", "mean_ms", "p50_ms", "p95_ms", "p99_ms",
+ROW_FIELDS = {"model", "profile", "device", "variant", "batch", "threads", "count", "mean_ms", "p50_ms", "p95_ms", "p99_ms",
               "min_ms", "max_ms", "items_per_s", "speedup_vs_torch_fp32", "error", "gflop_per_item",
               "achieved_gflops", "peak_gflops", "peak_fraction"}
 PEAKS = {"fp32": 100.0, "bf16": 50.0, "int8": 400.0}
@@ -71,7 +71,7 @@ def test_serving_overhead_is_the_triton_p50_over_the_in_process_ort_p50_at_batch
             {"model": "m", "variant": "triton_fp32", "batch": 8, "p50_ms": 50.0},
             {"model": "n", "variant": "ort_fp32", "batch": 1, "p50_ms": 4.0},
             {"model": "n", "variant": "triton_fp32", "batch": 1, "p50_ms": None}]
-    assert serving_overhead(rows) == [{"model": "m", "ort_p50_ms": 4.0, "triton_p50_ms": 5.0, "overhead_ms": 1.0,
+    assert serving_overhead(rows) == [{"model": "m", "ort_threads": None, "served_threads": None, "ort_p50_ms": 4.0, "triton_p50_ms": 5.0, "overhead_ms": 1.0,
                                        "ratio": 1.25}]
 
 
@@ -114,6 +114,25 @@ def test_write_report_renders_a_table_per_model_and_the_plots(tiny_rows, tmp_pat
     for model in MODELS[:2]:  # the UNet step has one batch size: no latency-vs-batch plot
         assert (tmp_path / f"model_latency_{model}.png").stat().st_size > 0
         assert f"![{model} latency](model_latency_{model}.png)" in text
-    assert "| variant | batch | p50 ms |" in text and "| ort_int8 | 2 |" in text
+    assert "| variant | batch | threads | p50 ms |" in text and "| ort_int8 | 2 |" in text
     assert (tmp_path / "model_latency_speedup.png").stat().st_size > 0
     assert json.loads((tmp_path / "results.json").read_text())["sections"]["model_latency"] == tiny_rows
+
+
+def test_a_model_that_cannot_be_prepared_gets_error_rows_and_the_others_still_run(monkeypatch, tmp_path):
+    import benchmarks.model_latency as model_latency
+
+    real = model_latency.prepare_subject
+
+    def broken_for_clip_text(model, *args, **kwargs):
+        if model == "clip_text":
+            raise ImportError("no module named open_clip")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(model_latency, "prepare_subject", broken_for_clip_text)
+    rows = run(["clip_text", "tryon_classifier"], "tiny", [1], iterations=1, max_seconds=1.0, show_progress=False,
+               workdir=tmp_path)
+    broken = [r for r in rows if r["model"] == "clip_text"]
+    assert len(broken) == len(LOCAL_VARIANTS)
+    assert all(r["p50_ms"] is None and "ImportError: no module named open_clip" in r["error"] for r in broken)
+    assert all(r["error"] is None for r in rows if r["model"] == "tryon_classifier")

@@ -1,0 +1,112 @@
+"""`snapfit bench` end to end on the tiny models: one run, every section and its required rows (no timing checks).
+
+The run starts its own Triton and orchestrator on free ports; afterwards no process it started may be left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from benchmarks import http_load
+from benchmarks.model_latency import ONNX_MODELS
+from benchmarks.suite import QUICK, STEPS, BenchRun, run_bench
+
+def descendants(pid: int) -> set[int]:
+    """PIDs of every live process below `pid`, from /proc (ppid is the 4th field of /proc/PID/stat)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+BUDGET = dataclasses.replace(QUICK, batches=(1, 2), iterations=2, max_seconds=1.0, perf_models=("clip_text",),
+                             perf_concurrency=(1, 2), perf_measurement_ms=500, http_concurrency=(1, 2),
+                             http_requests=3, http_seconds=5.0, catalog_size=300, faiss_sizes=(2_000,),
+                             faiss_iterations=5, faiss_seconds=0.5)
+
+
+@pytest.fixture(scope="module")
+def bench_run(tiny_repository, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    before = descendants(os.getpid())
+    report = run_bench(BenchRun(quick=True, profile="tiny", repository=tiny_repository, out=out, budget=BUDGET,
+                                scratch=tmp_path_factory.mktemp("bench_scratch")),
+                       Console(quiet=True), show_progress=False)
+    after = descendants(os.getpid())
+    return report, json.loads((out / "results.json").read_text()), after - before
+
+
+def test_the_run_leaves_no_server_behind(bench_run):
+    _, _, leftover = bench_run
+    assert not leftover
+
+
+def test_every_section_is_written_with_its_report_and_plots(bench_run):
+    report, results, _ = bench_run
+    assert set(results["sections"]) == {"matmul_peak", "model_latency", "perf_analyzer", "http_load",
+                                        "original_comparison", "faiss_scale", "run"}
+    text = report.read_text()
+    for title in ("## Matmul peak of this machine", "## Model latency: torch vs ONNX Runtime vs Triton",
+                  "**Serving overhead**", "## Against the original project's table", "## FAISS search vs catalog size"):
+        assert title in text
+    for png in ("model_latency_speedup.png", "faiss_latency.png"):
+        assert (report.parent / png).stat().st_size > 0
+    assert results["machine"]["logical_cores"] >= 1
+    assert results["sections"]["run"][0]["steps"] == " ".join(STEPS)
+
+
+def test_every_model_is_timed_in_torch_onnxruntime_and_triton_with_speedups_and_efficiency(bench_run):
+    _, results, _ = bench_run
+    rows = results["sections"]["model_latency"]
+    for model in ONNX_MODELS:
+        for variant in ("torch_fp32", "torch_bf16", "ort_fp32", "ort_int8", "triton_fp32"):
+            row = next(r for r in rows if r["model"] == model and r["variant"] == variant and r["batch"] == 1)
+            assert row["error"] is None, row
+            assert row["p50_ms"] > 0 and row["speedup_vs_torch_fp32"] > 0 and row["peak_fraction"] > 0
+    # sam_encoder's CPU config serves one image per call: its batch-2 Triton row says so instead of a timing
+    served_batch_2 = [r for r in rows if r["variant"] == "triton_fp32" and r["batch"] == 2]
+    assert {r["model"] for r in served_batch_2} == {"clip_image", "clip_text", "tryon_classifier"}
+
+
+def test_the_load_sections_cover_every_scenario_and_concurrency_without_errors(bench_run):
+    _, results, _ = bench_run
+    http_rows = results["sections"]["http_load"]
+    assert {(r["scenario"], r["concurrency"]) for r in http_rows} == {
+        (s, c) for s in http_load.SCENARIOS for c in BUDGET.http_concurrency}
+    assert all(r["ok"] > 0 and r["errors"] == 0 for r in http_rows), http_rows
+    perf_rows = results["sections"]["perf_analyzer"]
+    assert [(r["model"], r["concurrency"]) for r in perf_rows] == [("clip_text", 1), ("clip_text", 2)]
+    assert all(r["error"] is None and r["infer_per_s"] > 0 for r in perf_rows), perf_rows
+    comparison = results["sections"]["original_comparison"]
+    assert {r["scenario"] for r in comparison} == set(http_load.SCENARIOS)
+
+
+def test_faiss_rows_cover_exact_and_the_large_catalog_index(bench_run):
+    _, results, _ = bench_run
+    rows = results["sections"]["faiss_scale"]
+    assert {r["n_vectors"] for r in rows} == {2_000} and len(rows) == 2
+
+
+def test_unknown_steps_are_refused():
+    with pytest.raises(ValueError, match="unknown step"):
+        BenchRun(only=("gpu-magic",)).steps()
+
+
+def test_a_cuda_run_keeps_to_the_steps_a_gpu_machine_can_run():
+    assert BenchRun(device="cuda").steps() == ("peaks", "models")
+    assert BenchRun(device="cuda", only=("models", "http")).steps() == ("models",)
