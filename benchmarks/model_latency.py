@@ -78,8 +78,10 @@ def model_batches(model: str, batches: Sequence[int], sam_encoder_max_batch: int
     return list(batches)
 
 
-def onnx_paths(model: str, profile: str, repositories: dict[str, Path]) -> dict[str, Path]:
-    """model.onnx per precision ("fp32", "int8") in `repositories`, exporting only those not already there.
+def onnx_paths(model: str, profile: str, repositories: dict[str, Path],
+               export_missing: Sequence[str] = ("fp32", "int8")) -> dict[str, Path]:
+    """model.onnx per precision ("fp32", "int8") in `repositories`, exporting those not already there when their
+    precision is in `export_missing` (others are left out, so their variant reports why).
 
     A repository that `snapfit export` already filled (e.g. by `make demo`) is reused as it is, whatever weights
     it was exported with: latency does not depend on them.
@@ -91,6 +93,8 @@ def onnx_paths(model: str, profile: str, repositories: dict[str, Path]) -> dict[
     paths = {}
     for precision, repository in repositories.items():
         path = Path(repository) / model / "1" / "model.onnx"
+        if not path.exists() and precision not in export_missing:
+            continue
         if not path.exists():
             # a console of its own, silenced: the exporter's progress bar must not clash with ours
             export_models(profile, repository=Path(repository), only=[model], precision=precision,
@@ -201,16 +205,18 @@ INPUT_NAMES = {"sam_encoder": ["image"], "clip_image": ["image"], "tryon_classif
 
 
 def prepare_subject(model: str, profile: str, workdir: Path, onnx_repositories: dict[str, Path] | None = None,
-                    device: str = "cpu") -> Subject:
+                    device: str = "cpu", export_missing: Sequence[str] = ("fp32", "int8")) -> Subject:
     """Builds `model`'s torch module and input maker, and finds or exports its ONNX files when it has any.
 
-    onnx_repositories: {"fp32": repo, "int8": repo} to reuse (and fill); None exports into `workdir`; {} none.
+    onnx_repositories: {"fp32": repo, "int8": repo} to reuse (and fill, for the precisions in `export_missing`);
+    None exports into `workdir`; {} none.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     if onnx_repositories is None:
         onnx_repositories = {p: Path(workdir) / p for p in ("fp32", "int8")}
-    paths = onnx_paths(model, profile, onnx_repositories) if model in ONNX_MODELS and onnx_repositories else {}
+    paths = (onnx_paths(model, profile, onnx_repositories, export_missing)
+             if model in ONNX_MODELS and onnx_repositories else {})
     return Subject(model, torch_module(model, profile, workdir, device), INPUT_NAMES[model],
                    feed_maker(model, profile, workdir), paths)
 
@@ -260,7 +266,8 @@ def variant_call(subject: Subject, variant: str, feeds: Feeds, sessions: dict, d
 
         precision = variant.removeprefix("ort_")
         if precision not in subject.onnx_paths:
-            raise ValueError(f"{subject.model} has no {precision} ONNX model")
+            raise ValueError(f"{subject.model} has no {precision} ONNX model here (not exported yet: a full "
+                             f"`snapfit bench` or `snapfit export --precision {precision}` writes it)")
         if precision not in sessions:
             sessions[precision], _ = open_session(subject.onnx_paths[precision], threads=os.cpu_count())
         session = sessions[precision]
@@ -355,13 +362,15 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
         iterations: int = 50, max_seconds: float = 10.0, show_progress: bool = True,
         sam_encoder_max_batch: int = SAM_ENCODER_MAX_BATCH, workdir: Path | None = None, device: str = "cpu",
         onnx_repositories: dict[str, Path] | None = None, triton_grpc_url: str | None = None,
-        peaks: dict[str, float] | None = None, warmup: int = 1) -> list[dict]:
+        peaks: dict[str, float] | None = None, warmup: int = 1,
+        export_missing: Sequence[str] = ("fp32", "int8")) -> list[dict]:
     """Rows for every model x variant x batch (see `variants_for`, `model_batches`), in that order.
 
     workdir: scratch folder for exports (default: a temporary folder removed afterwards); onnx_repositories:
     reuse these {"fp32", "int8"} repositories instead; triton_grpc_url: a Triton serving the fp32 repository
     (adds triton_fp32 rows); peaks: precision -> GFLOP/s (benchmarks.flops.best_peaks), adds efficiency fields;
-    warmup: untimed calls before each measurement (0 for a smoke run: the first call then counts, allocations and all).
+    warmup: untimed calls before each measurement (0 for a smoke run: the first call then counts, allocations and all);
+    export_missing: precisions exported when `onnx_repositories` lacks them (others get error rows).
     """
     from rich.progress import Progress
 
@@ -385,7 +394,8 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
         for model, (model_batch_sizes, variants) in plan.items():
             progress.update(task, description=f"{model}: preparing")
             try:
-                subject = prepare_subject(model, profile, root / model, {} if cuda else onnx_repositories, device)
+                subject = prepare_subject(model, profile, root / model, {} if cuda else onnx_repositories, device,
+                                          export_missing)
                 subject.module = subject.module.to(device)
             except Exception as error:  # noqa: BLE001 - e.g. a library missing on this machine: the others still run
                 reason = f"could not prepare {model}: {type(error).__name__}: {error}"

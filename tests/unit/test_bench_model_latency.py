@@ -136,3 +136,16 @@ def test_a_model_that_cannot_be_prepared_gets_error_rows_and_the_others_still_ru
     assert len(broken) == len(LOCAL_VARIANTS)
     assert all(r["p50_ms"] is None and "ImportError: no module named open_clip" in r["error"] for r in broken)
     assert all(r["error"] is None for r in rows if r["model"] == "tryon_classifier")
+
+
+def test_a_precision_that_may_not_be_exported_is_reported_missing_instead(tmp_path):
+    from export.runner import export_models
+
+    fp32 = tmp_path / "fp32"
+    export_models("tiny", repository=fp32, only=["clip_text"])
+    rows = run(["clip_text"], "tiny", [1], iterations=1, max_seconds=1.0, show_progress=False, workdir=tmp_path,
+               onnx_repositories={"fp32": fp32, "int8": tmp_path / "int8"}, export_missing=("fp32",))
+    by_variant = {r["variant"]: r for r in rows}
+    assert by_variant["ort_fp32"]["error"] is None
+    assert "no int8 ONNX model here" in by_variant["ort_int8"]["error"]
+    assert not (tmp_path / "int8" / "clip_text" / "1" / "model.onnx").exists()
