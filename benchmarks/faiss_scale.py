@@ -8,7 +8,7 @@ it builds the index on synthetic CLIP-like embeddings and reports build/train se
 serialized index bytes and recall@k of the index against exact search. Rows are JSON-ready dicts; the report goes
 to `--out` (default benchmarks/results/<machine-id>/), next to the sections other benchmarks wrote there.
 
-The default is the index we recommend for large catalogs (SNAPFIT_CATALOG__INDEX_FACTORY, docs/benchmarks.md):
+The default is the index we recommend for large catalogs (SNAPFIT_SEARCH__INDEX_FACTORY, docs/benchmarks.md):
 8-bit scalar quantisation keeps recall@10 near 0.99 at a quarter of Flat's memory. On these 512-d vectors at 100k,
 "IVF1024,PQ64" searched as fast but kept only 0.46 recall@10, and "HNSW32,SQ8" reached 0.99 with 1.5x the memory.
 FAISS trains polysemous codes for "...,PQ<m>" factories unless they end in "np" ("IVF1024,PQ64np"); that training

@@ -34,14 +34,22 @@ def count_flops(module, inputs: Sequence) -> int:
     """FLOPs of `module(*inputs)` as counted by torch.utils.flop_counter (matmuls, convolutions, attention).
 
     Element-wise ops (activations, norms, softmax) are not counted, so this is a lower bound dominated by what
-    runs on the matrix units; a multiply-add is 2 FLOPs.
+    runs on the matrix units; a multiply-add is 2 FLOPs. Attention is counted through its plain matmuls: the
+    counter scores nn.MultiheadAttention's fused inference kernel and the CPU's fused scaled_dot_product_attention
+    as 0 FLOPs, so both are switched to their unfused paths while counting (same arithmetic, same result).
     """
     import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        module(*inputs)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
+            module(*inputs)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return int(counter.get_total_flops())
 
 

@@ -275,7 +275,9 @@ def variant_call(subject: Subject, variant: str, feeds: Feeds, sessions: dict, d
     if variant.startswith("triton_"):
         if not triton_grpc_url:
             raise ValueError("no Triton server given (triton_grpc_url)")
-        return _triton_call(subject, feeds, triton_grpc_url, batch)
+        from benchmarks.perf_analyzer import loopback_address
+
+        return _triton_call(subject, feeds, loopback_address(triton_grpc_url), batch)
     return _torch_call(subject, variant, feeds, device)
 
 

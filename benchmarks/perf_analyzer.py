@@ -408,10 +408,13 @@ def render_perf_analyzer(rows: list[dict], out_dir: Path) -> str:
         ("spread %", "spread_pct", _ms), ("error", "error", format_value)]
     measured = [r for r in rows if r.get("error") is None]
     first = rows[0]
+    stability = first.get("stability_pct") or 0
+    accepted = ("its last 3 windows accepted whatever their spread" if stability >= ANY_STABILITY_PCT else
+                f"stable once its last 3 windows agree within {format_value(stability)} % on p95 and throughput")
     note = (f"perf_analyzer (gRPC, synchronous clients, realistic `--input-data` per model): each level is its own "
-            f"run of up to {first.get('max_trials')} windows of {first.get('measurement_ms')} ms, stable within "
-            f"{format_value(first.get('stability_pct'))} % on p95 and throughput (spread % is the throughput spread "
-            "of the 3 windows a level reports). infer/s counts items (requests x batch); latencies are per request; "
+            f"run of up to {first.get('max_trials')} windows of {first.get('measurement_ms')} ms, {accepted} "
+            "(spread % is the throughput spread of the 3 windows a level reports; a large one means the numbers "
+            "moved between windows). infer/s counts items (requests x batch); latencies are per request; "
             "queue/compute are the server's averages; network is the rest of the round trip. A level with an error "
             "has no numbers.")
     parts = [note, "", markdown_table(rows, columns)]

@@ -75,13 +75,18 @@ def serving_orchestrator(grpc_url: str, workdir: Path, store_url: str, extra_env
             _wait_ready(base, process, ready_timeout_s, workdir / "orchestrator.log", set(loaded_models))
             yield base
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 30.0) -> int:
+    """SIGTERM exactly `process` (if still running), SIGKILL it after `timeout_s`; returns its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def _wait_ready(base: str, process: subprocess.Popen, timeout_s: float, log_path: Path, loaded: set[str]) -> None:

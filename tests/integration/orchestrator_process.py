@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
+from benchmarks.stack import stop_process
 from tests.conftest import free_port
 
 
@@ -70,13 +70,7 @@ def running_orchestrator(grpc_url: str, runs: Path, image_root: Path, store: str
                     time.sleep(0.3)
             yield OrchestratorProcess(base, process)
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
             if store == "mongodb":
                 _drop_database(env["SNAPFIT_CATALOG__URL"])
 

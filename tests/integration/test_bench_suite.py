@@ -34,6 +34,8 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+pytestmark = pytest.mark.integration
+
 BUDGET = dataclasses.replace(QUICK, batches=(1, 2), iterations=2, max_seconds=1.0, perf_models=("clip_text",),
                              perf_concurrency=(1, 2), perf_measurement_ms=500, http_concurrency=(1, 2),
                              http_requests=3, http_seconds=5.0, catalog_size=300, faiss_sizes=(2_000,),
