@@ -541,7 +541,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seconds", type=float, help="seconds per level at most; requests in flight then are "
                                                           f"awaited (default 20; {QUICK_MAX_SECONDS:g} with --quick)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed requests per scenario (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=120.0,
+    parser.add_argument("--timeout-s", type=float, default=120.0,
                         help="seconds per HTTP call before it counts as an error (default %(default)s)")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/<machine-id>)")
     parser.add_argument("--seed-catalog", metavar="STORE_URL",
@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
     max_seconds = args.max_seconds or (QUICK_MAX_SECONDS if args.quick else 20.0)
     try:
         rows = run(args.url, args.scenarios, concurrencies, max_requests, max_seconds, args.warmup,
-                   timeout_s=args.timeout)
+                   timeout_s=args.timeout_s)
     except ValueError as error:
         parser.error(str(error))
     print(save_section(SECTION, rows, args.out).read_text())

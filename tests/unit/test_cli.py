@@ -29,7 +29,8 @@ def test_export_fails_cleanly_when_a_checkpoint_is_missing(tmp_path):
     assert not (tmp_path / "repo" / "sam_encoder" / "1" / "model.onnx").exists()
 
 
-@pytest.mark.parametrize("command", ["export", "triton", "serve", "up", "import", "generate-catalog", "train-classifier"])
+@pytest.mark.parametrize("command", ["export", "triton", "serve", "up", "import", "generate-catalog", "train-classifier",
+                                     "tryon", "bench"])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -54,3 +55,9 @@ def test_import_against_an_unreachable_orchestrator_fails_cleanly(tmp_path, monk
     result = runner.invoke(app, ["import", str(csv_file), "--url", f"http://127.0.0.1:{free_port()}"])
     assert result.exit_code == 1
     assert "lost contact with the orchestrator" in " ".join(result.output.split())
+
+
+def test_bench_refuses_an_unknown_step_before_doing_anything(tmp_path):
+    result = runner.invoke(app, ["bench", "--only", "gpu-magic", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "unknown step(s) gpu-magic" in result.output
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,51 @@
+"""benchmarks.suite's plan (which steps, which budget, where the report goes) and benchmarks.original's table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.original import ORIGINAL, compare
+from benchmarks.suite import FULL, GPU, QUICK, RESULTS_ROOT, STEPS, BenchRun
+
+INFO = {"cpu_model": "Intel(R) Xeon(R) Processor @ 2.50GHz", "logical_cores": 2, "gpu": None,
+        "versions": {"torch": "2.14.1", "onnxruntime": "1.32.0"}}
+
+
+def test_a_quick_run_reports_into_an_ignored_scratch_folder_and_a_full_run_into_the_committed_one(tmp_path):
+    quick = BenchRun(quick=True, scratch=tmp_path)
+    assert quick.out_dir(INFO) == tmp_path / "intel-xeon-2.50ghz-2c-cpu-torch2.14.1-ort1.32.0-quick"
+    assert BenchRun().out_dir(INFO) == RESULTS_ROOT / "intel-xeon-2.50ghz-2c-cpu-torch2.14.1-ort1.32.0"
+    assert BenchRun(out=tmp_path / "mine").out_dir(INFO) == tmp_path / "mine"
+
+
+def test_budgets_follow_the_mode_and_the_device():
+    assert BenchRun(quick=True).sizes() is QUICK
+    assert BenchRun().sizes() is FULL
+    assert BenchRun(device="cuda").sizes() is GPU
+    assert QUICK.warmup == 0 and FULL.warmup == 1
+    assert BenchRun().steps() == STEPS
+
+
+@pytest.mark.parametrize("only, steps", [(("faiss",), ("faiss",)), (("http", "peaks"), ("peaks", "http"))])
+def test_only_picks_steps_in_the_suites_order(only, steps):
+    assert BenchRun(only=only).steps() == steps
+
+
+def http_row(scenario: str, concurrency: int, p50_ms: float | None, p95_ms: float | None) -> dict:
+    return {"scenario": scenario, "concurrency": concurrency, "p50_ms": p50_ms, "p95_ms": p95_ms, "errors": 0}
+
+
+def test_the_original_table_is_compared_at_concurrency_one_with_its_onnx_bound():
+    rows = compare([http_row("search_text", 1, 80.0, 100.0), http_row("search_text", 2, 150.0, 200.0),
+                    http_row("search_text_image", 1, 1000.0, 2000.0), http_row("sam_click_new_image", 1, None, None),
+                    http_row("not_a_scenario", 1, 1.0, 1.0)])
+    by_scenario = {r["scenario"]: r for r in rows}
+    assert set(by_scenario) == {"search_text", "search_text_image", "sam_click_new_image"}
+    text = by_scenario["search_text"]
+    assert text["original_onnx_s"] == ORIGINAL["single_search"].onnx_s == "< 1"
+    assert text["ours_p50_s"] == pytest.approx(0.08) and text["within_original_onnx_bound"] is True
+    assert text["original_bound_over_ours_p50"] == pytest.approx(1.0 / 0.08)
+    assert by_scenario["search_text_image"]["within_original_onnx_bound"] is False  # p95 2 s > 1.5 s
+    assert by_scenario["sam_click_new_image"]["within_original_onnx_bound"] is None  # nothing succeeded
