@@ -35,22 +35,27 @@ def export_module(
     """
     module.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the MHA fast path swaps in fused kernels whose ONNX export differs from eager numerics
+    # the MHA fast path swaps in fused kernels whose ONNX export differs from eager numerics; off for the export
+    # only, so torch code running later in this process (parity references, benchmarks) keeps its default
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     param_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TracerWarnings about Python-side shape math are expected here
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            input_names=list(input_names),
-            output_names=list(output_names),
-            dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings about Python-side shape math are expected here
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=list(input_names),
+                output_names=list(output_names),
+                dynamic_axes={k: dict(v) for k, v in (dynamic_axes or {}).items()},
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     if param_bytes > EXTERNAL_DATA_THRESHOLD_BYTES:
         model = onnx.load(str(path), load_external_data=True)
         for stale in path.parent.glob(path.name + "*"):

