@@ -18,7 +18,7 @@ PA_CUDART     := $(PA_CUDART_DIR)/nvidia/cuda_runtime/lib/libcudart.so.12
 PROFILE       ?= base
 REPOSITORY    ?= model_repository
 
-.PHONY: help env perf-analyzer demo test test-fast export triton clean-exports
+.PHONY: help env perf-analyzer qemu demo test test-fast export triton clean-exports
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -71,7 +71,15 @@ perf-analyzer: $(PERF_ANALYZER) $(PA_CUDART)  ## unpack Triton's perf_analyzer (
 	@LD_LIBRARY_PATH=$(PA_CUDART_DIR)/nvidia/cuda_runtime/lib $(PERF_ANALYZER) --help 2>&1 | grep -q -- --concurrency-range \
 	  || (echo "$(PERF_ANALYZER) does not run:"; LD_LIBRARY_PATH=$(PA_CUDART_DIR)/nvidia/cuda_runtime/lib $(PERF_ANALYZER) --help 2>&1 | tail -3; exit 1)
 
-env: $(VENV)/.installed $(TRITONSERVER) perf-analyzer  ## create .venv, unpack tritonserver and perf_analyzer into .tools
+# QEMU user-mode emulation runs this environment as an AVX2-only CPU (qemu-x86_64 -cpu Haswell), so `make test`
+# proves int8 exports hold on CPUs without VNNI (tests/unit/test_int8_portability.py). Installed from Debian when
+# apt-get can; without it those tests are skipped with the reason.
+qemu:  ## install Debian's qemu-user (int8 parity on an emulated AVX2 CPU)
+	@command -v qemu-x86_64 >/dev/null 2>&1 \
+	  || ((apt-get install -y -qq qemu-user >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq qemu-user)) \
+	      || echo "warning: could not install qemu-user; int8 portability tests will be skipped")
+
+env: $(VENV)/.installed $(TRITONSERVER) perf-analyzer qemu  ## create .venv, unpack tritonserver and perf_analyzer into .tools, install qemu-user
 
 export: env  ## export every model (PROFILE=base|tiny) into REPOSITORY
 	$(VENV)/bin/snapfit export --profile $(PROFILE) --repository $(REPOSITORY)

@@ -59,6 +59,24 @@ class Subject:
     make_feeds: Callable[[int], Feeds]  # batch size -> served inputs
     onnx_paths: dict[str, Path] = field(default_factory=dict)  # "fp32" / "int8" -> model.onnx (ONNX models only)
 
+    @property
+    def int8_settings(self) -> str | None:
+        """How the int8 model was quantised, from the parity.json `snapfit export` wrote beside it."""
+        return int8_settings(self.onnx_paths.get("int8"))
+
+
+def int8_settings(onnx_path: Path | None) -> str | None:
+    """The int8 recipe recorded next to `onnx_path` (None without one), or why it is unknown."""
+    import json
+
+    from export.precision import recipe_label
+
+    if onnx_path is None:
+        return None
+    parity = Path(onnx_path).with_name("parity.json")
+    recipe = json.loads(parity.read_text()).get("quantization") if parity.exists() else None
+    return recipe_label(recipe) if recipe else "unknown (no recipe in parity.json: exported before it was recorded)"
+
 
 def variants_for(model: str, device: str = "cpu", triton: bool = False) -> tuple[str, ...]:
     """The variants `model` is timed in: CUDA has torch only; the UNet step is never exported to ONNX."""
@@ -310,7 +328,8 @@ def measure(subject: Subject, variant: str, batch: int, iterations: int, max_sec
     """One row: latency of `variant` at `batch`; a variant that cannot run here gets None timings and its error."""
     items = ITEMS_PER_CALL.get(subject.model, batch)
     row: dict = {"model": subject.model, "profile": profile, "device": device, "variant": variant, "batch": items,
-                 "threads": variant_threads(subject.model, variant, device, triton_grpc_url)}
+                 "threads": variant_threads(subject.model, variant, device, triton_grpc_url),
+                 "int8_settings": subject.int8_settings if variant == "ort_int8" else None}
     try:
         call = variant_call(subject, variant, subject.make_feeds(batch), sessions, device, triton_grpc_url, batch)
         summary = LatencySummary.from_seconds(time_calls(call, warmup=warmup, iterations=iterations,
@@ -403,7 +422,8 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
                 reason = f"could not prepare {model}: {type(error).__name__}: {error}"
                 for batch in model_batch_sizes:
                     rows += [{"model": model, "profile": profile, "device": device, "variant": variant,
-                              "batch": ITEMS_PER_CALL.get(model, batch), "threads": None, **dict.fromkeys(TIMING_KEYS),
+                              "batch": ITEMS_PER_CALL.get(model, batch), "threads": None, "int8_settings": None,
+                              **dict.fromkeys(TIMING_KEYS),
                               "error": reason} for variant in variants]
                 progress.advance(task, len(model_batch_sizes) * len(variants))
                 continue
@@ -502,6 +522,8 @@ def render_model_latency(rows: list[dict], out_dir: Path) -> str:
         per_item = model_rows[0].get("gflop_per_item")
         flops_note = f" ({per_item:.4g} GFLOP per item)" if per_item else ""
         parts += ["", f"### {model}{flops_note}", "", markdown_table(model_rows, COLUMNS)]
+        settings = sorted({r["int8_settings"] for r in model_rows if r.get("int8_settings")})
+        parts += ["", f"ort_int8: {'; '.join(settings)}."] if settings else []
         errors = [f"- {r['variant']} batch {r['batch']}: {r['error']}" for r in model_rows if r.get("error")]
         parts += ["", *errors] if errors else []
         series: dict[str, tuple[list, list]] = {}

@@ -31,9 +31,44 @@ class Metric:
         return self.value >= self.threshold if self.higher_is_better else self.value <= self.threshold
 
 
+def _failures(metrics: dict[str, Metric]) -> list[str]:
+    return [f"{name}={m.value:.6g} (needs {'>=' if m.higher_is_better else '<='} {m.threshold:g})"
+            for name, m in metrics.items() if not m.passed]
+
+
+def _metrics_dict(metrics: dict[str, Metric]) -> dict:
+    return {name: {**asdict(m), "passed": m.passed} for name, m in metrics.items()}
+
+
+@dataclass
+class CpuCheck:
+    """The same parity metrics measured with ONNX Runtime on another kind of CPU (emulated by QEMU).
+
+    cpu: the QEMU CPU model ("Haswell"); instruction_set: what ONNX Runtime sees there ("avx2").
+    """
+
+    cpu: str
+    instruction_set: str
+    seconds: float
+    metrics: dict[str, Metric] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.metrics) and all(m.passed for m in self.metrics.values())
+
+    def to_dict(self) -> dict:
+        return {"cpu": self.cpu, "instruction_set": self.instruction_set, "emulated_by": f"qemu-x86_64 -cpu {self.cpu}",
+                "seconds": round(self.seconds, 1), "passed": self.passed, "metrics": _metrics_dict(self.metrics)}
+
+
 @dataclass
 class ParityReport:
-    """What `snapfit export` writes next to each model as `parity.json`."""
+    """What `snapfit export` writes next to each model as `parity.json`.
+
+    quantization: how a reduced-precision variant was made (None for fp32); exporting_cpu: model, instruction
+    set and int8/bf16 flags of the machine that ran the export and measured `metrics`; cpu_checks: the same
+    metrics on emulated CPUs (`snapfit export --emulated-cpu`). The model is installed only if all pass.
+    """
 
     model: str
     precision: str
@@ -45,26 +80,28 @@ class ParityReport:
     load_seconds: float = 0.0
     metrics: dict[str, Metric] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    quantization: dict | None = None
+    exporting_cpu: dict = field(default_factory=dict)
+    cpu_checks: list[CpuCheck] = field(default_factory=list)
 
     def add(self, name: str, value: float, threshold: float, higher_is_better: bool) -> None:
         self.metrics[name] = Metric(float(value), float(threshold), higher_is_better)
 
     @property
     def passed(self) -> bool:
-        return all(m.passed for m in self.metrics.values())
+        return all(m.passed for m in self.metrics.values()) and all(check.passed for check in self.cpu_checks)
 
     def failures(self) -> list[str]:
-        return [
-            f"{name}={m.value:.6g} (needs {'>=' if m.higher_is_better else '<='} {m.threshold:g})"
-            for name, m in self.metrics.items()
-            if not m.passed
-        ]
+        failures = _failures(self.metrics)
+        for check in self.cpu_checks:
+            failures += [f"on {check.cpu} ({check.instruction_set}): {failure}" for failure in _failures(check.metrics)]
+        return failures
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["passed"] = self.passed
-        for name, metric in self.metrics.items():
-            data["metrics"][name]["passed"] = metric.passed
+        data["metrics"] = _metrics_dict(self.metrics)
+        data["cpu_checks"] = [check.to_dict() for check in self.cpu_checks]
         return data
 
     def write(self, path: Path) -> None:

@@ -1,14 +1,24 @@
-"""Reduced-precision variants of an fp32 ONNX model: fp16 (GPUs) and int8 (VNNI CPUs).
+"""Reduced-precision variants of an fp32 ONNX model: fp16 (GPUs) and int8 (CPUs).
 
 int8 is static QDQ quantisation when the exporter supplies calibration feeds (convnets), else dynamic
 quantisation of MatMul/Gemm (transformers). Inputs and outputs keep their fp32/uint8/int64 types, so every
 variant serves through the same Triton config.
+
+int8 must hold on every x86 CPU, not just the exporting one: ONNX Runtime multiplies uint8 activations by int8
+weights with VNNI where the CPU has it (exact int32 sums) and with AVX2/AVX-512 `vpmaddubsw` where it does not,
+which adds each pair of products into a saturating int16. With full 8-bit weights (|w| <= 127) a pair reaches
+2 * 255 * 127 = 64770 and clips, so the same model lost its parity on AVX2 machines (tiny clip_text cosine 0.972,
+sam_decoder mask IoU 0.28). Both recipes therefore keep weights within 7 bits (`reduce_range`): a pair is at
+most 2 * 255 * 63 = 32130, every kernel computes the same exact sums, and the outputs are identical on AVX2,
+AVX-512 and VNNI CPUs. Measured in docs/models.md: no speed cost on a VNNI CPU (same kernel), and uint8 x uint8
+weights, the other fix ONNX Runtime's guide names, ran 1.4-2.4x slower there.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -33,6 +43,65 @@ class Precision(str, Enum):
     int8 = "int8"
 
 
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How an fp32 graph becomes int8 (recorded in parity.json as `quantization`).
+
+    method: "dynamic" (MatMul/Gemm weights, activations quantised per call) or "static" (QDQ, calibrated).
+    weight_type / activation_type: "int8" or "uint8". reduce_range: weights use 7 bits, so that two
+    uint8 x int8 products always fit the int16 that non-VNNI x86 kernels add them in.
+    """
+
+    method: str
+    weight_type: str
+    activation_type: str
+    per_channel: bool
+    reduce_range: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def label(self) -> str:
+        """e.g. "dynamic, 7-bit int8 weights per channel, uint8 activations" (benchmark rows and docs)."""
+        return recipe_label(self.to_dict())
+
+
+def recipe_label(recipe: dict) -> str:
+    """A one-line description of a recorded Int8Recipe (parity.json's `quantization`)."""
+    bits = 7 if recipe.get("reduce_range") else 8
+    method = "static QDQ" if recipe.get("method") == "static" else recipe.get("method", "?")
+    per_channel = " per channel" if recipe.get("per_channel") else ""
+    return (f"{method}, {bits}-bit {recipe.get('weight_type', '?')} weights{per_channel}, "
+            f"{recipe.get('activation_type', '?')} activations")
+
+
+DYNAMIC_INT8 = Int8Recipe(method="dynamic", weight_type="int8", activation_type="uint8", per_channel=True,
+                          reduce_range=True)
+STATIC_INT8 = Int8Recipe(method="static", weight_type="int8", activation_type="uint8", per_channel=True,
+                         reduce_range=True)
+
+
+def int8_recipe(calibrated: bool) -> Int8Recipe:
+    """The recipe `convert` applies to int8: static when calibration feeds are given."""
+    return STATIC_INT8 if calibrated else DYNAMIC_INT8
+
+
+def description(precision: Precision, calibrated: bool) -> dict | None:
+    """How `convert` makes `precision` (parity.json's `quantization`): None for fp32."""
+    if precision is Precision.fp32:
+        return None
+    if precision is Precision.fp16:
+        return {"method": "fp16", "keep_fp32_ops": FP16_KEEP_FP32_OPS}
+    return int8_recipe(calibrated).to_dict()
+
+
+def _quant_type(name: str):
+    from onnxruntime.quantization import QuantType
+
+    return {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[name]
+
+
 def convert(fp32_path: Path, precision: Precision, out_path: Path,
             calibration: Sequence[Feeds] | None = None) -> Path:
     """Writes the `precision` variant of `fp32_path` to `out_path` (returns `fp32_path` itself for fp32).
@@ -46,8 +115,8 @@ def convert(fp32_path: Path, precision: Precision, out_path: Path,
     if precision is Precision.fp16:
         return _to_fp16(fp32_path, out_path)
     if calibration:
-        return _to_int8_static(fp32_path, out_path, calibration)
-    return _to_int8(fp32_path, out_path)
+        return _to_int8_static(fp32_path, out_path, calibration, STATIC_INT8)
+    return _to_int8(fp32_path, out_path, DYNAMIC_INT8)
 
 
 def _to_fp16(fp32_path: Path, out_path: Path) -> Path:
@@ -60,23 +129,23 @@ def _to_fp16(fp32_path: Path, out_path: Path) -> Path:
     return out_path
 
 
-def _to_int8(fp32_path: Path, out_path: Path) -> Path:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def _to_int8(fp32_path: Path, out_path: Path, recipe: Int8Recipe) -> Path:
+    from onnxruntime.quantization import quantize_dynamic
 
-    # Signed int8 weights with per-channel scales: accurate on VNNI CPUs. Only MatMul/Gemm: dynamic
+    # Signed 7-bit weights with per-channel scales (see the module docstring). Only MatMul/Gemm: dynamic
     # ConvInteger measured 4-6x slower than fp32 convolutions here (EfficientNetV2); convnets pass
     # calibration feeds and take the static path below.
     quantize_dynamic(
-        str(fp32_path), str(out_path), weight_type=QuantType.QInt8, per_channel=True, reduce_range=False,
+        str(fp32_path), str(out_path), weight_type=_quant_type(recipe.weight_type), per_channel=recipe.per_channel,
+        reduce_range=recipe.reduce_range,
         op_types_to_quantize=["MatMul", "Gemm"],
         extra_options={"MatMulConstBOnly": True},
     )
     return out_path
 
 
-def _to_int8_static(fp32_path: Path, out_path: Path, calibration: Sequence[Feeds]) -> Path:
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+def _to_int8_static(fp32_path: Path, out_path: Path, calibration: Sequence[Feeds], recipe: Int8Recipe) -> Path:
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
@@ -98,8 +167,9 @@ def _to_int8_static(fp32_path: Path, out_path: Path, calibration: Sequence[Feeds
         # than fp32 in ORT 1.32 on a VNNI CPU; MinMax ranges, since Percentile/Entropy took 3-4.5x longer to
         # calibrate and lowered the mean probability error (0.008 -> 0.006) but not reliably the worst case.
         quantize_static(
-            str(prepared), str(out_path), Reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
-            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+            str(prepared), str(out_path), Reader(calibration), quant_format=QuantFormat.QDQ,
+            per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
+            weight_type=_quant_type(recipe.weight_type), activation_type=_quant_type(recipe.activation_type),
             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=keep_fp32,
         )
     return out_path

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from export import onnx_io, precision
+from export import emulation, onnx_io, precision
+from export.instruction_set import describe_cpu
 from export.parity import ParityReport, check_thresholds, software_versions
+from export.recorded_session import RecordingSession
 from export.repository import check_config_matches
 from export.request import ExportRequest
 
@@ -31,7 +33,8 @@ def publish(
     """Turns a staged fp32 export into `<repository>/<model>/1/model.onnx` plus `parity.json`.
 
     `measure(session, report)` runs the candidate (of the requested precision) next to torch and adds
-    metrics to `report`; nothing is installed unless every metric passes its threshold.
+    metrics to `report`; it runs again on every emulated CPU of `request.emulated_cpus` (on the outputs ONNX
+    Runtime computes there), and nothing is installed unless every metric passes its threshold everywhere.
     `calibration`: input batches for static int8 quantisation (see `precision.convert`); ignored by other precisions.
     """
     out_path = fp32_path.with_name(f"model.{request.precision.value}.onnx")
@@ -45,8 +48,13 @@ def publish(
     report.precision = request.precision.value
     report.load_seconds = round(load_seconds, 3)
     report.versions = software_versions()
-    measure(session, report)
-    del session
+    report.quantization = precision.description(request.precision, calibrated=bool(calibration))
+    report.exporting_cpu = describe_cpu()
+    recorder = RecordingSession(session)
+    measure(recorder, report)
+    for cpu in request.emulated_cpus:
+        report.cpu_checks.append(emulation.emulated_parity(candidate, recorder, measure, cpu))
+    del session, recorder
     check_thresholds(report)
     model_dir = request.repository / model
     check_config_matches(model_dir, candidate)

@@ -45,6 +45,8 @@ class ExportRequest:
     precision: Precision = Precision.fp32
     opset: int = 17
     seed: int = 0  # random-init weights are seeded so encoder/decoder (or towers) of one run match
+    # QEMU CPU models (export.emulation.EMULATED_CPUS) the candidate must also pass parity on, e.g. ("Haswell",)
+    emulated_cpus: tuple[str, ...] = ()
 
     @classmethod
     def for_profile(cls, profile: str, repository: Path, **overrides) -> "ExportRequest":

@@ -32,6 +32,13 @@ def export_models(profile: str, repository: Path, only: list[str] | None = None,
         precision_value = Precision(precision)
     except ValueError:
         raise ExportError(f"unknown precision {precision!r}; choose fp32, fp16 or int8") from None
+    from export.emulation import EMULATED_CPUS
+
+    unknown_cpus = sorted(set(choices.get("emulated_cpus") or ()) - set(EMULATED_CPUS))
+    if unknown_cpus:
+        raise ExportError(f"unknown emulated CPU(s) {', '.join(unknown_cpus)}; choose from {', '.join(EMULATED_CPUS)}")
+    if choices.get("emulated_cpus") and precision_value is Precision.fp16:
+        raise ExportError("fp16 is for GPUs; --emulated-cpu checks CPU kernels (fp32 or int8)")
     unknown = sorted(set(only or []) - set(ALL_MODELS))
     if unknown:
         raise ExportError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(ALL_MODELS)}")

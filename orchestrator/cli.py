@@ -53,7 +53,7 @@ def export(
     profile: Annotated[str, typer.Option(help="tiny (small random models, for tests) or base (full-size architectures)")] = "base",
     repository: Annotated[Path, typer.Option(help="model repository to write into; configs are copied there if missing")] = DEFAULT_REPOSITORY,
     only: Annotated[Optional[list[str]], typer.Option(help="export just these Triton models (repeatable)")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, fp16 (GPU serving) or int8 (dynamic quantisation, VNNI CPUs)")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 (GPU serving) or int8 (CPU serving; portable across x86 CPUs, see docs/models.md)")] = "fp32",
     sam_variant: Annotated[Optional[str], typer.Option(help="tiny, vit_b, vit_l or vit_h")] = None,
     sam_checkpoint: Annotated[Optional[Path], typer.Option(help="segment-anything checkpoint (.pth)")] = None,
     clip_model: Annotated[Optional[str], typer.Option(help="open_clip model name or hf-hub:ORG/NAME")] = None,
@@ -61,6 +61,7 @@ def export(
     classifier_variant: Annotated[Optional[str], typer.Option(help="tiny or efficientnet_v2_s")] = None,
     classifier_checkpoint: Annotated[Optional[Path], typer.Option(help="checkpoint written by `snapfit train-classifier`")] = None,
     seed: Annotated[int, typer.Option(help="seed for random-init weights")] = 0,
+    emulated_cpu: Annotated[Optional[list[str]], typer.Option(help="also check parity with ONNX Runtime on this QEMU CPU model (repeatable; Haswell = AVX2 without AVX-512/VNNI); needs qemu-user and is slow: tiny models, or patience")] = None,
     verbose: bool = False,
 ) -> None:
     """Export SAM, CLIP and the classifier to ONNX, check parity against torch, write model.onnx + parity.json."""
@@ -74,6 +75,7 @@ def export(
             sam_variant=sam_variant, sam_checkpoint=sam_checkpoint, clip_model=clip_model,
             clip_pretrained=clip_pretrained, classifier_variant=classifier_variant,
             classifier_checkpoint=classifier_checkpoint, console=console,
+            emulated_cpus=tuple(emulated_cpu or ()),
         )
     except ExportError as error:
         console.print(f"[bold red]export failed:[/] {error}")
@@ -197,7 +199,7 @@ def up(
         console.print(f"exporting {', '.join(missing)} ({profile} profile) ...")
         export(profile=profile, repository=repository, only=missing, precision="fp32", sam_variant=None,
                sam_checkpoint=None, clip_model=None, clip_pretrained=None, classifier_variant=None,
-               classifier_checkpoint=None, seed=0, verbose=False)
+               classifier_checkpoint=None, seed=0, emulated_cpu=None, verbose=False)
     server = TritonServer(TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port)),
                           log_path=Path("runs") / "tritonserver.log")
     Path("runs").mkdir(exist_ok=True)

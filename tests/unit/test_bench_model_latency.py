@@ -16,7 +16,7 @@ BATCHES = [1, 2]
 LOCAL_VARIANTS = ("torch_fp32", "torch_bf16", "ort_fp32", "ort_int8")
 ROW_FIELDS = {"model", "profile", "device", "variant", "batch", "threads", "count", "mean_ms", "p50_ms", "p95_ms", "p99_ms",
               "min_ms", "max_ms", "items_per_s", "speedup_vs_torch_fp32", "error", "gflop_per_item",
-              "achieved_gflops", "peak_gflops", "peak_fraction"}
+              "achieved_gflops", "peak_gflops", "peak_fraction", "int8_settings"}
 PEAKS = {"fp32": 100.0, "bf16": 50.0, "int8": 400.0}
 
 
@@ -45,6 +45,18 @@ def test_every_onnx_model_and_batch_is_timed_in_the_four_local_variants_and_the_
     assert all(combos[(m, b)] == set(LOCAL_VARIANTS) for m in onnx_models for b in BATCHES)
     assert combos[(UNET_STEP, 2)] == {"torch_fp32", "torch_bf16"}
     assert len(tiny_rows) == len(onnx_models) * len(BATCHES) * len(LOCAL_VARIANTS) + 2
+
+
+def test_int8_rows_name_the_recipe_their_model_was_quantised_with(tiny_rows, tmp_path):
+    for row in tiny_rows:
+        if row["variant"] != "ort_int8":
+            assert row["int8_settings"] is None
+        elif row["model"] == "tryon_classifier":
+            assert row["int8_settings"] == "static QDQ, 7-bit int8 weights per channel, uint8 activations"
+        else:
+            assert row["int8_settings"] == "dynamic, 7-bit int8 weights per channel, uint8 activations"
+    text = write_report({"machine": {"cpu_model": "test"}, "sections": {"model_latency": tiny_rows}}, tmp_path).read_text()
+    assert "ort_int8: dynamic, 7-bit int8 weights per channel, uint8 activations." in text
 
 
 def test_efficiency_is_counted_flops_times_batch_over_p50_and_the_precisions_peak(tiny_rows):

@@ -1,0 +1,54 @@
+"""`python -m export.feed_runner MODEL.onnx CALLS.npz OUT.npz`: run recorded feeds through ONNX Runtime.
+
+The process `export.emulation` starts under an emulated CPU. It imports only numpy and onnxruntime (torch
+would take minutes to import under emulation) and writes every call's outputs, plus the instruction set
+ONNX Runtime saw, to OUT.npz.
+
+CALLS.npz holds `call{i}:{input name}` arrays and `calls` (how many); OUT.npz `call{i}:{output name}`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def pack_calls(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Feeds of each call -> the flat dict np.savez stores."""
+    packed = {"calls": np.array(len(feeds))}
+    for i, call in enumerate(feeds):
+        packed.update({f"call{i}:{name}": np.asarray(value) for name, value in call.items()})
+    return packed
+
+
+def unpack_calls(packed) -> list[dict[str, np.ndarray]]:
+    """The inverse of pack_calls (also reads an opened np.load archive)."""
+    calls: list[dict[str, np.ndarray]] = [{} for _ in range(int(packed["calls"]))]
+    for key in packed.keys():
+        if key != "calls":
+            index, name = key.split(":", 1)
+            calls[int(index[len("call"):])][name] = packed[key]
+    return calls
+
+
+def run(model: Path, calls_file: Path, out_file: Path, threads: int = 0) -> None:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    with np.load(calls_file) as packed:
+        calls = unpack_calls(packed)
+    outputs = [dict(zip(names, session.run(names, feeds))) for feeds in calls]
+    np.savez(out_file, **pack_calls(outputs))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: python -m export.feed_runner MODEL.onnx CALLS.npz OUT.npz [THREADS]")
+    run(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) == 5 else 0)

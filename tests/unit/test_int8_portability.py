@@ -1,0 +1,74 @@
+"""int8 exports hold their parity thresholds on CPUs without VNNI: checked under QEMU user-mode emulation.
+
+QEMU emulates no AVX-512, so `qemu-x86_64 -cpu Haswell` makes ONNX Runtime take its AVX2 uint8 x int8 kernel,
+whose pairwise int16 sums saturate, on any host. The first test proves the emulated CPU really is that kernel;
+the second exports every tiny model as int8 exactly as a user would, with the AVX2 check on.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from export import emulation
+from export.instruction_set import describe_cpu
+from export.registry import EXPORTERS
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(emulation.qemu_path() is None,
+                       reason="qemu-x86_64 is not installed (Debian package qemu-user; `make env` installs it where "
+                              "apt-get can), so int8 cannot be checked on an emulated AVX2 CPU here"),
+]
+
+K = 64  # inner dimension: 32 pairs of products per output
+
+
+def _matmul_integer(path: Path) -> Path:
+    """A graph computing MatMulInteger(a: uint8 [1, K], b: int8 [K, 1]) -> int32 [1, 1]."""
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "pairs",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [1, K]),
+         helper.make_tensor_value_info("b", TensorProto.INT8, [K, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_emulated_haswell_adds_uint8_int8_products_in_saturating_int16(tmp_path):
+    model = _matmul_integer(tmp_path / "pairs.onnx")
+    full = {"a": np.full((1, K), 255, np.uint8), "b": np.full((K, 1), 127, np.int8)}
+    seven_bit = {"a": full["a"], "b": np.full((K, 1), 63, np.int8)}  # what reduce_range keeps weights within
+    run = emulation.run_feeds(model, [full, seven_bit], cpu="Haswell")
+    assert run.instruction_set == "avx2"
+    # 255 * 127 * 2 = 64770 does not fit int16: each of the 32 pairs is clipped to 32767
+    assert int(run.outputs[0]["y"][0, 0]) == 32767 * (K // 2) != 255 * 127 * K
+    # with 7-bit weights a pair is at most 255 * 63 * 2 = 32130: exact, as on a VNNI CPU
+    assert int(run.outputs[1]["y"][0, 0]) == 255 * 63 * K
+
+
+def test_tiny_int8_export_passes_the_same_thresholds_on_an_emulated_avx2_cpu(tmp_path):
+    repository = tmp_path / "int8"
+    command = [str(Path(sys.executable).with_name("snapfit")), "export", "--profile", "tiny", "--precision", "int8",
+               "--repository", str(repository), "--emulated-cpu", "Haswell",
+               *[arg for model in EXPORTERS for arg in ("--only", model)]]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    host = describe_cpu()
+    for model in EXPORTERS:
+        parity = json.loads((repository / model / "1" / "parity.json").read_text())
+        assert parity["passed"], (model, parity)
+        assert parity["quantization"]["reduce_range"] is True and parity["quantization"]["weight_type"] == "int8"
+        assert parity["exporting_cpu"]["instruction_set"] == host["instruction_set"]
+        [check] = parity["cpu_checks"]
+        assert check["cpu"] == "Haswell" and check["instruction_set"] == "avx2" and check["passed"], (model, check)
+        # the emulated run scored every metric the native one did, against the same thresholds
+        assert {name: m["threshold"] for name, m in check["metrics"].items()} == \
+            {name: m["threshold"] for name, m in parity["metrics"].items()}
