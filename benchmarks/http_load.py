@@ -50,10 +50,11 @@ import numpy as np
 
 from benchmarks.report import Column, format_value, line_plot, markdown_table, register_section
 from benchmarks.stats import LatencySummary
+from snapfit import contract
 
 if TYPE_CHECKING:
     from orchestrator.domain import Product
-    from orchestrator.stores.catalog import CatalogStore
+    from orchestrator.stores.catalog_store import CatalogStore
 
 SECTION = "http_load"
 SCENARIOS: tuple[str, ...] = ("sam_click_new_image", "sam_click_cached_image", "search_text", "search_image",
@@ -64,7 +65,7 @@ QUICK_MAX_REQUESTS = 20
 QUICK_MAX_SECONDS = 5.0
 SEARCH_K = 20  # the orchestrator's default k, what the original's results page asked for
 PHOTO_HEIGHT, PHOTO_WIDTH = 1024, 768  # a portrait phone photo; SAM resizes its longest side to 1024 anyway
-EMBEDDING_DIM = 512  # CLIP ViT-B-16, the dimension the orchestrator's index is built with
+EMBEDDING_DIM = contract.CLIP_EMBEDDING_DIM  # the served CLIP's width, which the orchestrator's index takes
 
 # a request to send: returns the last HTTP answer of the scenario's action (raises on transport errors)
 Send = Callable[[], Awaitable[httpx.Response]]
@@ -455,18 +456,13 @@ def seed_catalog(store_url: str, count: int = 1000, dim: int = EMBEDDING_DIM, se
     """Fills the catalog at `store_url` (sqlite:///PATH or mongodb://...) with `count` synthetic products; run it
     BEFORE the orchestrator starts on that URL, which then rebuilds its FAISS index from the store (the store's
     generation changed). Returns how many products were inserted or updated (0 when already seeded alike).
-
-    A mongomock:// store lives only inside one process and would vanish on close; for it (tests) open the store
-    yourself, e.g. MongoCatalogStore.over_mongomock(client), and await `seed_store(store, ...)`.
+    To seed a store that is already open (an in-process one in tests), await `seed_store(store, ...)`.
     """
-    if store_url.lower().startswith("mongomock://"):
-        raise ValueError("a mongomock:// catalog exists only in the process that opens it; seed an open store with "
-                         "seed_store() instead")
     return asyncio.run(_seed_url(store_url, count, dim, seed, batch_size))
 
 
 async def _seed_url(store_url: str, count: int, dim: int, seed: int, batch_size: int) -> int:
-    from orchestrator.stores.catalog import open_catalog_store
+    from orchestrator.stores.factory import open_catalog_store
 
     store = await open_catalog_store(store_url)
     try:

@@ -23,10 +23,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from snapfit import contract
+
 
 def _decoded_images(catalog_csv: Path) -> list[np.ndarray]:
-    from orchestrator.catalog import parse_catalog_csv
     from orchestrator.images import decode_image
+    from orchestrator.ingest import parse_catalog_csv
 
     rows, errors = parse_catalog_csv(catalog_csv.read_bytes(), None, base_dir=catalog_csv.parent)
     assert not errors, errors
@@ -43,8 +45,8 @@ async def _images_per_second(call, images: list[np.ndarray], batch_size: int) ->
 
 async def measure(grpc_url: str, rows: int, batch_size: int, workdir: Path) -> dict:
     from orchestrator.app import create_app
-    from orchestrator.catalog.synthetic import generate_catalog
     from orchestrator.settings import CatalogSettings, Settings, TritonSettings
+    from snapfit.demo_catalog import generate_catalog
 
     catalog_csv = generate_catalog(workdir / "catalog", count=rows, seed=1)
     settings = Settings(triton=TritonSettings(grpc_url=grpc_url, timeout_s=600),
@@ -81,7 +83,8 @@ async def measure(grpc_url: str, rows: int, batch_size: int, workdir: Path) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grpc-url", default="localhost:8001", help="Triton gRPC address serving the models")
+    parser.add_argument("--grpc-url", default=f"localhost:{contract.TRITON_GRPC_PORT}",
+                        help="Triton gRPC address serving the models")
     parser.add_argument("--rows", type=int, default=160, help="synthetic catalog rows (= images per measurement)")
     parser.add_argument("--batch-size", type=int, default=32, help="import batch size (SNAPFIT_CATALOG__IMPORT_BATCH_SIZE)")
     parser.add_argument("--json", type=Path, help="also write the result here")

@@ -29,9 +29,10 @@ import numpy as np
 
 from benchmarks.report import Column, format_value, line_plot, markdown_table, register_section
 from benchmarks.stats import LatencySummary, time_calls
+from snapfit import contract
 
 SECTION = "model_latency"
-ONNX_MODELS = ("sam_encoder", "sam_decoder", "clip_image", "clip_text", "tryon_classifier")
+ONNX_MODELS = contract.ONNX_MODELS
 UNET_STEP = "tryon_unet_step"
 MODELS = (*ONNX_MODELS, UNET_STEP)
 CPU_VARIANTS = ("torch_fp32", "torch_bf16", "ort_fp32", "ort_int8", "triton_fp32")
@@ -42,7 +43,7 @@ DEFAULT_BATCHES = (1, 8, 32)
 QUICK_BATCHES = (1, 8)
 # one vit_b encoder call takes seconds on a CPU, and a batch of 32 1024x1024 images needs ~10 GB of activations
 SAM_ENCODER_MAX_BATCH = 8
-UNBATCHED_MODELS = {"sam_decoder", UNET_STEP}  # no batch axis (the UNet step's batch is CFG's fixed 2)
+UNBATCHED_MODELS = {contract.SAM_DECODER, UNET_STEP}  # no batch axis (the UNet step's batch is CFG's fixed 2)
 ITEMS_PER_CALL = {UNET_STEP: 2}  # a UNet step denoises the conditional and unconditional latents together
 SEED = 0
 
@@ -91,7 +92,7 @@ def model_batches(model: str, batches: Sequence[int], sam_encoder_max_batch: int
     """The batch sizes `model` is timed at: [1] for unbatched models, `batches` capped for sam_encoder, else `batches`."""
     if model in UNBATCHED_MODELS:
         return [1]
-    if model == "sam_encoder":
+    if model == contract.SAM_ENCODER:
         return [b for b in batches if b <= sam_encoder_max_batch] or [min(batches)]
     return list(batches)
 
@@ -131,15 +132,15 @@ def torch_module(model: str, profile: str, workdir: Path, device: str = "cpu"):
     if model == UNET_STEP:
         return _unet_step_module(profile, device)
     request = ExportRequest.for_profile(profile, Path(workdir) / "fp32")
-    if model == "sam_encoder":
+    if model == contract.SAM_ENCODER:
         return sam.SamEncoderOnnx(sam._build(request)).eval()
-    if model == "sam_decoder":
+    if model == contract.SAM_DECODER:
         return sam.SamDecoderOnnx(sam._build(request)).eval()
-    if model == "clip_image":
+    if model == contract.CLIP_IMAGE:
         return clip.ClipImageEncoder(clip._network(request)).eval()
-    if model == "clip_text":
+    if model == contract.CLIP_TEXT:
         return clip.ClipTextEncoder(clip._network(request)).eval()
-    if model == "tryon_classifier":
+    if model == contract.TRYON_CLASSIFIER:
         choices = request.choices
         return torch_classifier(choices.classifier_variant, choices.classifier_checkpoint, request.seed)
     raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
@@ -177,10 +178,10 @@ def _unet_step_module(profile: str, device: str = "cpu"):
 def feed_maker(model: str, profile: str, workdir: Path) -> Callable[[int], Feeds]:
     """batch -> the served inputs of `model`, synthetic but shaped and preprocessed as clients send them."""
     from export import clip, sam
-    from export.preprocessing.classifier import resize_for_classifier
-    from export.preprocessing.clip import resize_and_crop
-    from export.preprocessing.sam import prompt_arrays, resize_for_encoder
     from export.request import ExportRequest
+    from snapfit.preprocessing.classifier import resize_for_classifier
+    from snapfit.preprocessing.clip import resize_and_crop
+    from snapfit.preprocessing.sam import prompt_arrays, resize_for_encoder
 
     request = ExportRequest.for_profile(profile, Path(workdir) / "fp32")
     if model == UNET_STEP:
@@ -190,35 +191,32 @@ def feed_maker(model: str, profile: str, workdir: Path) -> Callable[[int], Feeds
                  "timestep": np.array(500, dtype=np.int64),
                  "text": rng.standard_normal((2, 77, config.text_encoder.hidden_size), dtype=np.float32)}
         return lambda batch: feeds
-    if model == "sam_encoder":
+    if model == contract.SAM_ENCODER:
         rng = np.random.default_rng(SEED)
         image = resize_for_encoder(sam.synthetic_image(rng, 768, 1024))  # 768x1024, a landscape photo
         return lambda batch: {"image": np.repeat(image[None], batch, axis=0)}
-    if model == "sam_decoder":
+    if model == contract.SAM_DECODER:
         orig_hw = (1536, 1024)
         h, w = orig_hw
         prompt = prompt_arrays(points=[[0.42 * w, 0.4 * h]], labels=[1], box=[0.18 * w, 0.2 * h, 0.75 * w, 0.75 * h],
                                orig_hw=orig_hw)
         embedding = np.random.default_rng(SEED).standard_normal((1, 256, 64, 64), dtype=np.float32)
         return lambda batch: {"image_embeddings": embedding, **prompt}
-    if model in ("clip_image", "tryon_classifier"):
-        if model == "clip_image":
+    if model in (contract.CLIP_IMAGE, contract.TRYON_CLASSIFIER):
+        if model == contract.CLIP_IMAGE:
             size = clip._network(request).image_size
             prepare = lambda image: resize_and_crop(image, size)  # noqa: E731
         else:
             prepare = resize_for_classifier
         photos = [prepare(image) for image in clip.parity_images(8, SEED)]
         return lambda batch: {"image": np.stack([photos[i % len(photos)] for i in range(batch)])}
-    if model == "clip_text":
+    if model == contract.CLIP_TEXT:
         ids = clip._tokenize(clip._network(request), clip.PARITY_QUERIES)
         return lambda batch: {"input_ids": ids[np.arange(batch) % len(ids)]}
     raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
 
 
-INPUT_NAMES = {"sam_encoder": ["image"], "clip_image": ["image"], "tryon_classifier": ["image"],
-               "clip_text": ["input_ids"],
-               "sam_decoder": ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input",
-                               "orig_im_size"],
+INPUT_NAMES = {**{model: contract.input_names(model) for model in contract.ONNX_MODELS},
                UNET_STEP: ["latents", "timestep", "text"]}
 
 

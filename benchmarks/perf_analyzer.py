@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import Column, format_value, line_plot, markdown_table, register_section
+from snapfit import contract
 
 SECTION = "perf_analyzer"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +42,8 @@ CUDART_GLOB = "cuda-runtime-*/nvidia/cuda_runtime/lib"
 # Not by default: sam_encoder (vit_b takes ~15 s per image on CPU: give it --measurement-ms 60000), ladi_vton (minutes
 # per try-on on CPU) and clip_text_embed: perf_analyzer 2.41 fails on our ensemble ("failed to find the requested model
 # version" while reading its composing models' statistics; the steps name model_version -1).
-DEFAULT_MODELS = ("clip_text", "clip_image", "tryon_classifier", "sam_decoder")
-QUICK_MODELS = ("clip_text", "clip_image", "sam_decoder")
+DEFAULT_MODELS = (contract.CLIP_TEXT, contract.CLIP_IMAGE, contract.TRYON_CLASSIFIER, contract.SAM_DECODER)
+QUICK_MODELS = (contract.CLIP_TEXT, contract.CLIP_IMAGE, contract.SAM_DECODER)
 DEFAULT_CONCURRENCIES = (1, 2, 4)
 QUICK_CONCURRENCIES = (1, 2)
 # perf_analyzer accepts a level once its last 3 windows' throughput and p95 lie within this many percent
@@ -184,7 +185,7 @@ def _clip_ids(shape: tuple[int, ...], query: str, rng: np.random.Generator) -> n
 
 
 def _sam_decoder(inputs, rng, index):
-    from export.preprocessing.sam import prompt_arrays
+    from snapfit.preprocessing.sam import prompt_arrays
 
     height, width = SAM_IMAGE_HW
     # one foreground click somewhere on the middle of the garment area, different per request
@@ -219,15 +220,15 @@ def _text(inputs, rng, index):
 
 # model -> (declared inputs, rng, request index) -> {input: one request's array, without the batch axis}
 INPUT_MAKERS: dict[str, Callable[[dict, np.random.Generator, int], Arrays]] = {
-    "clip_image": _image("image"),
-    "tryon_classifier": _image("image"),
-    "sam_encoder": _image("image", SAM_IMAGE_HW),
-    "clip_text": lambda inputs, rng, index: {"input_ids": _clip_ids(
+    contract.CLIP_IMAGE: _image("image"),
+    contract.TRYON_CLASSIFIER: _image("image"),
+    contract.SAM_ENCODER: _image("image", SAM_IMAGE_HW),
+    contract.CLIP_TEXT: lambda inputs, rng, index: {"input_ids": _clip_ids(
         tuple(inputs["input_ids"][1]), FASHION_QUERIES[index % len(FASHION_QUERIES)], rng)},
-    "clip_tokenizer": _text,
-    "clip_text_embed": _text,
-    "sam_decoder": _sam_decoder,
-    "ladi_vton": _tryon,
+    contract.CLIP_TOKENIZER: _text,
+    contract.CLIP_TEXT_EMBED: _text,
+    contract.SAM_DECODER: _sam_decoder,
+    contract.LADI_VTON: _tryon,
 }
 
 
@@ -435,7 +436,7 @@ def render_perf_analyzer(rows: list[dict], out_dir: Path) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.perf_analyzer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grpc-url", default="127.0.0.1:8001",
+    parser.add_argument("--grpc-url", default=f"127.0.0.1:{contract.TRITON_GRPC_PORT}",
                         help="Triton gRPC address, loopback only (default %(default)s)")
     others = ", ".join(sorted(set(INPUT_MAKERS) - set(DEFAULT_MODELS)))
     parser.add_argument("--models", nargs="+", choices=sorted(INPUT_MAKERS), metavar="MODEL",

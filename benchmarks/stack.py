@@ -21,11 +21,11 @@ from pathlib import Path
 
 import httpx
 
-from orchestrator.serving.tritonserver import TritonLaunch, TritonPorts, TritonServer
+from snapfit import contract
+from snapfit.triton.launcher import TritonLaunch, TritonPorts, TritonServer
 
 # what search, segmentation and the import need; the try-on model is left unloaded (it is timed on its own)
-BENCH_MODELS = ("sam_encoder", "sam_decoder", "clip_image", "clip_text", "clip_tokenizer", "clip_text_embed",
-                "tryon_classifier")
+BENCH_MODELS = tuple(model for model in contract.MODELS if model != contract.LADI_VTON)
 
 
 class StackError(RuntimeError):

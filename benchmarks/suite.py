@@ -34,6 +34,7 @@ from rich.console import Console
 from benchmarks import flops, model_latency, original
 from benchmarks.machine import machine_id, machine_info
 from benchmarks.report import RESULTS_FILE, load_results, write_report
+from snapfit import contract
 
 STEPS = ("peaks", "models", "triton", "http", "faiss")
 GPU_STEPS = ("peaks", "models")
@@ -68,12 +69,13 @@ class Budget:
 
 # every step and every served model once, as little of each as still gives numbers: a smoke run, not a report
 QUICK = Budget(peak_sizes=(1024,), peak_seconds=1.0, models=model_latency.ONNX_MODELS, batches=(1,), iterations=3,
-               max_seconds=2.0, warmup=0, perf_models=("clip_text",), perf_concurrency=(1, 2),
+               max_seconds=2.0, warmup=0, perf_models=(contract.CLIP_TEXT,), perf_concurrency=(1, 2),
                perf_measurement_ms=2000, http_concurrency=(1,), http_requests=5, http_seconds=5.0, http_warmup=1,
                catalog_size=1_000, faiss_sizes=(10_000,), faiss_iterations=50, faiss_seconds=2.0)
 FULL = Budget(peak_sizes=(1024, 2048), peak_seconds=3.0, models=model_latency.MODELS, batches=(1, 8, 32),
               iterations=30, max_seconds=15.0, warmup=1,
-              perf_models=("clip_text", "clip_image", "tryon_classifier", "sam_decoder"), perf_concurrency=(1, 2, 4, 8),
+              perf_models=(contract.CLIP_TEXT, contract.CLIP_IMAGE, contract.TRYON_CLASSIFIER, contract.SAM_DECODER),
+              perf_concurrency=(1, 2, 4, 8),
               perf_measurement_ms=5_000, http_concurrency=(1, 2, 4, 8), http_requests=100, http_seconds=30.0,
               http_warmup=2, catalog_size=10_000, faiss_sizes=(10_000, 100_000, 1_000_000), faiss_iterations=200,
               faiss_seconds=10.0)
@@ -123,7 +125,7 @@ class BenchRun:
 def ensure_exports(run: BenchRun, console: Console) -> None:
     """Exports the served fp32 models (and the try-on weights Triton's repository check wants) when missing."""
     from export.runner import export_models
-    from orchestrator.serving.tritonserver import missing_exports
+    from snapfit.triton.launcher import missing_exports
 
     missing = missing_exports(run.repository)
     if missing:
@@ -248,7 +250,7 @@ def _embedding_dim(repository: Path) -> int:
     """The CLIP embedding size the repository serves (clip_image's `embeddings` output)."""
     import re
 
-    config = (Path(repository) / "clip_image" / "configs" / "cpu.pbtxt").read_text()
+    config = (Path(repository) / contract.CLIP_IMAGE / "configs" / "cpu.pbtxt").read_text()
     match = re.search(r'name:\s*"embeddings".*?dims:\s*\[\s*(\d+)\s*\]', config, re.S)
-    return int(match.group(1)) if match else 512
+    return int(match.group(1)) if match else contract.CLIP_EMBEDDING_DIM
 

@@ -2,7 +2,7 @@
 
 Triton contract:
 - input  `image`: UINT8 [B, 384, 384, 3] RGB, letterboxed onto white by
-  `export.preprocessing.classifier.resize_for_classifier`;
+  `snapfit.preprocessing.classifier.resize_for_classifier`;
 - output `probabilities`: FP32 [B, 2] softmax; column 1 = P(product photo usable for try-on).
 Cast, /255, ImageNet mean/std, HWC->CHW and softmax happen inside the graph (`TryOnClassifier`).
 Weights: `request.choices.classifier_checkpoint` (written by `snapfit train-classifier`), else random.
@@ -19,19 +19,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.classifier_model import (TryOnClassifier, build_network, calibrate_batchnorm, load_weights,
-                                     resolve_checkpoint, synthetic_photos)
+from export.classifier_model import (
+    TryOnClassifier,
+    build_network,
+    calibrate_batchnorm,
+    load_weights,
+    resolve_checkpoint,
+    synthetic_photos,
+)
 from export.errors import ExportError
 from export.onnx_io import export_module, run_session, staging_dir
 from export.parity import ParityReport, max_abs_diff
 from export.precision import Precision
-from export.preprocessing.classifier import CLASSIFIER_SIZE
 from export.publish import publish
 from export.request import ExportRequest
+from snapfit import contract
+from snapfit.preprocessing.classifier import CLASSIFIER_SIZE
 
 log = logging.getLogger(__name__)
 
-MODEL = "tryon_classifier"
+MODEL = contract.TRYON_CLASSIFIER
 PARITY_IMAGES = 8  # half catalogue-like, half busy scenes
 # Static int8 takes its activation ranges from photos of the same kind as the parity ones, but not the same
 # photos, so parity measures how the calibration generalises.

@@ -19,7 +19,7 @@ from torchvision.models import efficientnet_v2_s
 from torchvision.models.efficientnet import EfficientNet, FusedMBConvConfig, MBConvConfig
 
 from export.errors import ExportError
-from export.preprocessing.classifier import CLASS_NAMES
+from snapfit.preprocessing.classifier import CLASS_NAMES
 
 log = logging.getLogger(__name__)
 

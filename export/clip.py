@@ -2,7 +2,7 @@
 
 Triton contracts (D = 512 for the tiny model and ViT-B-16):
 - clip_image: `image` UINT8 [B, S, S, 3] RGB, already resized and centre-cropped by
-  `export.preprocessing.clip.resize_and_crop` -> `embeddings` FP32 [B, D], L2-normalised.
+  `snapfit.preprocessing.clip.resize_and_crop` -> `embeddings` FP32 [B, D], L2-normalised.
 - clip_text: `input_ids` INT64 [B, 77] from open_clip's tokenizer -> `embeddings` FP32 [B, D], L2-normalised.
 Exporting clip_text also writes `<repository>/clip_tokenizer/1/tokenizer.json`, naming the tokenizer
 the `clip_tokenizer` Python model must build so served token ids match the exported tower.
@@ -31,9 +31,10 @@ from export.clip_models import ClipNetwork, load_network
 from export.errors import ExportError
 from export.parity import ParityReport, min_cosine, topk_overlap
 from export.precision import Precision
-from export.preprocessing.clip import resize_and_crop
 from export.publish import publish
 from export.request import ExportRequest
+from snapfit import contract
+from snapfit.preprocessing.clip import resize_and_crop
 
 # Parity thresholds per precision. fp32 must reproduce torch. The others were set from measurements on
 # random weights (tiny and ViT-B-16): int8 (7-bit weights, identical on every CPU) gave cosine >= 0.997 and
@@ -118,7 +119,7 @@ def export_image(request: ExportRequest, step: Step = lambda s: None) -> ParityR
     network = _network(request)
     encoder = ClipImageEncoder(network).eval()
     size = network.image_size
-    with onnx_io.staging_dir("clip_image") as staging:
+    with onnx_io.staging_dir(contract.CLIP_IMAGE) as staging:
         step("exporting")
         fp32_path = onnx_io.export_module(
             encoder, (torch.zeros(2, size, size, 3, dtype=torch.uint8),), Path(staging) / "model.onnx",
@@ -134,8 +135,8 @@ def export_image(request: ExportRequest, step: Step = lambda s: None) -> ParityR
                          overlap=topk_overlap(refs.query_embeddings, refs.gallery_embeddings,
                                               refs.query_embeddings, candidate))
 
-        report = _report("clip_image", network)
-        return publish(request, "clip_image", fp32_path, report, measure, started)
+        report = _report(contract.CLIP_IMAGE, network)
+        return publish(request, contract.CLIP_IMAGE, fp32_path, report, measure, started)
 
 
 def export_text(request: ExportRequest, step: Step = lambda s: None) -> ParityReport:
@@ -144,7 +145,7 @@ def export_text(request: ExportRequest, step: Step = lambda s: None) -> ParityRe
     step("building torch model")
     network = _network(request)
     encoder = ClipTextEncoder(network).eval()
-    with onnx_io.staging_dir("clip_text") as staging:
+    with onnx_io.staging_dir(contract.CLIP_TEXT) as staging:
         step("exporting")
         dummy = torch.from_numpy(_tokenize(network, ["a photo of a dress", "shoes"]))
         fp32_path = onnx_io.export_module(
@@ -161,10 +162,10 @@ def export_text(request: ExportRequest, step: Step = lambda s: None) -> ParityRe
                          overlap=topk_overlap(refs.query_embeddings, refs.gallery_embeddings,
                                               candidate, refs.gallery_embeddings))
 
-        report = _report("clip_text", network)
-        report = publish(request, "clip_text", fp32_path, report, measure, started)
+        report = _report(contract.CLIP_TEXT, network)
+        report = publish(request, contract.CLIP_TEXT, fp32_path, report, measure, started)
     step("writing tokenizer.json")
-    write_tokenizer_config(request.version_dir("clip_tokenizer"), network)
+    write_tokenizer_config(request.version_dir(contract.CLIP_TOKENIZER), network)
     return report
 
 
@@ -181,13 +182,14 @@ def write_tokenizer_config(version_dir: Path, network: ClipNetwork) -> Path:
 
 def _network(request: ExportRequest) -> ClipNetwork:
     choices = request.choices
-    network = load_network(choices.clip_model, choices.clip_pretrained, request.seed)
+    network = load_network(choices.clip_model, choices.clip_pretrained, request.seed,
+                           weights_required=choices.clip_weights_required)
     # clients call resize_and_crop with its defaults; a model preprocessed otherwise would be served
     # subtly wrong inputs, so refuse it (e.g. DFN5B tags "squash", CLIPA tags resize bilinearly)
     if network.preprocess.resize_mode != "shortest" or network.preprocess.interpolation != "bicubic":
         raise ExportError(
             f"{network.architecture} expects '{network.preprocess.resize_mode}' resizing with "
-            f"'{network.preprocess.interpolation}' interpolation; export.preprocessing.clip implements "
+            f"'{network.preprocess.interpolation}' interpolation; snapfit.preprocessing.clip implements "
             f"open_clip's shortest-side bicubic resize + centre crop only")
     return network
 
@@ -220,12 +222,12 @@ def _tokenize(network: ClipNetwork, texts: list[str]) -> np.ndarray:
 def _references(request: ExportRequest) -> _References:
     choices = request.choices
     return _cached_references(choices.clip_model, None if choices.clip_pretrained is None
-                              else str(choices.clip_pretrained), request.seed)
+                              else str(choices.clip_pretrained), request.seed, choices.clip_weights_required)
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_references(clip_model: str, clip_pretrained: str | None, seed: int) -> _References:
-    network = load_network(clip_model, clip_pretrained, seed)
+def _cached_references(clip_model: str, clip_pretrained: str | None, seed: int, weights_required: bool) -> _References:
+    network = load_network(clip_model, clip_pretrained, seed, weights_required=weights_required)
     raw = parity_images(GALLERY_SIZE, seed)
     preprocess = image_transform_v2(network.preprocess, is_train=False)
     query_ids = _tokenize(network, PARITY_QUERIES)

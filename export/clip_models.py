@@ -72,20 +72,27 @@ class ClipNetwork:
         return int(size[0])
 
 
-def load_network(clip_model: str, clip_pretrained: str | None, seed: int) -> ClipNetwork:
-    """Builds (once per process and arguments) the CLIP network both towers are exported from."""
-    return _load_network(clip_model, None if clip_pretrained is None else str(clip_pretrained), seed)
+def load_network(clip_model: str, clip_pretrained: str | None, seed: int, *,
+                 weights_required: bool = False) -> ClipNetwork:
+    """Builds (once per process and arguments) the CLIP network both towers are exported from.
+
+    weights_required: the weights were asked for explicitly (`--clip-model hf-hub:...`, `--clip-pretrained TAG`),
+    so failing to load them raises ExportError; otherwise (a profile's default) the architecture is built with
+    random weights and a loud warning.
+    """
+    return _load_network(clip_model, None if clip_pretrained is None else str(clip_pretrained), seed,
+                         weights_required)
 
 
 @functools.lru_cache(maxsize=4)
-def _load_network(clip_model: str, clip_pretrained: str | None, seed: int) -> ClipNetwork:
+def _load_network(clip_model: str, clip_pretrained: str | None, seed: int, weights_required: bool) -> ClipNetwork:
     torch.manual_seed(seed)
     if clip_model == TINY:
         network = _tiny(clip_pretrained)
     elif clip_model.startswith("hf-hub:"):
-        network = _from_hub(clip_model, clip_pretrained)
+        network = _from_hub(clip_model, clip_pretrained, weights_required)
     else:
-        network = _from_name(clip_model, clip_pretrained)
+        network = _from_name(clip_model, clip_pretrained, weights_required)
     network.model.eval()
     return network
 
@@ -98,7 +105,7 @@ def _tiny(checkpoint: str | None) -> ClipNetwork:
     return ClipNetwork(model, TINY, source, SIMPLE_TOKENIZER, model.context_length, preprocess)
 
 
-def _from_name(name: str, pretrained: str | None) -> ClipNetwork:
+def _from_name(name: str, pretrained: str | None, weights_required: bool) -> ClipNetwork:
     if name not in open_clip.list_models():
         raise ExportError(f"unknown open_clip model '{name}'; use 'tiny', 'hf-hub:ORG/NAME' or one of "
                           f"open_clip.list_models()")
@@ -109,7 +116,7 @@ def _from_name(name: str, pretrained: str | None) -> ClipNetwork:
                 model = open_clip.create_model(name, pretrained=pretrained, require_pretrained=True)
             return _network(model, name, f"{name}:{pretrained}", name)
         except Exception as error:  # noqa: BLE001 - any download failure means the same fallback
-            _warn_random(f"{name} pretrained '{pretrained}'", error)
+            _fall_back_to_random(f"{name} pretrained '{pretrained}'", error, weights_required)
             # keep the tag's normalisation so the served graph matches what the real weights expect
             model = _random(name, force_preprocess_cfg=_preprocess_overrides(tag_cfg))
             return _network(model, name, "random-init", name)
@@ -124,7 +131,7 @@ def _from_name(name: str, pretrained: str | None) -> ClipNetwork:
     return _network(model, name, source, name)
 
 
-def _from_hub(hub_id: str, checkpoint: str | None) -> ClipNetwork:
+def _from_hub(hub_id: str, checkpoint: str | None, weights_required: bool) -> ClipNetwork:
     if not checkpoint:
         try:
             with hub_access():
@@ -132,7 +139,7 @@ def _from_hub(hub_id: str, checkpoint: str | None) -> ClipNetwork:
                 tokenizer_name = hub_tokenizer_name(hub_id)
             return _network(model, hub_id, hub_id, tokenizer_name)
         except Exception as error:  # noqa: BLE001 - config or weights unreachable: build the architecture
-            _warn_random(hub_id, error)
+            _fall_back_to_random(hub_id, error, weights_required)
     if checkpoint:
         _require_file(checkpoint, hub_id)
     architecture = hub_architecture(hub_id)
@@ -197,6 +204,15 @@ def _load_checkpoint(model: torch.nn.Module, checkpoint: str, architecture: str)
     except Exception as error:  # noqa: BLE001 - unpickling and key/shape mismatches all mean "does not fit"
         raise ExportError(f"CLIP checkpoint {path} does not fit {architecture}: {_first_line(error)}") from error
     return str(path)
+
+
+def _fall_back_to_random(what: str, reason: object, weights_required: bool) -> None:
+    """Raises ExportError when the weights were asked for explicitly; warns loudly otherwise."""
+    if weights_required:
+        raise ExportError(f"the requested CLIP weights {what} could not be loaded: {_first_line(reason)}. Without "
+                          "network access, download the checkpoint elsewhere and pass it with --clip-pretrained FILE "
+                          "(and --clip-model NAME); leave both out to export random weights")
+    _warn_random(what, reason)
 
 
 def _warn_random(what: str, reason: object) -> None:

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export.preprocessing.classifier import CLASS_NAMES
+from snapfit.preprocessing.classifier import CLASS_NAMES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 LABELS = {

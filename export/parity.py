@@ -74,6 +74,7 @@ class ParityReport:
     precision: str
     source: str  # checkpoint path, pretrained tag, or "random-init"
     architecture: str
+    profile: str = ""  # the `snapfit export --profile` that chose the architecture
     onnx_file: str = ""
     onnx_bytes: int = 0
     export_seconds: float = 0.0

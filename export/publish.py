@@ -46,6 +46,7 @@ def publish(
         log.warning("%s: fp16 parity is measured with ONNX Runtime on the CPU, an estimate of GPU numerics", model)
     session, load_seconds = onnx_io.open_session(candidate, level=level)
     report.precision = request.precision.value
+    report.profile = request.profile
     report.load_seconds = round(load_seconds, 3)
     report.versions = software_versions()
     report.quantization = precision.description(request.precision, calibrated=bool(calibration))

@@ -9,12 +9,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
+from snapfit import contract
+
 EXPORTERS: dict[str, str] = {
-    "sam_encoder": "export.sam:export_encoder",
-    "sam_decoder": "export.sam:export_decoder",
-    "clip_image": "export.clip:export_image",
-    "clip_text": "export.clip:export_text",
-    "tryon_classifier": "export.classifier:export_classifier",
+    contract.SAM_ENCODER: "export.sam:export_encoder",
+    contract.SAM_DECODER: "export.sam:export_decoder",
+    contract.CLIP_IMAGE: "export.clip:export_image",
+    contract.CLIP_TEXT: "export.clip:export_text",
+    contract.TRYON_CLASSIFIER: "export.classifier:export_classifier",
 }
 
 

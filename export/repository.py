@@ -10,6 +10,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from export.errors import ExportError
+from snapfit import contract
 
 SOURCE_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 
@@ -80,3 +81,43 @@ def check_config_matches(model_dir: Path, onnx_path: Path) -> None:
                 if dtype != declared_type or not _dims_compatible(declared_dims, dims):
                     raise ExportError(f"{cfg_path}: {which} '{tensor.name}' is {declared_type}{declared_dims} "
                                       f"but the ONNX graph has {dtype}{dims}; edit the config to match the model")
+
+
+def recorded_profile(repository: Path, model: str) -> str | None:
+    """The profile parity.json says `model` was exported with; None when it does not say (older exports)."""
+    import json
+
+    parity = Path(repository) / model / "1" / "parity.json"
+    try:
+        return json.loads(parity.read_text()).get("profile")
+    except (OSError, ValueError):
+        return None
+
+
+def exports_to_refresh(repository: Path, profile: str) -> dict[str, str]:
+    """ONNX models of `repository` that must be exported for `profile` to be served, with the reason.
+
+    A model is missing (no model.onnx) or was exported with another profile. The try-on model is listed when its
+    weights folder is empty. Raises ExportError for a model.onnx without a recorded profile: it may be a user's
+    own export, so it is neither served as `profile` nor overwritten.
+    """
+    from export.tryon_weights import has_weights
+
+    repository = Path(repository)
+    refresh = {}
+    for model in contract.ONNX_MODELS:
+        if not (repository / model).is_dir():
+            continue
+        if not (repository / model / "1" / "model.onnx").exists():
+            refresh[model] = "not exported yet"
+            continue
+        recorded = recorded_profile(repository, model)
+        if recorded is None:
+            raise ExportError(f"{repository / model} holds a model.onnx without a recorded profile (parity.json "
+                              f"predates it, or is missing); export it again with `snapfit export --profile "
+                              f"{profile} --repository {repository}`, or delete it")
+        if recorded != profile:
+            refresh[model] = f"exported with the {recorded} profile"
+    if (repository / contract.LADI_VTON).is_dir() and not has_weights(repository):
+        refresh[contract.LADI_VTON] = "no weights yet"
+    return refresh

@@ -17,6 +17,8 @@ class ModelChoices:
     sam_variant: "tiny" | "vit_b" | "vit_l" | "vit_h"; sam_checkpoint: a segment-anything .pth.
     clip_model: "tiny", an open_clip model name ("ViT-B-16"), or "hf-hub:ORG/NAME";
     clip_pretrained: an open_clip pretrained tag or a local checkpoint file.
+    clip_weights_required: the CLIP weights were asked for explicitly, so failing to load them is an error
+    (a profile's default falls back to random weights with a warning).
     classifier_variant: "tiny" | "efficientnet_v2_s"; classifier_checkpoint: a state dict saved by
     `snapfit train-classifier`.
     """
@@ -27,6 +29,7 @@ class ModelChoices:
     sam_checkpoint: Path | None = None
     clip_pretrained: str | None = None
     classifier_checkpoint: Path | None = None
+    clip_weights_required: bool = False
 
 
 PROFILE_DEFAULTS = {
@@ -42,6 +45,7 @@ PROFILE_DEFAULTS = {
 class ExportRequest:
     repository: Path
     choices: ModelChoices
+    profile: str = "custom"  # recorded in parity.json; `snapfit up --profile P` re-exports models of another one
     precision: Precision = Precision.fp32
     opset: int = 17
     seed: int = 0  # random-init weights are seeded so encoder/decoder (or towers) of one run match
@@ -51,9 +55,11 @@ class ExportRequest:
     @classmethod
     def for_profile(cls, profile: str, repository: Path, **overrides) -> "ExportRequest":
         choice_fields = {k: v for k, v in overrides.items() if k in ModelChoices.__dataclass_fields__ and v is not None}
+        if choice_fields.get("clip_model") or choice_fields.get("clip_pretrained"):
+            choice_fields.setdefault("clip_weights_required", True)
         rest = {k: v for k, v in overrides.items() if k not in ModelChoices.__dataclass_fields__ and v is not None}
         choices = replace(PROFILE_DEFAULTS[profile], **choice_fields)
-        return cls(repository=Path(repository), choices=choices, **rest)
+        return cls(repository=Path(repository), choices=choices, profile=profile, **rest)
 
     def version_dir(self, model: str) -> Path:
         """Where Triton looks for version 1 of `model`."""

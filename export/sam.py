@@ -1,6 +1,6 @@
 """SAM as two Triton models: `sam_encoder` (image -> embeddings) and `sam_decoder` (embeddings + prompt -> masks).
 
-Tensor contracts (see export/preprocessing/sam.py for the client half):
+Tensor contracts (see snapfit/preprocessing/sam.py for the client half):
 
 sam_encoder
     image            UINT8 [B, H, W, 3]  RGB, longest side exactly 1024 (resize_for_encoder); H, W dynamic
@@ -35,10 +35,11 @@ from segment_anything.utils.onnx import SamOnnxModel
 from export import onnx_io
 from export.parity import ParityReport, mask_iou, max_abs_diff, min_cosine
 from export.precision import Precision
-from export.preprocessing.sam import longest_side_size, prompt_arrays, resize_for_encoder
 from export.publish import publish
 from export.request import ExportRequest
 from export.sam_models import EMBED_DIM, EMBED_SIZE, IMAGE_SIZE, LOW_RES_MASK_SIZE, build_sam
+from snapfit import contract
+from snapfit.preprocessing.sam import longest_side_size, prompt_arrays, resize_for_encoder
 
 Step = Callable[[str], None]
 
@@ -140,8 +141,8 @@ def export_encoder(request: ExportRequest, step: Step = lambda s: None) -> Parit
     started = time.perf_counter()
     step("building torch model")
     sam = _build(request)
-    report = _report("sam_encoder", request)
-    with onnx_io.staging_dir("sam_encoder") as tmp:
+    report = _report(contract.SAM_ENCODER, request)
+    with onnx_io.staging_dir(contract.SAM_ENCODER) as tmp:
         step("exporting")
         path = onnx_io.export_module(
             SamEncoderOnnx(sam), (torch.zeros(1, 768, IMAGE_SIZE, 3, dtype=torch.uint8),),
@@ -152,7 +153,7 @@ def export_encoder(request: ExportRequest, step: Step = lambda s: None) -> Parit
         step("checking parity")
         batches, references = _encoder_parity_data(sam, request.seed)
         measure = _encoder_measure(batches, references, ENCODER_THRESHOLDS[request.precision])
-        return publish(request, "sam_encoder", path, report, measure, started)
+        return publish(request, contract.SAM_ENCODER, path, report, measure, started)
 
 
 @functools.lru_cache(maxsize=1)  # per network: fp32, int8 and fp16 exports in one process share the torch runs
@@ -208,8 +209,8 @@ def export_decoder(request: ExportRequest, step: Step = lambda s: None) -> Parit
     started = time.perf_counter()
     step("building torch model")
     sam = _build(request)
-    report = _report("sam_decoder", request)
-    with onnx_io.staging_dir("sam_decoder") as tmp:
+    report = _report(contract.SAM_DECODER, request)
+    with onnx_io.staging_dir(contract.SAM_DECODER) as tmp:
         step("exporting")
         path = onnx_io.export_module(
             SamDecoderOnnx(sam), _decoder_example_args(), _staged(tmp), DECODER_INPUTS, DECODER_OUTPUTS,
@@ -219,7 +220,7 @@ def export_decoder(request: ExportRequest, step: Step = lambda s: None) -> Parit
         )
         step("checking parity")
         measure = _decoder_measure(_decoder_parity_data(sam, request.seed), DECODER_THRESHOLDS[request.precision])
-        return publish(request, "sam_decoder", path, report, measure, started)
+        return publish(request, contract.SAM_DECODER, path, report, measure, started)
 
 
 def _decoder_example_args() -> tuple[torch.Tensor, ...]:

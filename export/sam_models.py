@@ -17,15 +17,17 @@ import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from export.errors import ExportError
+from snapfit import contract
 
 log = logging.getLogger(__name__)
 
-IMAGE_SIZE = 1024  # the encoder's square input frame; clients resize the longest side to this
-PATCH_SIZE = 16
-EMBED_DIM = 256  # image-embedding channels and the decoder's transformer_dim
-EMBED_SIZE = IMAGE_SIZE // PATCH_SIZE  # 64
-LOW_RES_MASK_SIZE = 4 * EMBED_SIZE  # 256
-NUM_MASKS = 4  # token 0 (single-mask output) + the 3 multimask outputs
+# the contract's sizes, under the names segment_anything's builders use
+IMAGE_SIZE = contract.SAM_FRAME  # the encoder's square input frame; clients resize the longest side to this
+PATCH_SIZE = contract.SAM_FRAME // contract.SAM_EMBEDDING_SIZE  # 16
+EMBED_DIM = contract.SAM_EMBEDDING_CHANNELS  # image-embedding channels and the decoder's transformer_dim
+EMBED_SIZE = contract.SAM_EMBEDDING_SIZE  # 64
+LOW_RES_MASK_SIZE = contract.SAM_LOW_RES_MASK_SIZE  # 256
+NUM_MASKS = contract.SAM_MASKS  # token 0 (single-mask output) + the 3 multimask outputs
 PIXEL_MEAN = (123.675, 116.28, 103.53)  # SAM's statistics on the 0-255 scale
 PIXEL_STD = (58.395, 57.12, 57.375)
 

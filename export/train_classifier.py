@@ -1,6 +1,6 @@
 """`snapfit train-classifier`: fine-tunes the try-on-readiness classifier on labelled product photos.
 
-Every photo goes through `export.preprocessing.classifier.load_for_classifier` (the serving client's letterbox),
+Every photo goes through `snapfit.preprocessing.classifier.load_for_classifier` (the serving client's letterbox),
 and the model is `TryOnClassifier`, whose in-graph normalisation is what the ONNX export runs, so training and
 serving see the same pixels. BatchNorm statistics are re-estimated on (up to 512) un-augmented training photos
 after every epoch, so small datasets are scored with statistics that match the weights. Writes the best epoch
@@ -23,10 +23,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from export.classifier_model import (CHECKPOINT_NAME, VARIANTS, TryOnClassifier, build_network, calibrate_batchnorm,
-                                     load_weights, metadata_path)
+from export.classifier_model import (
+    CHECKPOINT_NAME,
+    VARIANTS,
+    TryOnClassifier,
+    build_network,
+    calibrate_batchnorm,
+    load_weights,
+    metadata_path,
+)
 from export.labelled_images import DatasetError, LabelledImage, find_labelled_images
-from export.preprocessing.classifier import CLASS_NAMES, CLASSIFIER_SIZE, load_for_classifier
+from snapfit.preprocessing.classifier import CLASS_NAMES, CLASSIFIER_SIZE, load_for_classifier
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +296,7 @@ def _write_metadata(report: TrainReport, data: Path, seed: int, init_checkpoint:
         "variant": report.variant,
         "class_names": list(CLASS_NAMES),
         "image_size": CLASSIFIER_SIZE,
-        "preprocessing": "export.preprocessing.classifier.resize_for_classifier (letterbox onto white)",
+        "preprocessing": "snapfit.preprocessing.classifier.resize_for_classifier (letterbox onto white)",
         "best_epoch": report.best_epoch,
         "epochs": report.epochs,
         "held_out": asdict(report.metrics),

@@ -12,12 +12,14 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from snapfit import contract
+
 log = logging.getLogger(__name__)
-TRYON_MODEL = "ladi_vton"
+TRYON_MODEL = contract.LADI_VTON
 
 
 def weights_dir(repository: Path) -> Path:
-    return Path(repository) / TRYON_MODEL / "1" / "weights"
+    return Path(repository) / TRYON_MODEL / "1" / contract.TRYON_WEIGHTS_DIR
 
 
 def has_weights(repository: Path) -> bool:

@@ -16,16 +16,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from orchestrator.clients.models import SERVED_MODELS, ModelGateway
+from orchestrator.clients.models import ModelGateway
+from orchestrator.clients.person import MediapipePersonPreprocessor
 from orchestrator.clients.triton import TritonClient
-from orchestrator.errors import BadRequest, PayloadTooLarge, SnapfitError, StoreUnavailable
+from orchestrator.domain import Product
+from orchestrator.errors import BadRequest, ModelUnavailable, PayloadTooLarge, SnapfitError, StoreUnavailable
+from orchestrator.index import FaissIndex
 from orchestrator.metrics import REQUEST_SECONDS
 from orchestrator.services.embedding_cache import EmbeddingCache
 from orchestrator.services.images import UploadedImages
+from orchestrator.services.imports import ImportJobs, ImportPipeline
+from orchestrator.services.products import ProductService
 from orchestrator.services.search import SearchService
 from orchestrator.services.segment import SegmentService
 from orchestrator.services.tryon import TryOnService
 from orchestrator.settings import Settings
+from orchestrator.stores.catalog_store import CatalogStore
+from orchestrator.stores.factory import StoreOpener, open_catalog_store
+from snapfit import contract
 
 log = logging.getLogger(__name__)
 UPLOAD_CHUNK_BYTES = 1024 * 1024
@@ -33,17 +41,19 @@ UPLOAD_CHUNK_BYTES = 1024 * 1024
 
 @dataclass
 class Services:
+    """Everything the routes reach through `routes.deps.services`, built once by the lifespan."""
+
     settings: Settings
     triton: TritonClient
     models: ModelGateway
     images: UploadedImages
     segment: SegmentService
     search: SearchService
-    store: object
-    index: object
-    catalog: object
-    imports: object
-    tryon: object
+    store: CatalogStore
+    index: FaissIndex
+    products: ProductService
+    imports: ImportJobs
+    tryon: TryOnService
 
     async def read_upload(self, file: UploadFile) -> bytes:
         """The upload's bytes; PayloadTooLarge as soon as it passes the limit (never buffers more)."""
@@ -57,46 +67,57 @@ class Services:
         return b"".join(chunks)
 
     async def readiness(self) -> dict[str, bool]:
-        checks = {f"triton:{m}": ok for m, ok in (await self.triton.models_ready(SERVED_MODELS)).items()}
+        checks = {f"triton:{m}": ok for m, ok in (await self.triton.models_ready(contract.SERVED_MODELS)).items()}
         try:
             await self.store.ping()
             checks["store"] = True
         except StoreUnavailable:
             checks["store"] = False
-        checks["index"] = self.catalog.index_loaded
+        checks["index"] = self.products.index_loaded
         return checks
 
 
-async def build_services(settings: Settings) -> Services:
-    from orchestrator.services.catalog import CatalogService
-    from orchestrator.services.catalog_import import CatalogImporter, CatalogImports
-    from orchestrator.stores.catalog import open_catalog_store
+async def build_services(settings: Settings, open_store: StoreOpener = open_catalog_store) -> Services:
+    """Connects to Triton and the store, and loads (or rebuilds) the vector index.
 
+    open_store: the catalog store for a URL; tests pass one that also knows in-process stand-ins.
+    """
     triton = TritonClient(settings.triton)
     models = ModelGateway(triton)
     cache = EmbeddingCache(int(settings.images.embedding_cache_mb * 1024 * 1024))
     runs = Path(settings.catalog.index_path).parent
     images = UploadedImages(runs / "uploads", settings.images, cache, models)
-    store = await open_catalog_store(settings.catalog.url)
-    catalog = await CatalogService.open(store, settings)
-    importer = CatalogImporter(catalog, models, settings.catalog.import_batch_size, settings.catalog.tryon_threshold,
-                               settings.images.max_pixels, settings.catalog.fetch_max_bytes)
-    tryon = TryOnService(models, store, _garment_loader(settings), settings.tryon)
+    store = await open_store(settings.catalog.url)
+    products = await ProductService.open(store, settings, await _embedding_dim(models))
+    pipeline = ImportPipeline(products, models, settings.catalog.import_batch_size, settings.catalog.tryon_threshold,
+                              settings.images.max_pixels, settings.catalog.fetch_max_bytes)
+    tryon = TryOnService(models, store, MediapipePersonPreprocessor(), _garment_loader(settings), settings.tryon)
     return Services(settings=settings, triton=triton, models=models, images=images,
                     segment=SegmentService(images, models),
-                    search=SearchService(images, models, catalog.index, store, settings.search),
-                    store=store, index=catalog.index, catalog=catalog, imports=CatalogImports(importer, settings.catalog),
-                    tryon=tryon)
+                    search=SearchService(images, models, products.index, store, settings.search),
+                    store=store, index=products.index, products=products,
+                    imports=ImportJobs(pipeline, settings.catalog), tryon=tryon)
+
+
+async def _embedding_dim(models: ModelGateway) -> int:
+    """The served clip_image's output width; the contract's when Triton cannot be asked yet (the orchestrator
+    starts without it and answers 503 until it is up)."""
+    try:
+        return await models.embedding_dim()
+    except ModelUnavailable as error:
+        log.warning("cannot read clip_image's embedding size from Triton (%s); assuming the contract's %d",
+                    error.message, contract.CLIP_EMBEDDING_DIM)
+        return contract.CLIP_EMBEDDING_DIM
 
 
 def _garment_loader(settings: Settings):
     """async (Product) -> uint8 [H, W, 3]: the product photo, read under the same rules as an import."""
-    from orchestrator.catalog import ImageLoader
     from orchestrator.images import decode_image
+    from orchestrator.ingest import ImageLoader
 
     catalog = settings.catalog
 
-    async def load(product) -> np.ndarray:
+    async def load(product: Product) -> np.ndarray:
         root = catalog.image_root
         async with ImageLoader(max_bytes=catalog.fetch_max_bytes, timeout_s=catalog.fetch_timeout_s,
                                allow_local_files=root is not None, allowed_root=root,
@@ -112,19 +133,20 @@ def _garment_loader(settings: Settings):
     return load
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, open_store: StoreOpener = open_catalog_store) -> FastAPI:
+    """The HTTP API on `settings` (default: from SNAPFIT_* variables); `open_store` as for build_services."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.services = await build_services(settings)
+        app.state.services = await build_services(settings, open_store)
         try:
             yield
         finally:
             services = app.state.services
             await services.imports.close()
             await services.tryon.close()
-            await services.catalog.close()
+            await services.products.close()
             await services.store.close()
             await services.triton.close()
 
@@ -132,9 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Segment garments in a photo, find matching products, manage the catalog.")
     _install_error_handlers(app)
     _install_request_metrics(app)
-    from orchestrator.routes import catalog, health, images, products, search, tryon
+    from orchestrator.routes import health, images, imports, products, search, tryon
 
-    for module in (health, images, search, products, catalog, tryon):
+    for module in (health, images, search, products, imports, tryon):
         app.include_router(module.router)
     return app
 

@@ -1,4 +1,4 @@
-"""Domain records shared by the catalog stores, the vector index and the import pipeline (no I/O here)."""
+"""Domain records shared by the catalog stores, the vector index, the services and the model clients (no I/O)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,26 @@ class ProductFilter:
         if self.tryon_ready is not None and product.tryon_ready != self.tryon_ready:
             return False
         return True
+
+
+@dataclass
+class MaskPrediction:
+    """What the SAM decoder returns for one prompt.
+
+    masks: 4xHxW float32 logits at the original size (0 = single-mask token, 1-3 multimask outputs);
+    iou_predictions: 4 float32; low_res_masks: 4x256x256 float32 (feed back as mask_input).
+    """
+
+    masks: np.ndarray
+    iou_predictions: np.ndarray
+    low_res_masks: np.ndarray
+
+
+@dataclass
+class TryOnUpdate:
+    """One response of the decoupled try-on model: progress, and on the last one the image
+    (uint8 [H, W, 3] at the size of the person sent)."""
+
+    step: int
+    total_steps: int
+    image: np.ndarray | None = None

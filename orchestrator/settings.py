@@ -11,9 +11,11 @@ from pathlib import Path
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from snapfit import contract
+
 
 class TritonSettings(BaseModel):
-    grpc_url: str = "localhost:8001"
+    grpc_url: str = f"localhost:{contract.TRITON_GRPC_PORT}"
     timeout_s: float = Field(30.0, gt=0, description="deadline of one inference call")
     encoder_timeout_s: float = Field(120.0, gt=0, description="deadline of a SAM encoder call (seconds on CPUs)")
     retries: int = Field(2, ge=0, description="extra attempts for transient errors (server unavailable)")
@@ -35,7 +37,8 @@ class SearchSettings(BaseModel):
 
 
 class CatalogSettings(BaseModel):
-    url: str = Field("sqlite:///runs/catalog.db", description="sqlite:///PATH, mongodb://..., or mongomock://")
+    url: str = Field("sqlite:///runs/catalog.db",
+                     description="sqlite:///PATH or mongodb://... (a connection string with credentials is a secret)")
     index_path: Path = Path("runs/index")
     import_batch_size: int = Field(32, ge=1)
     tryon_threshold: float = Field(0.5, ge=0, le=1, description="P(usable) at or above which a product is try-on ready")
@@ -48,9 +51,11 @@ class CatalogSettings(BaseModel):
 class TryOnSettings(BaseModel):
     max_running: int = Field(1, ge=1, description="try-ons running at once (one per GPU serving ladi_vton)")
     max_queued: int = Field(4, ge=0, description="try-ons waiting beyond those; more get 429")
-    default_steps: int = Field(50, ge=1, le=500)
-    default_guidance: float = Field(7.5, ge=0, le=30)
-    default_scheduler: str = Field("ddim", pattern="^(ddim|dpmpp)$")
+    default_steps: int = Field(contract.TRYON_DEFAULT_STEPS, ge=contract.TRYON_MIN_STEPS, le=contract.TRYON_MAX_STEPS)
+    default_guidance: float = Field(contract.TRYON_DEFAULT_GUIDANCE, ge=contract.TRYON_MIN_GUIDANCE,
+                                    le=contract.TRYON_MAX_GUIDANCE)
+    default_scheduler: str = Field(contract.TRYON_DEFAULT_SCHEDULER,
+                                   pattern=f"^({'|'.join(contract.TRYON_SCHEDULERS)})$")
     timeout_s: float = Field(1800.0, gt=0, description="deadline of one try-on stream in Triton")
     frame_height: int = Field(512, ge=64, description="person frame sent to the model (its aspect, 4:3 tall)")
     frame_width: int = Field(384, ge=48)
@@ -65,7 +70,7 @@ class Settings(BaseSettings):
                                       extra="ignore")
 
     host: str = "0.0.0.0"
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(contract.API_PORT, ge=1, le=65535)
     triton: TritonSettings = TritonSettings()
     images: ImageSettings = ImageSettings()
     search: SearchSettings = SearchSettings()

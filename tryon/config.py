@@ -9,15 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from snapfit.contract import POSE_KEYPOINTS, TRYON_CATEGORIES
+
 # Channels the extended UNet reads, in this order [ladi_vton.md §1]: noisy latent | mask | masked-person latent |
 # pose map | warped-cloth latent.
-POSE_CHANNELS = 18
+POSE_CHANNELS = POSE_KEYPOINTS  # one heatmap per OpenPose-18 keypoint
+# LaDI's prompt words per category (snapfit.contract.TRYON_CATEGORIES; a test checks they are the same set)
 CATEGORY_TEXT = {
     "dresses": "a dress",
     "upper_body": "an upper body garment",
     "lower_body": "a lower body garment",
 }
-CATEGORIES = tuple(CATEGORY_TEXT)
+CATEGORIES = TRYON_CATEGORIES
 
 # OpenAI-CLIP normalisation, applied to images already in [0, 1] (no second 1/255 rescale: ladi_vton.md pitfalls).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

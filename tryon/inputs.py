@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from tryon.config import CATEGORIES, POSE_CHANNELS
+from snapfit.contract import TRYON_CATEGORIES, tryon_option_errors
+from tryon.config import POSE_CHANNELS
 from tryon.errors import TryOnInputError
-from tryon.schedulers import SCHEDULERS
-
-MAX_STEPS = 500  # DDIM with steps_offset 1 indexes past 1000 training steps at 1000
 
 
 @dataclass(frozen=True)
@@ -36,8 +33,9 @@ class TryOnInputs:
 
 @dataclass(frozen=True)
 class TryOnOptions:
-    """steps: denoising steps (1..500); guidance: classifier-free guidance scale (>= 0; <= 1 runs the conditional
-    branch only, as LaDI); seed: noise seed; scheduler: "ddim" (LaDI's) or "dpmpp" (DPM-Solver++)."""
+    """steps: denoising steps (1..500); guidance: classifier-free guidance scale (0..30; <= 1 runs the conditional
+    branch only, as LaDI); seed: noise seed; scheduler: "ddim" (LaDI's) or "dpmpp" (DPM-Solver++).
+    The limits are snapfit.contract's (TRYON_*), shared with the HTTP API."""
 
     steps: int = 50
     guidance: float = 7.5
@@ -65,24 +63,17 @@ def validate_inputs(inputs: TryOnInputs, frame: tuple[int, int]) -> None:
     _check_array("inpaint_mask", inputs.inpaint_mask, (h, w), np.bool_)
     if not np.isfinite(inputs.pose_map).all():
         raise TryOnInputError("pose_map contains NaN or infinite values")
-    if inputs.category not in CATEGORIES:
-        raise TryOnInputError(f"category must be one of {list(CATEGORIES)}, got {inputs.category!r}")
+    if inputs.category not in TRYON_CATEGORIES:
+        raise TryOnInputError(f"category must be one of {', '.join(TRYON_CATEGORIES)}, got {inputs.category!r}")
     if inputs.garment_key is not None and not isinstance(inputs.garment_key, str):
         raise TryOnInputError(f"garment_key must be a string or None, got {type(inputs.garment_key).__name__}")
 
 
 def validate_options(options: TryOnOptions) -> None:
-    """Raises TryOnInputError for steps outside 1..500, a negative or non-finite guidance, a bad seed or scheduler."""
+    """Raises TryOnInputError naming every bad option (snapfit.contract.tryon_option_errors: steps, guidance,
+    seed, scheduler)."""
     if not isinstance(options, TryOnOptions):
         raise TryOnInputError(f"expected TryOnOptions, got {type(options).__name__}")
-    if isinstance(options.steps, bool) or not isinstance(options.steps, (int, np.integer)) \
-            or not 1 <= options.steps <= MAX_STEPS:
-        raise TryOnInputError(f"steps must be an integer in 1..{MAX_STEPS}, got {options.steps!r}")
-    if isinstance(options.guidance, bool) or not isinstance(options.guidance, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(options.guidance) or options.guidance < 0:
-        raise TryOnInputError(f"guidance must be a finite number >= 0, got {options.guidance!r}")
-    if isinstance(options.seed, bool) or not isinstance(options.seed, (int, np.integer)) \
-            or not 0 <= options.seed < 2 ** 63:
-        raise TryOnInputError(f"seed must be an integer in 0..2**63-1, got {options.seed!r}")
-    if options.scheduler not in SCHEDULERS:
-        raise TryOnInputError(f"scheduler must be one of {list(SCHEDULERS)}, got {options.scheduler!r}")
+    errors = tryon_option_errors(options.steps, options.guidance, options.seed, options.scheduler)
+    if errors:
+        raise TryOnInputError("; ".join(errors))

@@ -7,7 +7,9 @@ from typing import Any
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-SCHEDULERS = ("ddim", "dpmpp")
+from snapfit.contract import TRYON_SCHEDULERS
+
+SCHEDULERS = TRYON_SCHEDULERS
 
 # stabilityai/stable-diffusion-2-inpainting scheduler/scheduler_config.json (ε-prediction).
 SD2_SCHEDULER_CONFIG: dict[str, Any] = {

@@ -21,17 +21,18 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tryon.inputs import MAX_STEPS
+from snapfit.contract import POSE_KEYPOINTS
+from tryon.errors import TryOnInputError
 from tryon.posemap import pose_map
 
-CATEGORIES = ("upper_body", "lower_body", "dresses")
-SCHEDULERS = ("ddim", "dpmpp")
 ASPECT_TOLERANCE = 0.02
 MAX_SIDE = 4096
 
 
-class TryOnRequestError(ValueError):
-    """A request tensor is missing, malformed or out of range (Triton: INVALID_ARG, HTTP: 422)."""
+class TryOnRequestError(TryOnInputError):
+    """A request tensor is missing or malformed (Triton: INVALID_ARG). The values of category, steps, guidance,
+    seed and scheduler are checked once, by the pipeline (tryon.inputs, on snapfit.contract's limits), which
+    raises the parent class TryOnInputError."""
 
 
 @dataclass(frozen=True)
@@ -77,25 +78,17 @@ def _image(arrays: Mapping[str, np.ndarray], name: str) -> np.ndarray:
 
 
 def parse_request(arrays: Mapping[str, np.ndarray]) -> TryOnRequest:
-    """Validates the request tensors; raises TryOnRequestError naming the first problem."""
+    """Reads the request tensors into Python values; raises TryOnRequestError naming the first malformed one."""
     person, garment = _image(arrays, "person"), _image(arrays, "garment")
     keypoints = np.asarray(arrays.get("keypoints", np.zeros(0)), dtype=np.float32)
-    if keypoints.shape != (18, 3):
-        raise TryOnRequestError(f"keypoints must be float32 [18, 3], got {list(keypoints.shape)}")
+    if keypoints.shape != (POSE_KEYPOINTS, 3):
+        raise TryOnRequestError(f"keypoints must be float32 [{POSE_KEYPOINTS}, 3], got {list(keypoints.shape)}")
     mask = np.asarray(arrays.get("inpaint_mask", np.zeros(0)))
     if mask.shape != person.shape[:2]:
         raise TryOnRequestError(f"inpaint_mask must be [H, W] of the person {list(person.shape[:2])}, "
                                 f"got {list(mask.shape)}")
     category, scheduler = _text(arrays, "category"), _text(arrays, "scheduler")
-    if category not in CATEGORIES:
-        raise TryOnRequestError(f"category must be one of {', '.join(CATEGORIES)}, got {category!r}")
-    if scheduler not in SCHEDULERS:
-        raise TryOnRequestError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
     steps, guidance = int(_scalar(arrays, "steps")), float(_scalar(arrays, "guidance"))
-    if not 1 <= steps <= MAX_STEPS:
-        raise TryOnRequestError(f"steps must be 1..{MAX_STEPS}, got {steps}")
-    if not 0.0 <= guidance <= 30.0 or not np.isfinite(guidance):
-        raise TryOnRequestError(f"guidance must be 0..30, got {guidance}")
     return TryOnRequest(person=person, garment=garment, keypoints=keypoints, inpaint_mask=mask.astype(bool),
                         category=category, garment_key=_text(arrays, "garment_key") if "garment_key" in arrays else "",
                         steps=steps, guidance=guidance, seed=int(_scalar(arrays, "seed")), scheduler=scheduler)

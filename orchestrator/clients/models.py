@@ -1,54 +1,41 @@
 """The served models as typed async calls: client-side preprocessing (off the event loop) + one Triton call.
 
-Shapes follow the Triton contracts in docs/models.md; preprocessing comes from `export/preprocessing/`, the
-same code the exporters' parity checks use.
+Shapes follow the Triton contracts (snapfit/contract.py, docs/models.md); preprocessing comes from
+`snapfit/preprocessing/`, the same code the exporters' parity checks use.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import numpy as np
 
-from export.preprocessing.classifier import resize_for_classifier
-from export.preprocessing.clip import resize_and_crop
-from export.preprocessing.sam import prompt_arrays, resize_for_encoder
 from orchestrator.clients.triton import TritonClient
+from orchestrator.domain import MaskPrediction, TryOnUpdate
 from orchestrator.errors import InvalidInput
-
-SERVED_MODELS = ("sam_encoder", "sam_decoder", "clip_image", "clip_text_embed", "tryon_classifier", "ladi_vton")
-
-
-@dataclass
-class MaskPrediction:
-    """masks: 4xHxW float32 logits at the original size (0 = single-mask token, 1-3 multimask outputs);
-    iou_predictions: 4 float32; low_res_masks: 4x256x256 float32 (feed back as mask_input)."""
-
-    masks: np.ndarray
-    iou_predictions: np.ndarray
-    low_res_masks: np.ndarray
-
-
-@dataclass
-class TryOnUpdate:
-    """One response of the decoupled ladi_vton model: progress, and on the last one the image
-    (uint8 [H, W, 3] at the size of the person sent)."""
-
-    step: int
-    total_steps: int
-    image: np.ndarray | None = None
+from snapfit import contract
+from snapfit.preprocessing.classifier import resize_for_classifier
+from snapfit.preprocessing.clip import resize_and_crop
+from snapfit.preprocessing.sam import prompt_arrays, resize_for_encoder
 
 
 class ModelGateway:
+    """Every model the services call (the Protocols of services/dependencies.py), served by one Triton."""
+
     def __init__(self, triton: TritonClient):
         self.triton = triton
+
+    async def embedding_dim(self) -> int:
+        """D of the served clip_image's `embeddings` output, from Triton's model config (the index is built with
+        it). Raises ModelUnavailable when Triton cannot say."""
+        dims = await self.triton.output_dims(contract.CLIP_IMAGE, "embeddings")
+        return int(dims[-1])
 
     async def sam_embedding(self, image: np.ndarray) -> np.ndarray:
         """image: HxWx3 uint8 RGB -> 1x256x64x64 float32."""
         resized = await asyncio.to_thread(resize_for_encoder, image)
-        out = await self.triton.infer("sam_encoder", {"image": resized[None]}, ["image_embeddings"],
+        out = await self.triton.infer(contract.SAM_ENCODER, {"image": resized[None]}, ["image_embeddings"],
                                       timeout_s=self.triton.settings.encoder_timeout_s)
         return out["image_embeddings"]
 
@@ -61,24 +48,24 @@ class ModelGateway:
         except ValueError as error:
             raise InvalidInput(str(error)) from None
         feeds = {name: value.astype(np.float32) for name, value in feeds.items()}
-        out = await self.triton.infer("sam_decoder", {"image_embeddings": embedding, **feeds},
+        out = await self.triton.infer(contract.SAM_DECODER, {"image_embeddings": embedding, **feeds},
                                       ["masks", "iou_predictions", "low_res_masks"])
         return MaskPrediction(out["masks"][0], out["iou_predictions"][0], out["low_res_masks"][0])
 
     async def clip_image(self, images: list[np.ndarray]) -> np.ndarray:
         """images: HxWx3 uint8 RGB each -> Nx512 float32, L2-normalised."""
         batch = await asyncio.to_thread(lambda: np.stack([resize_and_crop(i) for i in images]))
-        return await self._batched("clip_image", "image", batch, "embeddings")
+        return await self._batched(contract.CLIP_IMAGE, "image", batch, "embeddings")
 
     async def clip_text(self, texts: list[str]) -> np.ndarray:
         """texts -> Nx512 float32, L2-normalised, tokenised inside Triton (clip_text_embed ensemble)."""
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
-        return (await self.triton.infer("clip_text_embed", {"text": data}, ["embeddings"]))["embeddings"]
+        return (await self.triton.infer(contract.CLIP_TEXT_EMBED, {"text": data}, ["embeddings"]))["embeddings"]
 
     async def tryon_probability(self, images: list[np.ndarray]) -> np.ndarray:
         """images: HxWx3 uint8 RGB each -> N float32, P(photo usable for try-on)."""
         batch = await asyncio.to_thread(lambda: np.stack([resize_for_classifier(i) for i in images]))
-        return (await self._batched("tryon_classifier", "image", batch, "probabilities"))[:, 1]
+        return (await self._batched(contract.TRYON_CLASSIFIER, "image", batch, "probabilities"))[:, 1]
 
     async def _batched(self, model: str, input_name: str, batch: np.ndarray, output: str) -> np.ndarray:
         """Splits `batch` into the model's max_batch_size and runs the pieces concurrently (Triton batches them)."""
@@ -113,7 +100,8 @@ class ModelGateway:
             "seed": np.array([seed], dtype=np.int64),
             "scheduler": np.array([scheduler.encode()], dtype=np.object_),
         }
-        async for response in self.triton.stream("ladi_vton", inputs, ["step", "total_steps", "image"], timeout_s):
+        async for response in self.triton.stream(contract.LADI_VTON, inputs, contract.output_names(contract.LADI_VTON),
+                                                 timeout_s):
             yield TryOnUpdate(step=int(response["step"][0]) if "step" in response else 0,
                               total_steps=int(response["total_steps"][0]) if "total_steps" in response else steps,
                               image=response.get("image"))

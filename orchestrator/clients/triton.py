@@ -30,7 +30,7 @@ class TritonClient:
     def __init__(self, settings: TritonSettings):
         self.settings = settings
         self._client = grpcclient.InferenceServerClient(settings.grpc_url)
-        self._max_batch_sizes: dict[str, int] = {}
+        self._configs: dict[str, dict] = {}
 
     async def close(self) -> None:
         await self._client.close()
@@ -92,13 +92,24 @@ class TritonClient:
 
     async def max_batch_size(self, model: str) -> int:
         """The model's max_batch_size from its served config (cached); 0 means the model takes no batch axis."""
-        if model not in self._max_batch_sizes:
+        return int((await self._config(model)).get("max_batch_size", 0))
+
+    async def output_dims(self, model: str, output: str) -> list[int]:
+        """Dims of one output in the model's served config (without the batch axis of a batched model)."""
+        for tensor in (await self._config(model)).get("output", []):
+            if tensor["name"] == output:
+                return [int(d) for d in tensor["dims"]]
+        raise ModelUnavailable(f"{model} serves no output named {output!r}")
+
+    async def _config(self, model: str) -> dict:
+        """The model's served config as JSON (cached once read)."""
+        if model not in self._configs:
             try:
                 config = await self._client.get_model_config(model, as_json=True, client_timeout=5.0)
             except InferenceServerException as error:
                 raise translate_error(model, error) from None
-            self._max_batch_sizes[model] = int(config["config"].get("max_batch_size", 0))
-        return self._max_batch_sizes[model]
+            self._configs[model] = config["config"]
+        return self._configs[model]
 
     async def models_ready(self, models: Sequence[str]) -> dict[str, bool]:
         """Readiness of each model; every model reads False when the server cannot be reached."""

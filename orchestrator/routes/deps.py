@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import Request
 
+if TYPE_CHECKING:  # routes must not import the app module at run time (it imports them)
+    from orchestrator.app import Services
 
-def services(request: Request):
-    """The `Services` bundle of orchestrator.app (typed loosely to keep routes free of app imports)."""
+
+def services(request: Request) -> Services:
+    """The `Services` bundle orchestrator.app's lifespan built."""
     return request.app.state.services

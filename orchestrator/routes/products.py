@@ -21,23 +21,20 @@ def product_out(product: Product) -> ProductOut:
 
 @router.get("/{product_id}", response_model=ProductOut, responses=ERRORS, summary="One product's metadata")
 async def get_product(product_id: str, svc=Depends(services)) -> ProductOut:
-    product = await svc.store.get(product_id)
-    if product is None:
-        raise NotFound(f"no product {product_id!r}")
-    return product_out(product)
+    return product_out(await svc.products.get(product_id))
 
 
 @router.patch("/{product_id}", response_model=ProductOut, responses=ERRORS,
               summary="Update metadata (search filters see the change at once)")
 async def update_product(product_id: str, body: ProductUpdate, svc=Depends(services)) -> ProductOut:
     changes = body.model_dump(exclude_unset=True)
-    product = await svc.catalog.update(product_id, changes)
+    product = await svc.products.update(product_id, changes)
     return product_out(product)
 
 
 @router.delete("/{product_id}", status_code=204, responses=ERRORS,
                summary="Delete a product; it never comes back in search")
 async def delete_product(product_id: str, svc=Depends(services)) -> Response:
-    if not await svc.catalog.delete(product_id):
+    if not await svc.products.delete(product_id):
         raise NotFound(f"no product {product_id!r}")
     return Response(status_code=204)

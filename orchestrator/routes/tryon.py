@@ -15,16 +15,19 @@ from orchestrator.images import decode_image
 from orchestrator.routes.deps import services
 from orchestrator.schemas import ErrorBody, ErrorDetail
 from orchestrator.services.tryon import TryOnParameters
+from snapfit import contract
 
 router = APIRouter(prefix="/v1/tryon", tags=["try-on"])
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 409, 413, 415, 422, 429, 503)}
+CATEGORIES = " | ".join(contract.TRYON_CATEGORIES)
+SCHEDULER_PATTERN = f"^({'|'.join(contract.TRYON_SCHEDULERS)})$"
 
 
 class TryOnJobOut(BaseModel):
     job_id: str
     status: str = Field(description="queued | preparing | running | succeeded | failed | cancelled")
     product_id: str
-    category: str = Field(description="upper_body | lower_body | dresses")
+    category: str = Field(description=CATEGORIES)
     step: int = Field(description="denoising steps done")
     total_steps: int
     error: ErrorDetail | None = None
@@ -48,11 +51,14 @@ async def start_tryon(
     product_id: str = Form(..., examples=["SF-000002"]),
     file: UploadFile | None = File(None, description="full-body photo (JPEG, PNG or WebP)"),
     image_id: str | None = Form(None, description="a photo uploaded with POST /v1/images"),
-    category: str | None = Form(None, description="upper_body | lower_body | dresses (default: from the product)"),
-    steps: int | None = Form(None, ge=1, le=500, description="denoising steps (default 50)"),
-    guidance: float | None = Form(None, ge=0, le=30, description="classifier-free guidance (default 7.5)"),
-    seed: int = Form(1234, ge=0, le=2**63 - 1, description="same seed + inputs -> same image"),
-    scheduler: str | None = Form(None, pattern="^(ddim|dpmpp)$", description="ddim (default) or dpmpp (DPM-Solver++)"),
+    category: str | None = Form(None, description=f"{CATEGORIES} (default: from the product)"),
+    steps: int | None = Form(None, ge=contract.TRYON_MIN_STEPS, le=contract.TRYON_MAX_STEPS,
+                             description="denoising steps (default: SNAPFIT_TRYON__DEFAULT_STEPS, 50)"),
+    guidance: float | None = Form(None, ge=contract.TRYON_MIN_GUIDANCE, le=contract.TRYON_MAX_GUIDANCE,
+                                  description="classifier-free guidance (default 7.5)"),
+    seed: int = Form(1234, ge=0, le=contract.TRYON_MAX_SEED, description="same seed + inputs -> same image"),
+    scheduler: str | None = Form(None, pattern=SCHEDULER_PATTERN,
+                                 description="ddim (default) or dpmpp (DPM-Solver++)"),
     force: bool = Form(False, description="try even if the product photo was classified as unusable"),
     svc=Depends(services),
 ) -> TryOnJobOut:

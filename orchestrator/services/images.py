@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.clients.models import ModelGateway
 from orchestrator.errors import InvalidInput, NotFound
 from orchestrator.images import content_hash, decode_image
+from orchestrator.services.dependencies import ImageEncoder
 from orchestrator.services.embedding_cache import EmbeddingCache
 from orchestrator.settings import ImageSettings
 
@@ -33,7 +33,7 @@ class ImageInfo:
 
 
 class UploadedImages:
-    def __init__(self, folder: Path, settings: ImageSettings, cache: EmbeddingCache, models: ModelGateway):
+    def __init__(self, folder: Path, settings: ImageSettings, cache: EmbeddingCache, models: ImageEncoder):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.settings = settings

@@ -10,24 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
-from orchestrator.clients.models import ModelGateway
 from orchestrator.cutout import cut_out
 from orchestrator.domain import Product, ProductFilter
 from orchestrator.errors import InvalidInput
-from orchestrator.services.images import UploadedImages
+from orchestrator.services.dependencies import Embedder, ProductLookup, UploadedPhotos, VectorIndex
 from orchestrator.settings import SearchSettings
-
-
-class VectorIndex(Protocol):
-    def search(self, queries: np.ndarray, k: int, filter: ProductFilter | None = None) -> list[list[tuple[str, float]]]: ...
-
-
-class ProductLookup(Protocol):
-    async def get_many(self, product_ids: list[str]) -> dict[str, Product]: ...
 
 
 @dataclass
@@ -50,7 +40,7 @@ class SearchHit:
 
 
 class SearchService:
-    def __init__(self, images: UploadedImages, models: ModelGateway, index: VectorIndex, store: ProductLookup,
+    def __init__(self, images: UploadedPhotos, models: Embedder, index: VectorIndex, store: ProductLookup,
                  settings: SearchSettings):
         self.images = images
         self.models = models

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.clients.models import ModelGateway
 from orchestrator.errors import InvalidInput
-from orchestrator.services.images import UploadedImages
+from orchestrator.services.dependencies import MaskPredictor, UploadedPhotos
 
 MULTIMASK_OUTPUTS = slice(1, 4)  # SAM's three multimask tokens; token 0 is the single-mask output
 
@@ -22,7 +21,7 @@ class ScoredMask:
 
 
 class SegmentService:
-    def __init__(self, images: UploadedImages, models: ModelGateway):
+    def __init__(self, images: UploadedPhotos, models: MaskPredictor):
         self.images = images
         self.models = models
 

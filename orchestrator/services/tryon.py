@@ -23,11 +23,12 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from orchestrator.clients.models import ModelGateway
 from orchestrator.domain import Product
-from orchestrator.errors import Conflict, InvalidInput, NotFound, NotTryOnReady, Overloaded, PersonNotFound, SnapfitError
+from orchestrator.errors import Conflict, InvalidInput, NotFound, NotTryOnReady, Overloaded, SnapfitError
 from orchestrator.metrics import TRYON_QUEUE, TRYON_RUNNING, TRYON_SECONDS, TRYON_STEPS_PER_SECOND
+from orchestrator.services.dependencies import GarmentLoader, PersonPreprocessor, ProductLookup, TryOnModels
 from orchestrator.settings import TryOnSettings
+from snapfit.contract import TRYON_CATEGORIES
 from tryon.compose import keep_unmasked
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,14 @@ log = logging.getLogger(__name__)
 CATEGORY_OF_PRODUCT = {"top": "upper_body", "upper_body": "upper_body", "outer": "upper_body",
                        "bottom": "lower_body", "lower_body": "lower_body", "pants": "lower_body", "skirt": "lower_body",
                        "dress": "dresses", "dresses": "dresses", "onepiece": "dresses"}
-TRYON_CATEGORIES = ("upper_body", "lower_body", "dresses")
 JobStatus = Literal["queued", "preparing", "running", "succeeded", "failed", "cancelled"]
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
 @dataclass
 class TryOnParameters:
+    """Validated once, where they enter: the HTTP route's declared bounds (snapfit.contract's)."""
+
     steps: int
     guidance: float
     seed: int
@@ -98,10 +100,11 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 class TryOnService:
-    def __init__(self, models: ModelGateway, store, load_garment, settings: TryOnSettings):
-        """load_garment: async (Product) -> uint8 [H, W, 3], the product photo."""
+    def __init__(self, models: TryOnModels, products: ProductLookup, person: PersonPreprocessor,
+                 load_garment: GarmentLoader, settings: TryOnSettings):
         self.models = models
-        self.store = store
+        self.products = products
+        self.person = person
         self.load_garment = load_garment
         self.settings = settings
         self.jobs: OrderedDict[str, TryOnJob] = OrderedDict()
@@ -112,7 +115,7 @@ class TryOnService:
     async def submit(self, person: np.ndarray, product_id: str, category: str | None, parameters: TryOnParameters,
                      force: bool = False) -> TryOnJob:
         """person: uint8 [H, W, 3] RGB. Raises NotFound, NotTryOnReady, InvalidInput, PersonNotFound, Overloaded."""
-        product = await self.store.get(product_id)
+        product = await self.products.get(product_id)
         if product is None:
             raise NotFound(f"no product {product_id!r}")
         if not product.tryon_ready and not force:
@@ -123,13 +126,15 @@ class TryOnService:
         if self._waiting + self._running >= self.settings.max_running + self.settings.max_queued:
             raise Overloaded(f"{self._running} try-ons are running and {self._waiting} waiting; retry later",
                              retry_after_s=30.0)
-        await asyncio.to_thread(self._detect_person, person, tryon_cat)  # 422 now rather than in the job
+        # pose detection is the slow half of preparing a person: done once, here, so a photo without a person is a
+        # 422 now rather than a failed job, and the job reuses the keypoints
+        keypoints = await self.person.keypoints(person, tryon_cat)
         job = TryOnJob(job_id=uuid.uuid4().hex, product_id=product_id, category=tryon_cat, parameters=parameters,
                        total_steps=parameters.steps)
         self._remember(job)
         self._waiting += 1
         TRYON_QUEUE.set(self._waiting)
-        job.task = asyncio.create_task(self._run(job, person, product))
+        job.task = asyncio.create_task(self._run(job, person, keypoints, product))
         return job
 
     def get(self, job_id: str) -> TryOnJob:
@@ -172,19 +177,7 @@ class TryOnService:
         for old in finished[: max(0, len(self.jobs) - self.settings.keep_results)]:
             del self.jobs[old.job_id]
 
-    def _detect_person(self, person: np.ndarray, category: str) -> None:
-        """Raises PersonNotFound unless the photo shows the body parts `category` needs."""
-        from tryon.preprocess import PersonNotFound as NoPose
-        from tryon.preprocess import detect_keypoints, require_keypoints
-
-        try:
-            require_keypoints(detect_keypoints(person), category)
-        except NoPose as error:
-            raise PersonNotFound(str(error)) from None
-        except PreprocessError as error:
-            raise InvalidInput(f"the person photo cannot be prepared for try-on: {error}") from None
-
-    async def _run(self, job: TryOnJob, person: np.ndarray, product: Product) -> None:
+    async def _run(self, job: TryOnJob, person: np.ndarray, keypoints: np.ndarray, product: Product) -> None:
         waiting = True
         try:
             async with self._slots:
@@ -194,7 +187,7 @@ class TryOnService:
                 TRYON_QUEUE.set(self._waiting)
                 TRYON_RUNNING.set(self._running)
                 try:
-                    await self._dress(job, person, product)
+                    await self._dress(job, person, keypoints, product)
                 finally:
                     self._running -= 1
                     TRYON_RUNNING.set(self._running)
@@ -210,11 +203,14 @@ class TryOnService:
                 self._waiting -= 1
                 TRYON_QUEUE.set(self._waiting)
 
-    async def _dress(self, job: TryOnJob, person: np.ndarray, product: Product) -> None:
+    async def _dress(self, job: TryOnJob, person: np.ndarray, keypoints: np.ndarray, product: Product) -> None:
         job.status, job.started_at = "preparing", time.time()
         job.touch()
         garment = await self.load_garment(product)
-        conditions = await self._conditions(person, job.category)
+        region = self.models.best_mask if self.settings.sam_garment_region else None
+        conditions = await self.person.conditions(person, job.category,
+                                                  (self.settings.frame_height, self.settings.frame_width),
+                                                  keypoints, region)
         job.status = "running"
         job.touch()
         steps_started = time.perf_counter()
@@ -236,22 +232,3 @@ class TryOnService:
         result = conditions.frame_fit.to_original(image)
         job.result_png = await asyncio.to_thread(encode_png, result)
         job.finish("succeeded")
-
-    async def _conditions(self, person: np.ndarray, category: str):
-        """Pose, mask and framing of the person photo; SAM refines the garment region when enabled."""
-        from tryon.preprocess import PersonNotFound as NoPose
-        from tryon.preprocess import PreprocessError, prepare_person
-
-        loop = asyncio.get_running_loop()
-        region_fn = None
-        if self.settings.sam_garment_region:
-            def region_fn(fitted: np.ndarray, points: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
-                future = asyncio.run_coroutine_threadsafe(self.models.best_mask(fitted, points, labels), loop)
-                return future.result()
-        try:
-            return await asyncio.to_thread(prepare_person, person, category,
-                                           (self.settings.frame_height, self.settings.frame_width), region_fn)
-        except NoPose as error:
-            raise PersonNotFound(str(error)) from None
-        except PreprocessError as error:
-            raise InvalidInput(f"the person photo cannot be prepared for try-on: {error}") from None

@@ -1,6 +1,5 @@
-"""Storage behind the services: the product catalog (SQLite embedded default, MongoDB in production) and the
-vector index. Services depend on the `CatalogStore` protocol; `open_catalog_store(url)` picks the backend."""
+"""Storage behind the services: the product catalog (SQLite embedded default, MongoDB in production).
 
-from orchestrator.stores.catalog import CatalogStore, EmbeddingBatch, UpsertResult, open_catalog_store
-
-__all__ = ["CatalogStore", "EmbeddingBatch", "UpsertResult", "open_catalog_store"]
+`catalog_store` is the contract both backends implement (services depend on its `CatalogStore` protocol),
+`sqlite_store` and `mongo_store` the backends, `factory.open_catalog_store(url)` picks one.
+"""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.serving.tritonserver import TritonLaunch, TritonPorts, TritonServer
+from snapfit.triton.launcher import TritonLaunch, TritonPorts, TritonServer
 from tests.conftest import free_port
 
 

@@ -18,8 +18,8 @@ import pytest
 from benchmarks.stack import stop_process
 from tests.conftest import free_port
 
-
 STORES = ("sqlite", "mongomock", "mongodb")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def store_url(store: str, runs: Path) -> str:
@@ -55,8 +55,11 @@ def running_orchestrator(grpc_url: str, runs: Path, image_root: Path, store: str
     runs.mkdir(parents=True, exist_ok=True)
     log_path = runs / "orchestrator.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(Path(sys.executable).with_name("snapfit")), "serve", "--port", str(port)],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        # mongomock is a test stand-in the production CLI does not open: its store needs the test entry point
+        command = ([sys.executable, "-m", "tests.support.serve_orchestrator"] if store == "mongomock"
+                   else [str(Path(sys.executable).with_name("snapfit")), "serve"])
+        process = subprocess.Popen([*command, "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 120

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from export.preprocessing.clip import resize_and_crop
-from export.preprocessing.classifier import resize_for_classifier
-from export.preprocessing.sam import prompt_arrays, resize_for_encoder
+from snapfit.preprocessing.classifier import resize_for_classifier
+from snapfit.preprocessing.clip import resize_and_crop
+from snapfit.preprocessing.sam import prompt_arrays, resize_for_encoder
 
 
 def photo(height: int, width: int, seed: int) -> np.ndarray:

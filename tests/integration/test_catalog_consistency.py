@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from orchestrator.app import create_app
-from orchestrator.catalog.synthetic import generate_catalog
 from orchestrator.settings import CatalogSettings, Settings, TritonSettings
+from snapfit.demo_catalog import generate_catalog
+from tests.support.mongomock_store import open_test_store
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +58,7 @@ async def brute_force(app, query: np.ndarray, k: int, category: str | None = Non
 @pytest.mark.parametrize("store_url, rows", [("sqlite", 1000), ("mongomock://", 300)])
 async def test_import_reimport_and_search_equal_brute_force(triton_server, catalog_1000, tmp_path, store_url, rows):
     url = f"sqlite:///{tmp_path / 'catalog.db'}" if store_url == "sqlite" else store_url
-    app = create_app(settings_for(triton_server, url, tmp_path, catalog_1000.parent))
+    app = create_app(settings_for(triton_server, url, tmp_path, catalog_1000.parent), open_store=open_test_store)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=120) as c:
             first = await import_csv(c, catalog_1000, rows)

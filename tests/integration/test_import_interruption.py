@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from orchestrator.catalog.synthetic import generate_catalog
-from orchestrator.stores.catalog import open_catalog_store
+from orchestrator.stores.factory import open_catalog_store
+from snapfit.demo_catalog import generate_catalog
 from tests.integration.orchestrator_process import running_orchestrator, store_url, wait_for_import
 
 pytestmark = pytest.mark.integration

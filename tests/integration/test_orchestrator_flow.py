@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orchestrator.catalog.synthetic import generate_catalog
+from snapfit.demo_catalog import generate_catalog
 from tests.integration.orchestrator_process import (
-    STORES, running_orchestrator, skip_without_server, wait_for_import,
+    STORES,
+    running_orchestrator,
+    skip_without_server,
+    wait_for_import,
 )
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import textwrap
 import httpx
 import pytest
 
-from orchestrator.serving.tritonserver import TritonLaunch, TritonPorts, TritonServer
+from snapfit.triton.launcher import TritonLaunch, TritonPorts, TritonServer
 from tests.conftest import free_port
 from tests.integration.orchestrator_process import running_orchestrator
 

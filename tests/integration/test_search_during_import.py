@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.catalog.synthetic import generate_catalog
+from snapfit.demo_catalog import generate_catalog
 from tests.integration.orchestrator_process import running_orchestrator, wait_for_import
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orchestrator.catalog.synthetic import generate_catalog
+from snapfit.demo_catalog import generate_catalog
 from tests.integration.orchestrator_process import running_orchestrator, wait_for_import
 
 pytestmark = pytest.mark.integration

@@ -249,15 +249,15 @@ def test_the_command_line_seeds_a_catalog(tmp_path, capsys):
 
 
 async def _index_of(store, tmp_path):
-    from orchestrator.services.catalog import CatalogService
+    from orchestrator.services.products import ProductService
     from orchestrator.settings import CatalogSettings, Settings
 
     settings = Settings(catalog=CatalogSettings(url="sqlite:///unused.db", index_path=tmp_path / "index"))
-    return await CatalogService.open(store, settings)
+    return await ProductService.open(store, settings, embedding_dim=512)
 
 
 def test_seeded_sqlite_catalog_is_what_the_orchestrator_indexes_on_start(tmp_path):
-    from orchestrator.stores.catalog import open_catalog_store
+    from orchestrator.stores.factory import open_catalog_store
 
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
     assert seed_catalog(url, count=300, seed=3, batch_size=128) == 300
@@ -281,14 +281,14 @@ def test_seeded_sqlite_catalog_is_what_the_orchestrator_indexes_on_start(tmp_pat
 def test_seeding_an_open_mongomock_store_fills_the_index_too(tmp_path):
     import mongomock
 
-    from orchestrator.stores.mongo_catalog import MongoCatalogStore
+    from tests.support.mongomock_store import mongomock_catalog_store
 
     async def check():
         client = mongomock.MongoClient()
-        writer = MongoCatalogStore.over_mongomock(client, database="seeded")
+        writer = mongomock_catalog_store(client, database="seeded")
         assert await seed_store(writer, count=50, dim=512, seed=1) == 50
         await writer.close()
-        reader = MongoCatalogStore.over_mongomock(client, database="seeded")
+        reader = mongomock_catalog_store(client, database="seeded")
         try:
             assert await reader.count() == 50
             assert len((await _index_of(reader, tmp_path)).index) == 50
@@ -298,6 +298,8 @@ def test_seeding_an_open_mongomock_store_fills_the_index_too(tmp_path):
     asyncio.run(check())
 
 
-def test_a_mongomock_url_is_refused_because_its_catalog_would_vanish():
-    with pytest.raises(ValueError, match="seed_store"):
+def test_a_url_no_production_store_serves_is_refused():
+    from orchestrator.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="unsupported catalog URL"):
         seed_catalog("mongomock://localhost/x", count=1)

@@ -17,9 +17,11 @@ import pytest
 
 from orchestrator.domain import Product
 from orchestrator.errors import InvalidInput, NotFound, SnapfitError, StoreUnavailable
-from orchestrator.stores.catalog import EDITABLE_FIELDS, METADATA_FIELDS, open_catalog_store
-from orchestrator.stores.mongo_catalog import MongoCatalogStore
-from orchestrator.stores.sqlite_catalog import SQLiteCatalogStore
+from orchestrator.stores.catalog_store import EDITABLE_FIELDS, METADATA_FIELDS
+from orchestrator.stores.factory import open_catalog_store
+from orchestrator.stores.mongo_store import MongoCatalogStore
+from orchestrator.stores.sqlite_store import SQLiteCatalogStore
+from tests.support.mongomock_store import mongomock_catalog_store, open_test_store
 
 DIM = 16
 
@@ -63,7 +65,7 @@ def reopen(request, tmp_path):
         client = mongomock.MongoClient()
 
         async def open_mongomock():
-            return MongoCatalogStore.over_mongomock(client)
+            return mongomock_catalog_store(client)
         yield open_mongomock
     else:
         if not os.environ.get("MONGODB_URI"):
@@ -389,7 +391,7 @@ async def test_mongo_credentials_never_appear_in_error_messages():
 
 async def test_mongo_store_creates_the_unique_index_and_stores_embeddings_as_float32_vectors():
     client = mongomock.MongoClient()
-    store = MongoCatalogStore.over_mongomock(client, database="shop")
+    store = mongomock_catalog_store(client, database="shop")
     try:
         await store.ping()
         await store.upsert_many([make_product(0)])
@@ -405,7 +407,22 @@ async def test_mongo_store_creates_the_unique_index_and_stores_embeddings_as_flo
 async def test_open_catalog_store_picks_the_backend_from_the_url(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     sqlite_store = await open_catalog_store("sqlite:///data/catalog.db")
-    mongo_store = await open_catalog_store("mongomock:///shop")
+    mongo_store = await open_catalog_store("mongodb://127.0.0.1:1/shop")  # no I/O until the first call
+    try:
+        assert isinstance(sqlite_store, SQLiteCatalogStore) and (tmp_path / "data" / "catalog.db").is_file()
+        assert isinstance(mongo_store, MongoCatalogStore)
+    finally:
+        await sqlite_store.close()
+        await mongo_store.close()
+    for url in ["postgres://db/x", "sqlite://relative.db", "catalog.db", "mongomock:///shop"]:
+        with pytest.raises(InvalidInput):
+            await open_catalog_store(url)
+
+
+async def test_the_test_opener_adds_mongomock_urls_and_opens_the_rest_as_production(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sqlite_store = await open_test_store("sqlite:///data/catalog.db")
+    mongo_store = await open_test_store("mongomock:///shop")
     try:
         assert isinstance(sqlite_store, SQLiteCatalogStore) and (tmp_path / "data" / "catalog.db").is_file()
         assert isinstance(mongo_store, MongoCatalogStore)
@@ -414,9 +431,6 @@ async def test_open_catalog_store_picks_the_backend_from_the_url(tmp_path, monke
     finally:
         await sqlite_store.close()
         await mongo_store.close()
-    for url in ["postgres://db/x", "sqlite://relative.db", "catalog.db"]:
-        with pytest.raises(InvalidInput):
-            await open_catalog_store(url)
 
 
 async def test_sqlite_store_uses_the_wal_journal(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator.cli import app
+from snapfit.cli import app
 
 runner = CliRunner()
 
@@ -45,7 +45,7 @@ def test_triton_refuses_an_unexported_repository(tmp_path):
 
 
 def test_import_against_an_unreachable_orchestrator_fails_cleanly(tmp_path, monkeypatch):
-    import orchestrator.cli as cli
+    from snapfit.cli import catalog_cmd as cli
     from tests.conftest import free_port
 
     monkeypatch.setattr(cli.time, "sleep", lambda s: None)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.catalog.csv_rows import (
+from orchestrator.errors import BadRequest, InvalidInput
+from orchestrator.ingest.csv_rows import (
     CatalogRow,
     ColumnMapping,
     RowError,
@@ -16,7 +17,6 @@ from orchestrator.catalog.csv_rows import (
     parse_catalog_csv,
     parse_price,
 )
-from orchestrator.errors import BadRequest, InvalidInput
 
 HEADER = "id,name,image,link,brand,price,tags,category\n"
 

@@ -16,9 +16,9 @@ from export.classifier_model import build_network, synthetic_photos
 from export.errors import ExportError, ExportParityError
 from export.onnx_io import open_session, run_session
 from export.precision import Precision
-from export.preprocessing.classifier import resize_for_classifier
 from export.repository import copy_configs
 from export.request import ExportRequest
+from snapfit.preprocessing.classifier import resize_for_classifier
 
 
 def tiny_request(tmp_path, **overrides) -> ExportRequest:

@@ -22,9 +22,9 @@ from export.errors import ExportError, ExportParityError
 from export.onnx_io import open_session, run_session
 from export.parity import max_abs_diff, min_cosine
 from export.precision import Precision
-from export.preprocessing.clip import batch
 from export.repository import SOURCE_REPOSITORY, copy_configs, load_config
 from export.request import ExportRequest
+from snapfit.preprocessing.clip import batch
 
 TOKENIZER_MODEL = SOURCE_REPOSITORY / "clip_tokenizer" / "1" / "model.py"
 EOT = 49407
@@ -336,3 +336,29 @@ def test_tokenizer_model_refuses_to_load_without_tokenizer_json(tmp_path, tokeni
     repository = copy_configs(tmp_path / "repo")
     with pytest.raises(FileNotFoundError, match="export clip_text first"):
         tokenizer_model.TritonPythonModel().initialize(triton_args(repository))
+
+
+def test_explicitly_requested_hub_weights_that_cannot_load_are_an_error_not_random_weights(hub_offline):
+    with pytest.raises(ExportError, match="requested CLIP weights hf-hub:Marqo/marqo-fashionCLIP could not be loaded"):
+        load_network("hf-hub:Marqo/marqo-fashionCLIP", None, 0, weights_required=True)
+    with pytest.raises(ExportError, match="requested CLIP weights ViT-B-32 pretrained 'laion2b_s34b_b79k'"):
+        load_network("ViT-B-32", "laion2b_s34b_b79k", 0, weights_required=True)
+
+
+def test_only_a_clip_choice_the_user_made_requires_its_weights(tmp_path):
+    assert not ExportRequest.for_profile("base", tmp_path).choices.clip_weights_required  # the profile's default
+    assert ExportRequest.for_profile("base", tmp_path,
+                                     clip_model="hf-hub:Marqo/marqo-fashionCLIP").choices.clip_weights_required
+    assert ExportRequest.for_profile("tiny", tmp_path, clip_pretrained="x.pt").choices.clip_weights_required
+
+
+def test_the_export_command_fails_when_the_requested_clip_cannot_load(tmp_path, hub_offline):
+    from typer.testing import CliRunner
+
+    from snapfit.cli import app
+
+    result = CliRunner().invoke(app, ["export", "--profile", "tiny", "--repository", str(tmp_path / "repo"),
+                                      "--only", "clip_text", "--clip-model", "hf-hub:Marqo/marqo-fashionCLIP"])
+    assert result.exit_code == 1, result.output
+    assert "could not be loaded" in " ".join(result.output.split())
+    assert not (tmp_path / "repo" / "clip_text" / "1" / "model.onnx").exists()

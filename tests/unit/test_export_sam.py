@@ -12,11 +12,11 @@ from export.errors import ExportError, ExportParityError
 from export.onnx_io import open_session, run_session
 from export.parity import mask_iou, max_abs_diff, min_cosine
 from export.precision import Precision
-from export.preprocessing.sam import prompt_arrays, resize_for_encoder
 from export.registry import resolve
 from export.repository import copy_configs
 from export.request import ExportRequest
 from export.sam_models import SAM_SPECS, build_sam
+from snapfit.preprocessing.sam import prompt_arrays, resize_for_encoder
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from orchestrator.catalog.image_source import AddressPolicy, ImageLoader
 from orchestrator.errors import BadRequest, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from orchestrator.ingest.image_source import AddressPolicy, ImageLoader
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200  # the loader moves bytes; decoding is not its job
 LOCAL = ["127.0.0.1/32"]

@@ -1,4 +1,5 @@
-"""The committed model repository: every config parses, and a model's CPU and GPU configs declare one contract."""
+"""The committed model repository: every config parses and declares exactly snapfit.contract's tensors, and a
+model's CPU and GPU configs declare one contract."""
 
 from __future__ import annotations
 
@@ -7,9 +8,37 @@ from tritonclient.grpc import model_config_pb2
 
 from export.registry import EXPORTERS
 from export.repository import SOURCE_REPOSITORY, config_files, load_config
+from snapfit import contract
 
-ONNX_MODELS = list(EXPORTERS)
-ALL_MODELS = ONNX_MODELS + ["clip_tokenizer", "clip_text_embed"]
+ONNX_MODELS = list(contract.ONNX_MODELS)
+ALL_MODELS = list(contract.MODELS)
+
+
+def test_the_repository_holds_exactly_the_contract_models_and_every_onnx_model_has_an_exporter():
+    folders = {p.name for p in SOURCE_REPOSITORY.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert folders == set(contract.MODELS)
+    assert tuple(EXPORTERS) == contract.ONNX_MODELS
+    assert set(contract.SERVED_MODELS) <= set(contract.MODELS)
+
+
+def _declared(tensors) -> list[tuple]:
+    return [(t.name, model_config_pb2.DataType.Name(t.data_type), tuple(t.dims), getattr(t, "optional", False))
+            for t in tensors]  # outputs have no `optional`
+
+
+def _contracted(tensors) -> list[tuple]:
+    return [(t.name, t.data_type, t.dims, t.optional) for t in tensors]
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_every_config_declares_the_contracts_tensors_batching_and_transaction_policy(model):
+    expected = contract.MODELS[model]
+    for path in config_files(SOURCE_REPOSITORY / model):
+        config = load_config(path)
+        assert _declared(config.input) == _contracted(expected.inputs), path
+        assert _declared(config.output) == _contracted(expected.outputs), path
+        assert (config.max_batch_size > 0) == expected.batched, path
+        assert config.model_transaction_policy.decoupled == expected.decoupled, path
 
 
 def signature(config) -> dict:

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.preprocessing.classifier import (CLASSIFIER_SIZE, letterbox_geometry, load_for_classifier,
-                                             resize_for_classifier, to_rgb_array)
+from snapfit.preprocessing.classifier import (
+    CLASSIFIER_SIZE,
+    letterbox_geometry,
+    load_for_classifier,
+    resize_for_classifier,
+    to_rgb_array,
+)
 
 
 def test_tall_photo_is_scaled_to_full_height_and_padded_white_left_and_right():

@@ -11,7 +11,8 @@ import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
-from export.preprocessing.clip import IMAGE_SIZE, batch, resize_and_crop
+from snapfit.contract import CLIP_IMAGE_SIZE as IMAGE_SIZE
+from snapfit.preprocessing.clip import batch, resize_and_crop
 
 SIZES = [(300, 260), (224, 224), (180, 400), (1000, 333), (225, 224), (223, 500), (50, 60), (224, 227), (101, 999)]
 
@@ -72,5 +73,5 @@ def test_non_rgb_uint8_images_are_rejected(bad):
 
 
 def test_preprocessing_module_imports_without_torch():
-    code = "import sys, export.preprocessing.clip; sys.exit('torch' in sys.modules)"
+    code = "import sys, snapfit.preprocessing.clip; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from export.preprocessing.sam import longest_side_size, map_coords, prompt_arrays, resize_for_encoder
+from snapfit.preprocessing.sam import longest_side_size, map_coords, prompt_arrays, resize_for_encoder
 
 SAM_TRANSFORM = ResizeLongestSide(1024)
 SIZES = [(768, 1024), (1024, 683), (1536, 1024), (1000, 1500), (480, 640), (333, 777), (1, 5000), (1024, 1024),

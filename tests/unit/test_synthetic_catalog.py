@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.catalog.csv_rows import parse_catalog_csv
-from orchestrator.catalog.synthetic import COLOURS, CSV_COLUMNS, GARMENTS, PATTERNS, generate_catalog
 from orchestrator.errors import InvalidInput
 from orchestrator.images import decode_image
+from orchestrator.ingest.csv_rows import parse_catalog_csv
+from snapfit.demo_catalog import COLOURS, CSV_COLUMNS, GARMENTS, PATTERNS, generate_catalog
 
 CATEGORIES = {"top", "bottom", "dress", "outer"}
 

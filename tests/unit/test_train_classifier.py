@@ -15,10 +15,10 @@ from export.classifier_model import build_network, load_weights
 from export.errors import ExportError
 from export.labelled_images import DatasetError, find_labelled_images
 from export.onnx_io import open_session, run_session
-from export.preprocessing.classifier import resize_for_classifier
 from export.repository import copy_configs
 from export.request import ExportRequest
 from export.train_classifier import binary_metrics, stratified_split, train
+from snapfit.preprocessing.classifier import resize_for_classifier
 
 
 def catalogue_photo(rng: np.random.Generator) -> np.ndarray:

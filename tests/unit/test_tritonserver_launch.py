@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.serving.tritonserver import (
-    TritonLaunch, TritonLaunchError, TritonPorts, TritonServer, command, missing_exports, prepare_backends,
+from snapfit.triton.launcher import (
+    TritonLaunch,
+    TritonLaunchError,
+    TritonPorts,
+    TritonServer,
+    command,
+    missing_exports,
+    prepare_backends,
 )
 
 

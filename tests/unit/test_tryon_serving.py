@@ -1,10 +1,13 @@
-"""tryon.serving: request tensors are validated with clear errors; framing maps keypoints, mask and result."""
+"""tryon.serving: malformed request tensors get clear errors; values are left to the pipeline's one validator;
+framing maps keypoints, mask and result."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from tryon.errors import TryOnInputError
+from tryon.inputs import validate_inputs, validate_options
 from tryon.serving import TryOnRequestError, TryOnServing, pad_to_aspect, parse_request
 
 
@@ -34,12 +37,8 @@ def test_a_good_request_parses():
     ({"garment": np.zeros((8, 8, 3), np.uint8)}, "16.."),
     ({"keypoints": np.zeros((17, 3), np.float32)}, "keypoints must be float32 [18, 3]"),
     ({"inpaint_mask": np.zeros((10, 10), np.uint8)}, "inpaint_mask must be [H, W]"),
-    ({"category": np.array([b"hat"], np.object_)}, "category must be one of"),
     ({"category": np.array([b"\xff"], np.object_)}, "not UTF-8"),
-    ({"scheduler": np.array([b"euler"], np.object_)}, "scheduler must be one of"),
-    ({"steps": np.array([0], np.int32)}, "steps must be 1..500"),
     ({"steps": np.array([1, 2], np.int32)}, "exactly one value"),
-    ({"guidance": np.array([np.nan], np.float32)}, "guidance must be 0..30"),
 ])
 def test_bad_requests_name_the_problem(override, message):
     with pytest.raises(TryOnRequestError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
@@ -54,9 +53,12 @@ def test_pad_to_aspect_centres_on_white():
 
 
 class RecordingPipeline:
-    """Stands in for LadiVtonPipeline to check what TryOnServing hands it (frame-sized tensors)."""
+    """Stands in for LadiVtonPipeline to check what TryOnServing hands it (frame-sized tensors); validates first,
+    with the same functions, as LadiVtonPipeline does (tests/unit/test_tryon_pipeline.py)."""
 
     def __call__(self, inputs, options, on_step, cancelled):
+        validate_inputs(inputs, inputs.person.shape[:2])
+        validate_options(options)
         self.inputs, self.options = inputs, options
         on_step(1, 1)
         return np.full(inputs.person.shape, 7, np.uint8)
@@ -79,3 +81,22 @@ def test_serving_resizes_to_the_frame_and_back():
     with pytest.raises(TryOnRequestError, match="aspect"):
         serving.run(parse_request(arrays(person=np.zeros((512, 512, 3), np.uint8),
                                          inpaint_mask=np.zeros((512, 512), np.uint8))))
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"category": np.array([b"hat"], np.object_)}, "category must be one of upper_body, lower_body, dresses"),
+    ({"scheduler": np.array([b"euler"], np.object_)}, "scheduler must be one of ddim, dpmpp"),
+    ({"steps": np.array([0], np.int32)}, "steps must be an integer in 1..500"),
+    ({"steps": np.array([501], np.int32)}, "steps must be an integer in 1..500"),
+    ({"guidance": np.array([np.nan], np.float32)}, "guidance must be a number in 0..30"),
+    ({"guidance": np.array([30.5], np.float32)}, "guidance must be a number in 0..30"),
+])
+def test_out_of_range_values_are_refused_once_by_the_pipeline_validator(override, message):
+    serving = TryOnServing(RecordingPipeline(), (128, 96))
+    request = parse_request(arrays(**override))  # well-formed tensors: parsing accepts them
+    with pytest.raises(TryOnInputError, match=message.replace(".", r"\.")):
+        serving.run(request)
+
+
+def test_malformed_and_out_of_range_requests_share_one_error_type_for_the_backend():
+    assert issubclass(TryOnRequestError, TryOnInputError)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+from snapfit.contract import TRYON_CATEGORIES
 from tryon.preprocess.errors import UnknownCategory
 
-Category = Literal["upper_body", "lower_body", "dresses"]
-CATEGORIES: tuple[str, ...] = ("upper_body", "lower_body", "dresses")
+Category = Literal["upper_body", "lower_body", "dresses"]  # for type checkers; the same as TRYON_CATEGORIES (tested)
+CATEGORIES: tuple[str, ...] = TRYON_CATEGORIES
 
 
 def check_category(category: str) -> str:

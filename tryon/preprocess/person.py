@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from snapfit.contract import POSE_KEYPOINTS
 from tryon.posemap import pose_map
 from tryon.preprocess.body import BodyGeometry, require_keypoints
 from tryon.preprocess.categories import check_category
-from tryon.preprocess.errors import InvalidGarmentRegion
+from tryon.preprocess.errors import InvalidGarmentRegion, InvalidPhoto
 from tryon.preprocess.frame import DEFAULT_FRAME_HW, FrameFit, fit_to_frame
 from tryon.preprocess.masks import inpaint_mask
 from tryon.preprocess.pose import detect_keypoints
@@ -54,7 +55,8 @@ def _garment_region(fn: GarmentRegionFn, fitted: np.ndarray, body: BodyGeometry,
 
 
 def prepare_person(photo: np.ndarray, category: str, frame_hw: tuple[int, int] = DEFAULT_FRAME_HW,
-                   garment_region_fn: GarmentRegionFn | None = None) -> PersonConditions:
+                   garment_region_fn: GarmentRegionFn | None = None,
+                   photo_keypoints: np.ndarray | None = None) -> PersonConditions:
     """Keypoints, pose map and inpainting mask for one photo and garment category.
 
     Args:
@@ -63,6 +65,8 @@ def prepare_person(photo: np.ndarray, category: str, frame_hw: tuple[int, int] =
         frame_hw: (H, W) of the model frame.
         garment_region_fn: optional segmenter hook (e.g. SAM through Triton), called once with the fitted photo and
             body points chosen for the category (tryon.preprocess.prompts); its mask widens the garment area.
+        photo_keypoints: float32 [18, 3] from `detect_keypoints(photo)` when the caller has already run it (pose
+            detection is the slow part); detected here otherwise.
 
     Raises:
         PersonNotFound: nobody in the photo, or not the body parts `category` needs (hips for lower_body and
@@ -70,7 +74,11 @@ def prepare_person(photo: np.ndarray, category: str, frame_hw: tuple[int, int] =
         InvalidPhoto, UnknownCategory, InvalidGarmentRegion.
     """
     check_category(category)
-    photo_keypoints = detect_keypoints(photo)
+    if photo_keypoints is None:
+        photo_keypoints = detect_keypoints(photo)
+    elif np.shape(photo_keypoints) != (POSE_KEYPOINTS, 3):
+        raise InvalidPhoto(f"photo_keypoints must be float32 [{POSE_KEYPOINTS}, 3], "
+                           f"got {list(np.shape(photo_keypoints))}")
     fitted, fit = fit_to_frame(photo, frame_hw)
     keypoints = fit.keypoints_to_frame(photo_keypoints)
     require_keypoints(keypoints, category)

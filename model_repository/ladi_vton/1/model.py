@@ -23,9 +23,6 @@ try:
 except ImportError:  # only importable inside Triton's Python backend stub
     pb_utils = None
 
-INPUTS = ("person", "garment", "keypoints", "inpaint_mask", "category", "garment_key", "steps", "guidance", "seed",
-          "scheduler")
-
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -35,6 +32,7 @@ class TritonPythonModel:
         from tryon.serving import TryOnServing
 
         config = json.loads(args["model_config"])
+        self.input_names = [tensor["name"] for tensor in config["input"]]  # the config is the contract
         parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         weights_dir = os.path.join(version_dir, parameters.get("weights_dir", "weights"))
@@ -65,14 +63,14 @@ class TritonPythonModel:
         return None
 
     def _serve(self, request) -> None:
-        from tryon.pipeline import TryOnCancelled
-        from tryon.serving import TryOnRequestError, parse_request
+        from tryon.errors import TryOnCancelled, TryOnInputError
+        from tryon.serving import parse_request
 
         sender = request.get_response_sender()
         final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         try:
             arrays = {}
-            for name in INPUTS:
+            for name in self.input_names:
                 tensor = pb_utils.get_input_tensor_by_name(request, name)
                 if tensor is not None:
                     arrays[name] = tensor.as_numpy()
@@ -85,7 +83,7 @@ class TritonPythonModel:
             sender.send(pb_utils.InferenceResponse([_int32("step", parsed.steps), _int32("total_steps", parsed.steps),
                                                     pb_utils.Tensor("image", np.ascontiguousarray(image))]),
                         flags=final)
-        except TryOnRequestError as error:
+        except TryOnInputError as error:  # malformed tensors, or values outside snapfit.contract's limits
             sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(
                 str(error), pb_utils.TritonError.INVALID_ARG)), flags=final)
         except TryOnCancelled:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-IMAGE_SIZE = 224
-CONTEXT_LENGTH = 77
-EMBEDDING_DIM = 512
+from snapfit import contract
 
 _RESAMPLING = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
 
-def resize_and_crop(image: np.ndarray, size: int = IMAGE_SIZE, interpolation: str = "bicubic") -> np.ndarray:
+def resize_and_crop(image: np.ndarray, size: int = contract.CLIP_IMAGE_SIZE,
+                    interpolation: str = "bicubic") -> np.ndarray:
     """open_clip's validation transform up to the tensor conversion, byte for byte.
 
     torchvision `Resize(size)` on a PIL image (shortest side to `size`, long side truncated to
@@ -41,7 +40,7 @@ def resize_and_crop(image: np.ndarray, size: int = IMAGE_SIZE, interpolation: st
     return np.asarray(pil.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
-def batch(images: list[np.ndarray], size: int = IMAGE_SIZE) -> np.ndarray:
+def batch(images: list[np.ndarray], size: int = contract.CLIP_IMAGE_SIZE) -> np.ndarray:
     """Resizes and crops each HxWx3 uint8 image; returns the `image` input, Bx size x size x3 uint8."""
     return np.stack([resize_and_crop(image, size) for image in images])
 

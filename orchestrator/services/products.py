@@ -1,8 +1,11 @@
-"""The catalog as the API sees it: the store (source of truth) and the FAISS index (derived) kept in step.
+"""ProductService: the products as the API changes them, in the store (source of truth) and the FAISS index
+(derived), kept in step. (The store is stores/catalog_store.py; CSV imports are services/imports.py.)
 
 On start the persisted index is loaded when its generation equals the store's, and rebuilt from the store's
 embeddings otherwise (missing, stale, or corrupt). Every change goes to the store first and then to the
 index; deletions leave the index first, so a deleted product can never be returned by a search.
+The index's dimension is the served CLIP model's (ModelGateway.embedding_dim), so a model with another width
+needs no code change; the store's vectors must match it (a rebuild says which dimension it found).
 """
 
 from __future__ import annotations
@@ -15,16 +18,16 @@ from typing import Any
 import faiss
 
 from orchestrator.domain import Product
+from orchestrator.errors import InvalidInput, NotFound, SnapfitError
 from orchestrator.index import FaissIndex, IndexFileError
 from orchestrator.metrics import INDEX_VECTORS
 from orchestrator.settings import Settings
-from orchestrator.stores.catalog import CatalogStore, UpsertResult
+from orchestrator.stores.catalog_store import CatalogStore, UpsertResult
 
 log = logging.getLogger(__name__)
-EMBEDDING_DIM = 512
 
 
-class CatalogService:
+class ProductService:
     def __init__(self, store: CatalogStore, index: FaissIndex, index_path: Path):
         self.store = store
         self.index = index
@@ -35,11 +38,12 @@ class CatalogService:
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, store: CatalogStore, settings: Settings) -> "CatalogService":
+    async def open(cls, store: CatalogStore, settings: Settings, embedding_dim: int) -> "ProductService":
+        """Loads or rebuilds the index of `embedding_dim`-dimensional vectors (the served CLIP's output width)."""
         # concurrency comes from the request thread pool; FAISS's own OpenMP threads only slow single queries
         faiss.omp_set_num_threads(1)
         path = Path(settings.catalog.index_path)
-        service = cls(store, FaissIndex(EMBEDDING_DIM, settings.search.index_factory), path)
+        service = cls(store, FaissIndex(embedding_dim, settings.search.index_factory), path)
         await service._load_or_rebuild(settings.search.index_factory)
         return service
 
@@ -48,7 +52,7 @@ class CatalogService:
         manifest = await asyncio.to_thread(FaissIndex.read_manifest, self.index_path)
         if manifest is not None and manifest.generation == generation and manifest.factory == factory:
             try:
-                self.index, _ = await asyncio.to_thread(FaissIndex.load, self.index_path, dim=EMBEDDING_DIM)
+                self.index, _ = await asyncio.to_thread(FaissIndex.load, self.index_path, dim=self.index.dim)
                 log.info("loaded the vector index (%d products, generation %d)", len(self.index), generation)
                 self._loaded()
                 return
@@ -56,7 +60,11 @@ class CatalogService:
                 log.warning("the saved vector index is unusable (%s); rebuilding it from the store", error)
         reason = "missing" if manifest is None else "stale"
         log.info("the saved vector index is %s; rebuilding it from the store", reason)
-        count = await self.index.rebuild_from(batch.products async for batch in self.store.iter_embeddings())
+        try:
+            count = await self.index.rebuild_from(batch.products async for batch in self.store.iter_embeddings())
+        except InvalidInput as error:
+            raise SnapfitError(f"the catalog's embeddings do not fit the served CLIP model ({error.message}); "
+                               f"re-import the catalog, or serve the model it was imported with") from None
         await self.save()
         log.info("rebuilt the vector index from the store: %d products", count)
         self._loaded()
@@ -70,6 +78,13 @@ class CatalogService:
         async with self._write_lock:
             generation = await self.store.generation()
             await asyncio.to_thread(self.index.save, self.index_path, generation)
+
+    async def get(self, product_id: str) -> Product:
+        """One product with its metadata; NotFound for an unknown id."""
+        product = await self.store.get(product_id)
+        if product is None:
+            raise NotFound(f"no product {product_id!r}")
+        return product
 
     async def add(self, products: list[Product]) -> UpsertResult:
         """Upserts products (with embeddings) into the store, then their vectors into the index."""

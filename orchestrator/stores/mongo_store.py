@@ -13,10 +13,8 @@ the write was in flight reads as stale). The counter may over-count; it never mi
 `update()` is one atomic $set of the changed fields (concurrent updates of other fields are never lost); the
 document's `revision` counter lets it refill `digest` only if nobody wrote in between.
 
-Tests run the same store over mongomock, which is synchronous: `_ThreadedDatabase` / `_ThreadedCollection`
-run a sync database/collection on one worker thread and expose the few awaitable methods the store calls.
-That adapter is deliberately tiny (no logic of ours lives in it); the production path hands the store
-AsyncMongoClient's own database and collections, with nothing in between.
+The store talks to AsyncMongoClient's own database and collections. Tests also run it over an in-process
+stand-in of their own (tests/support/) that offers the same awaitable calls.
 """
 
 from __future__ import annotations
@@ -24,10 +22,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,11 +31,10 @@ import numpy as np
 from bson.binary import Binary
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import ConnectionFailure, PyMongoError
-from pymongo.results import BulkWriteResult
 
 from orchestrator.domain import Product
 from orchestrator.errors import NotFound, SnapfitError, StoreUnavailable
-from orchestrator.stores.catalog import (
+from orchestrator.stores.catalog_store import (
     DEFAULT_MONGO_DATABASE,
     METADATA_FIELDS,
     EmbeddingBatch,
@@ -56,9 +51,10 @@ _METADATA_PROJECTION = {"_id": 0, **{name: 1 for name in METADATA_FIELDS}}
 
 
 class MongoCatalogStore:
-    """The CatalogStore protocol on a MongoDB database. Build with `connect(url)` or `over_mongomock()`.
+    """The CatalogStore protocol on a MongoDB database. Build with `connect(url)`.
 
-    `database` is an AsyncDatabase (or the mongomock adapter); `close` releases what the store owns.
+    `database` is an AsyncDatabase (or anything offering the same awaitable calls); `close` releases what the
+    store owns.
     """
 
     def __init__(self, database: Any, *, where: str, close: Callable[[], Awaitable[None]]):
@@ -90,23 +86,6 @@ class MongoCatalogStore:
         except (PyMongoError, ValueError, TypeError) as e:
             raise StoreUnavailable(f"invalid MongoDB catalog URL for {where}: {e}") from e
         return cls(database, where=f"{where}/{database.name}", close=client.close)
-
-    @classmethod
-    def over_mongomock(cls, client: Any = None, *, database: str = DEFAULT_MONGO_DATABASE) -> MongoCatalogStore:
-        """A store over mongomock (tests). Pass `client` to share one in-process server between stores; the
-        store then leaves it open on close()."""
-        import mongomock
-
-        owned = client is None
-        client = mongomock.MongoClient() if owned else client
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mongomock")
-
-        async def close() -> None:
-            executor.shutdown(wait=True)
-            if owned:
-                client.close()
-
-        return cls(_ThreadedDatabase(client[database], executor), where=f"mongomock/{database}", close=close)
 
     async def upsert_many(self, products: list[Product]) -> UpsertResult:
         products = validated_products(products)
@@ -235,7 +214,7 @@ class MongoCatalogStore:
 
     @contextmanager
     def _driver_errors(self, action: str) -> Iterator[None]:
-        """pymongo (and mongomock, which raises pymongo's classes) errors -> StoreUnavailable."""
+        """pymongo's errors (test stand-ins raise pymongo's classes too) -> StoreUnavailable."""
         try:
             yield
         except SnapfitError:
@@ -274,93 +253,3 @@ def _host_part(url: str) -> str:
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[0][:300] if text else type(error).__name__
-
-
-class _ThreadedDatabase:
-    """mongomock adapter: a sync database whose collections' calls run on one worker thread (mongomock is not
-    thread-safe, and one thread keeps the interleaving at awaits the same as with a real server)."""
-
-    def __init__(self, database: Any, executor: ThreadPoolExecutor):
-        self._database = database
-        self._executor = executor
-        self.name = database.name
-
-    def __getitem__(self, name: str) -> _ThreadedCollection:
-        return _ThreadedCollection(self._database[name], self._executor)
-
-    async def command(self, name: str) -> dict:
-        return await _on(self._executor, self._database.command, name)
-
-
-class _ThreadedCollection:
-    """mongomock adapter: the awaitable subset of AsyncCollection that MongoCatalogStore uses."""
-
-    def __init__(self, collection: Any, executor: ThreadPoolExecutor):
-        self._collection = collection
-        self._executor = executor
-
-    def find(self, *args: Any, **kwargs: Any) -> _ListCursor:
-        return _ListCursor(lambda: list(self._collection.find(*args, **kwargs)), self._executor)
-
-    async def find_one(self, *args: Any, **kwargs: Any) -> dict | None:
-        return await _on(self._executor, self._collection.find_one, *args, **kwargs)
-
-    async def update_one(self, *args: Any, **kwargs: Any) -> Any:
-        return await _on(self._executor, self._collection.update_one, *args, **kwargs)
-
-    async def delete_one(self, *args: Any, **kwargs: Any) -> Any:
-        return await _on(self._executor, self._collection.delete_one, *args, **kwargs)
-
-    async def count_documents(self, *args: Any, **kwargs: Any) -> int:
-        return await _on(self._executor, self._collection.count_documents, *args, **kwargs)
-
-    async def create_index(self, *args: Any, **kwargs: Any) -> str:
-        return await _on(self._executor, self._collection.create_index, *args, **kwargs)
-
-    async def find_one_and_update(self, *args: Any, **kwargs: Any) -> dict | None:
-        return await _on(self._executor, self._collection.find_one_and_update, *args, **kwargs)
-
-    async def bulk_write(self, requests: list[UpdateOne], ordered: bool = True) -> BulkWriteResult:
-        """UpdateOne requests only. mongomock 4.3's own bulk_write rejects pymongo >= 4.10's UpdateOne (it passes
-        a `sort` option), so each request is replayed through update_one via pymongo's `_add_to_bulk` hook."""
-        recorded: list[tuple[dict, dict, bool]] = []
-        for request in requests:
-            request._add_to_bulk(_UpdateRecorder(recorded))
-        return await _on(self._executor, self._replay, recorded)
-
-    def _replay(self, recorded: list[tuple[dict, dict, bool]]) -> BulkWriteResult:
-        upserted, matched, modified = [], 0, 0
-        for index, (selector, update, upsert) in enumerate(recorded):
-            result = self._collection.update_one(selector, update, upsert=upsert)
-            matched += result.matched_count
-            modified += result.modified_count
-            if result.upserted_id is not None:
-                upserted.append({"index": index, "_id": result.upserted_id})
-        return BulkWriteResult({"nMatched": matched, "nModified": modified, "nUpserted": len(upserted),
-                                "upserted": upserted, "nInserted": 0, "nRemoved": 0}, acknowledged=True)
-
-
-class _UpdateRecorder:
-    def __init__(self, recorded: list[tuple[dict, dict, bool]]):
-        self._recorded = recorded
-
-    def add_update(self, selector: dict, update: dict, multi: bool, upsert: bool, **_options: Any) -> None:
-        if multi:
-            raise NotImplementedError("the mongomock adapter replays UpdateOne only")
-        self._recorded.append((selector, update, upsert))
-
-
-class _ListCursor:
-    """What the store needs of AsyncCursor: `await cursor.to_list()`."""
-
-    def __init__(self, fetch: Callable[[], list[dict]], executor: ThreadPoolExecutor):
-        self._fetch = fetch
-        self._executor = executor
-
-    async def to_list(self, length: int | None = None) -> list[dict]:
-        docs = await _on(self._executor, self._fetch)
-        return docs if length is None else docs[:length]
-
-
-async def _on(executor: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(executor, partial(fn, *args, **kwargs))

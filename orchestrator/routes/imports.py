@@ -1,4 +1,4 @@
-"""Catalog imports: POST /v1/catalog/imports (CSV upload) and GET /v1/catalog/imports/{job_id} (progress)."""
+"""CSV imports into the catalog: POST /v1/catalog/imports (upload) and GET /v1/catalog/imports/{job_id} (progress)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from pydantic import BaseModel, Field
 
-from orchestrator.catalog import ColumnMapping
 from orchestrator.errors import InvalidInput
+from orchestrator.ingest import ColumnMapping
 from orchestrator.routes.deps import services
 from orchestrator.schemas import ErrorBody
 

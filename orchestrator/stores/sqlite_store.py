@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from orchestrator.domain import Product
 from orchestrator.errors import NotFound, StoreUnavailable
-from orchestrator.stores.catalog import (
+from orchestrator.stores.catalog_store import (
     METADATA_FIELDS,
     EmbeddingBatch,
     UpsertResult,

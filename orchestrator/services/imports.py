@@ -1,4 +1,6 @@
-"""Catalog import: CSV rows -> images -> try-on classifier + CLIP (batched) -> store upsert -> FAISS.
+"""CSV imports: rows (orchestrator/ingest/) -> images -> try-on classifier + CLIP (batched) -> ProductService.
+
+`ImportPipeline` runs one import; `ImportJobs` starts them in the background and keeps their progress.
 
 Idempotent: a row's `source_hash` is the hash of its normalised fields plus the sha256 of its image bytes;
 rows whose stored product has the same hash are counted unchanged and never re-embedded, so importing the
@@ -15,17 +17,18 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from orchestrator.catalog import CatalogRow, ImageLoader, RowError
-from orchestrator.clients.models import ModelGateway
-from orchestrator.domain import Product
-from orchestrator.errors import SnapfitError
+from orchestrator.errors import NotFound, SnapfitError
 from orchestrator.images import content_hash, decode_image
+from orchestrator.ingest import CatalogRow, ColumnMapping, ImageLoader, RowError, parse_catalog_csv
 from orchestrator.metrics import IMPORT_ROWS
-from orchestrator.services.catalog import CatalogService
+from orchestrator.services.dependencies import CatalogModels
+from orchestrator.services.products import ProductService
+from orchestrator.settings import CatalogSettings
 
 log = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 1000
@@ -68,10 +71,12 @@ class _Prepared:
     source_hashes: list[str]
 
 
-class CatalogImporter:
-    def __init__(self, catalog: CatalogService, models: ModelGateway, batch_size: int, tryon_threshold: float,
+class ImportPipeline:
+    """Imports rows in pipelined batches into `products`, counting every row's outcome on its job."""
+
+    def __init__(self, products: ProductService, models: CatalogModels, batch_size: int, tryon_threshold: float,
                  max_image_pixels: int, fetch_max_bytes: int):
-        self.catalog = catalog
+        self.products = products
         self.models = models
         self.batch_size = batch_size
         self.tryon_threshold = tryon_threshold
@@ -98,7 +103,7 @@ class CatalogImporter:
                 await self._embed_and_store(job, prepared)
                 on_progress(job)
             await producer
-            await self.catalog.save()
+            await self.products.save()
             job.status = "succeeded"
         except SnapfitError as error:
             job.status, job.message = "failed", error.message
@@ -117,7 +122,7 @@ class CatalogImporter:
 
     async def _prepare(self, job: ImportJob, rows: list[CatalogRow], loader: ImageLoader) -> _Prepared:
         fetched = await asyncio.gather(*(loader.load(row.image) for row in rows), return_exceptions=True)
-        existing = await self.catalog.store.get_many([row.product_id for row in rows])
+        existing = await self.products.store.get_many([row.product_id for row in rows])
         prepared = _Prepared([], [], [])
         for row, data in zip(rows, fetched):
             if isinstance(data, BaseException):
@@ -153,7 +158,7 @@ class CatalogImporter:
             product.tryon_ready = bool(probability >= self.tryon_threshold)
             product.embedding = np.ascontiguousarray(embedding, dtype=np.float32)
             products.append(product)
-        result = await self.catalog.add(products)
+        result = await self.products.add(products)
         job.inserted += result.inserted
         job.updated += result.updated
         job.unchanged += result.unchanged
@@ -169,23 +174,22 @@ class CatalogImporter:
         job.processed_rows += 1
 
 
-class CatalogImports:
+class ImportJobs:
     """Starts imports in the background and keeps their jobs for progress queries."""
 
-    def __init__(self, importer: CatalogImporter, settings):
-        self.importer = importer
-        self.settings = settings  # CatalogSettings
+    def __init__(self, pipeline: ImportPipeline, settings: CatalogSettings):
+        self.pipeline = pipeline
+        self.settings = settings
         self._tasks: set[asyncio.Task] = set()
 
-    async def start(self, csv_data: bytes, mapping=None, base_dir=None) -> ImportJob:
+    async def start(self, csv_data: bytes, mapping: ColumnMapping | None = None,
+                    base_dir: Path | None = None) -> ImportJob:
         """Parses the CSV now (a broken header is a 400 right away) and imports its rows in the background.
 
         Local image paths are allowed only under `catalog.image_root`; relative ones resolve against base_dir.
         """
-        from orchestrator.catalog import parse_catalog_csv
-
         rows, errors = await asyncio.to_thread(parse_catalog_csv, csv_data, mapping, base_dir=base_dir)
-        job = self.importer.new_job(rows, errors)
+        job = self.pipeline.new_job(rows, errors)
         task = asyncio.create_task(self._run(job, rows))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -196,14 +200,12 @@ class CatalogImports:
         async with ImageLoader(max_bytes=self.settings.fetch_max_bytes, timeout_s=self.settings.fetch_timeout_s,
                                allow_local_files=root is not None, allowed_root=root,
                                allow_private_networks=self.settings.allow_private_networks) as loader:
-            await self.importer.run(job, rows, loader)
+            await self.pipeline.run(job, rows, loader)
 
     def get(self, job_id: str) -> ImportJob:
-        from orchestrator.errors import NotFound
-
-        if job_id not in self.importer.jobs:
+        if job_id not in self.pipeline.jobs:
             raise NotFound(f"no import job {job_id!r}")
-        return self.importer.jobs[job_id]
+        return self.pipeline.jobs[job_id]
 
     async def close(self) -> None:
         for task in list(self._tasks):

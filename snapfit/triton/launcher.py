@@ -21,14 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export.registry import EXPORTERS
+from snapfit import contract
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO_ROOT / ".tools"
 PYTRITON_VERSION = "0.7.0"
 SERVER_ROOT = TOOLS_DIR / f"pytriton-{PYTRITON_VERSION}" / "pytriton" / "tritonserver"
 RUNNER_SOURCE = Path(__file__).resolve().parent / "backends" / "onnxruntime_cpu" / "model.py"
-ONNX_MODELS = tuple(EXPORTERS)  # every model `snapfit export` writes a model.onnx for
 
 
 class TritonLaunchError(RuntimeError):
@@ -37,9 +36,9 @@ class TritonLaunchError(RuntimeError):
 
 @dataclass(frozen=True)
 class TritonPorts:
-    http: int = 8000
-    grpc: int = 8001
-    metrics: int = 8002
+    http: int = contract.TRITON_HTTP_PORT
+    grpc: int = contract.TRITON_GRPC_PORT
+    metrics: int = contract.TRITON_METRICS_PORT
 
 
 @dataclass(frozen=True)
@@ -86,11 +85,12 @@ def _symlink(link: Path, target: Path) -> None:
 
 def missing_exports(repository: Path) -> list[str]:
     """Models of `repository` that have a config but nothing exported: no model.onnx, or no try-on weights."""
-    from export.tryon_weights import TRYON_MODEL, has_weights
-
-    missing = [m for m in ONNX_MODELS if (repository / m).is_dir() and not (repository / m / "1" / "model.onnx").exists()]
-    if (repository / TRYON_MODEL).is_dir() and not has_weights(repository):
-        missing.append(TRYON_MODEL)
+    repository = Path(repository)
+    missing = [m for m in contract.ONNX_MODELS
+               if (repository / m).is_dir() and not (repository / m / "1" / "model.onnx").exists()]
+    weights = repository / contract.LADI_VTON / "1" / contract.TRYON_WEIGHTS_DIR
+    if (repository / contract.LADI_VTON).is_dir() and not (weights.is_dir() and any(weights.iterdir())):
+        missing.append(contract.LADI_VTON)
     return missing
 
 

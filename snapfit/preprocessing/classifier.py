@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-CLASSIFIER_SIZE = 384  # EfficientNetV2-S's evaluation resolution
-CLASS_NAMES = ("unusable", "usable")  # index = class id; class 1 means "usable for try-on"
+from snapfit import contract
+
+CLASSIFIER_SIZE = contract.CLASSIFIER_SIZE  # EfficientNetV2-S's evaluation resolution
+CLASS_NAMES = contract.CLASSIFIER_CLASSES  # index = class id; class 1 means "usable for try-on"
 PAD_VALUE = 255  # white, the usual studio background of product photos
 
 

@@ -1,6 +1,7 @@
-"""The catalog store contract (`CatalogStore`), the record codec both stores share, and `open_catalog_store(url)`.
+"""The catalog store contract (`CatalogStore`) and the validation and record codec both stores share.
 
-Two implementations: `SQLiteCatalogStore` (embedded default, one file) and `MongoCatalogStore` (production).
+Two implementations: `SQLiteCatalogStore` (sqlite_store.py, embedded default, one file) and `MongoCatalogStore`
+(mongo_store.py, production); `stores.factory.open_catalog_store(url)` picks one.
 Every product is stored with its embedding, so the vector index can always be rebuilt from the store alone.
 
 Staleness marker: `generation()` is a counter kept in the store itself. It never decreases and strictly increases
@@ -121,32 +122,6 @@ class CatalogStore(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-async def open_catalog_store(url: str, *, server_selection_timeout_s: float = 5.0) -> CatalogStore:
-    """Opens the store a URL names.
-
-    sqlite:///runs/catalog.db   relative path (SQLAlchemy convention); sqlite:////abs/path.db absolute;
-                                sqlite:///:memory: in memory. The schema is created on open.
-    mongodb://host/dbname, mongodb+srv://...   database from the path, default "snapfit"; no I/O until the first
-                                call (ping() or any query creates the unique index).
-    mongomock://[/dbname]       MongoCatalogStore over an in-process mongomock client (tests, no server).
-    """
-    from orchestrator.stores.mongo_catalog import MongoCatalogStore
-    from orchestrator.stores.sqlite_catalog import SQLiteCatalogStore
-
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme == "sqlite":
-        if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
-            raise InvalidInput(f"a SQLite catalog URL looks like sqlite:///path/to/catalog.db, got {url!r}")
-        return await SQLiteCatalogStore.open(url[len("sqlite:///"):])
-    if scheme in ("mongodb", "mongodb+srv"):
-        return MongoCatalogStore.connect(url, server_selection_timeout_s=server_selection_timeout_s)
-    if scheme == "mongomock":
-        database = url[len("mongomock://"):].partition("/")[2].partition("?")[0]
-        return MongoCatalogStore.over_mongomock(database=database or DEFAULT_MONGO_DATABASE)
-    raise InvalidInput(f"unsupported catalog URL {url!r}: use sqlite:///PATH, mongodb://..., mongodb+srv://... "
-                       "or mongomock://")
 
 
 # ---- validation -------------------------------------------------------------------------------------------

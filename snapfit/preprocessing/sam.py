@@ -24,13 +24,13 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-TARGET_LENGTH = 1024  # SAM's encoder frame (ImageEncoderViT.img_size)
-LOW_RES_MASK_SIZE = 256  # side of the decoder's low_res_masks, which can be fed back as mask_input
+from snapfit import contract
+
 PAD_LABEL = -1.0
 BOX_LABELS = (2.0, 3.0)  # top-left, bottom-right corner
 
 
-def longest_side_size(h: int, w: int, target: int = TARGET_LENGTH) -> tuple[int, int]:
+def longest_side_size(h: int, w: int, target: int = contract.SAM_FRAME) -> tuple[int, int]:
     """(new_h, new_w) with the longest side equal to `target`, rounded as segment_anything rounds.
 
     Same float operations as `ResizeLongestSide.get_preprocess_shape`, so sizes agree bit for bit.
@@ -117,10 +117,10 @@ def _points(points, labels) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _mask_feed(mask_input: np.ndarray | None) -> tuple[np.ndarray, float]:
-    shape = (1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)
+    shape = (1, 1, contract.SAM_LOW_RES_MASK_SIZE, contract.SAM_LOW_RES_MASK_SIZE)
     if mask_input is None:
         return np.zeros(shape, dtype=np.float32), 0.0
     mask = np.asarray(mask_input, dtype=np.float32)
-    if mask.shape[-2:] != shape[-2:] or mask.size != LOW_RES_MASK_SIZE**2:
+    if mask.shape[-2:] != shape[-2:] or mask.size != contract.SAM_LOW_RES_MASK_SIZE**2:
         raise ValueError(f"mask_input must be one 256x256 low-resolution mask, got shape {mask.shape}")
     return mask.reshape(shape), 1.0

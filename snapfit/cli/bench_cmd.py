@@ -1,0 +1,36 @@
+"""`snapfit bench`: the benchmark suite behind benchmarks/results/<machine-id>/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from snapfit.cli.app import DEFAULT_REPOSITORY, app, console, setup_logging
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="smoke run (a few minutes); its report goes to runs/bench/<machine-id>-quick/")] = False,
+    only: Annotated[Optional[list[str]], typer.Option(help="run just these steps (repeatable): peaks, models, triton, http, faiss")] = None,
+    profile: Annotated[str, typer.Option(help="model sizes: base (full-size architectures) or tiny (tests)")] = "base",
+    repository: Annotated[Path, typer.Option(help="model repository with the served fp32 models (exported here if missing)")] = DEFAULT_REPOSITORY,
+    out: Annotated[Optional[Path], typer.Option(help="results folder (default: benchmarks/results/<machine-id>/, quick: runs/bench/<machine-id>-quick/)")] = None,
+    device: Annotated[str, typer.Option(help="cpu, or cuda: torch fp32/fp16/bf16 on the GPU (steps peaks and models only)")] = "cpu",
+) -> None:
+    """Benchmark torch vs ONNX Runtime vs Triton per model, Triton and the HTTP API under load, FAISS at scale.
+
+    Writes results.json, report.md and PNG plots; see docs/benchmarks.md. Triton and the orchestrator are started on
+    free loopback ports for the run and stopped afterwards.
+    """
+    setup_logging(False)
+    from benchmarks.suite import BenchRun, run_bench
+
+    run = BenchRun(quick=quick, profile=profile, repository=repository, out=out, only=tuple(only or ()), device=device)
+    try:
+        run.steps()
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--only")
+    run_bench(run, console)
+

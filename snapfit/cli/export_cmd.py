@@ -1,0 +1,70 @@
+"""`snapfit export` and `snapfit train-classifier`: building the models Triton serves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from snapfit.cli.app import DEFAULT_REPOSITORY, app, console, setup_logging
+
+
+@app.command()
+def export(
+    profile: Annotated[str, typer.Option(help="tiny (small random models, for tests) or base (full-size architectures)")] = "base",
+    repository: Annotated[Path, typer.Option(help="model repository to write into; configs are copied there if missing")] = DEFAULT_REPOSITORY,
+    only: Annotated[Optional[list[str]], typer.Option(help="export just these Triton models (repeatable)")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, fp16 (GPU serving) or int8 (CPU serving; portable across x86 CPUs, see docs/models.md)")] = "fp32",
+    sam_variant: Annotated[Optional[str], typer.Option(help="tiny, vit_b, vit_l or vit_h")] = None,
+    sam_checkpoint: Annotated[Optional[Path], typer.Option(help="segment-anything checkpoint (.pth)")] = None,
+    clip_model: Annotated[Optional[str], typer.Option(help="open_clip model name or hf-hub:ORG/NAME")] = None,
+    clip_pretrained: Annotated[Optional[str], typer.Option(help="open_clip pretrained tag or a local checkpoint file")] = None,
+    classifier_variant: Annotated[Optional[str], typer.Option(help="tiny or efficientnet_v2_s")] = None,
+    classifier_checkpoint: Annotated[Optional[Path], typer.Option(help="checkpoint written by `snapfit train-classifier`")] = None,
+    seed: Annotated[int, typer.Option(help="seed for random-init weights")] = 0,
+    emulated_cpu: Annotated[Optional[list[str]], typer.Option(help="also check parity with ONNX Runtime on this QEMU CPU model (repeatable; Haswell = AVX2 without AVX-512/VNNI); needs qemu-user and is slow: tiny models, or patience")] = None,
+    verbose: bool = False,
+) -> None:
+    """Export SAM, CLIP and the classifier to ONNX, check parity against torch, write model.onnx + parity.json."""
+    setup_logging(verbose)
+    from export.errors import ExportError
+    from export.runner import export_models
+
+    try:
+        reports = export_models(
+            profile=profile, repository=repository, only=only, precision=precision, seed=seed,
+            sam_variant=sam_variant, sam_checkpoint=sam_checkpoint, clip_model=clip_model,
+            clip_pretrained=clip_pretrained, classifier_variant=classifier_variant,
+            classifier_checkpoint=classifier_checkpoint, console=console,
+            emulated_cpus=tuple(emulated_cpu or ()),
+        )
+    except ExportError as error:
+        console.print(f"[bold red]export failed:[/] {error}")
+        raise typer.Exit(1)
+    from export.runner import summary_table
+
+    console.print(summary_table(reports))
+
+
+
+@app.command("train-classifier")
+def train_classifier(
+    data: Annotated[Path, typer.Argument(help="folder with usable/ and unusable/ subfolders, or a CSV with image,label columns")],
+    output: Annotated[Path, typer.Option(help="where to write the checkpoint (.pt) and its metrics (.json)")] = Path("runs/tryon_classifier.pt"),
+    variant: Annotated[str, typer.Option(help="efficientnet_v2_s or tiny")] = "efficientnet_v2_s",
+    epochs: int = 5,
+    batch_size: int = 16,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate")] = 3e-4,
+    val_fraction: Annotated[float, typer.Option(help="held-out fraction for accuracy/precision")] = 0.2,
+    init_checkpoint: Annotated[Optional[Path], typer.Option(help="start from these weights (e.g. ImageNet EfficientNetV2-S)")] = None,
+    seed: int = 0,
+) -> None:
+    """Fine-tune the try-on-readiness classifier on labelled product photos; report held-out accuracy and precision."""
+    setup_logging(False)
+    from export.train_classifier import train
+
+    report = train(data=data, output=output, variant=variant, epochs=epochs, batch_size=batch_size, lr=lr,
+                   val_fraction=val_fraction, seed=seed, init_checkpoint=init_checkpoint)
+    console.print(report)
+

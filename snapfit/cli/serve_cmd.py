@@ -1,0 +1,185 @@
+"""`snapfit triton`, `snapfit serve` and `snapfit up`: Triton and the orchestrator in the foreground."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from snapfit import contract
+from snapfit.cli.app import DEFAULT_REPOSITORY, app, console, setup_logging
+from snapfit.cli.catalog_cmd import upload_and_follow
+
+
+@app.command()
+def triton(
+    repository: Annotated[Path, typer.Option(help="model repository to serve")] = DEFAULT_REPOSITORY,
+    http_port: Annotated[int, typer.Option("--http-port", help="Triton HTTP/REST port")] = contract.TRITON_HTTP_PORT,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="Triton gRPC port")] = contract.TRITON_GRPC_PORT,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", help="Prometheus metrics port")] = contract.TRITON_METRICS_PORT,
+    model_config_name: Annotated[str, typer.Option("--model-config-name", help="configs/NAME.pbtxt to use per model; 'cpu' here, 'default' for config.pbtxt (GPU, needs Triton's onnxruntime backend)")] = "cpu",
+    ready_timeout_s: Annotated[float, typer.Option(help="seconds to wait for every model to load")] = 900.0,
+    log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level")] = 0,
+) -> None:
+    """Start tritonserver on the repository, wait until every model is ready, stop cleanly on SIGTERM/SIGINT."""
+    from snapfit.triton.launcher import TritonLaunch, TritonLaunchError, TritonPorts, TritonServer
+
+    launch = TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port),
+                          config_name=None if model_config_name == "default" else model_config_name,
+                          log_verbose=log_verbose)
+    server = TritonServer(launch)
+    with _recording_stop_signals() as stop_requested:
+        try:
+            server.start()
+            console.print(f"starting tritonserver (pid {server.process.pid}) on {repository} ...")
+            ready = server.wait_until_ready(ready_timeout_s, cancelled=lambda: bool(stop_requested))
+        except TritonLaunchError as error:
+            console.print(f"[bold red]{error}[/]")
+            server.stop()
+            raise typer.Exit(1)
+        if ready:
+            console.print(f"[green]Triton is serving every model[/]: HTTP {server.http_url}, "
+                          f"gRPC {server.grpc_url}, metrics {server.metrics_url}")
+        while not stop_requested and server.process.poll() is None:
+            time.sleep(0.5)
+    code = server.stop()
+    console.print(f"tritonserver stopped (exit code {code})")
+    raise typer.Exit(0 if stop_requested else (code or 1))
+
+
+@contextlib.contextmanager
+def _recording_stop_signals():
+    """Turns SIGINT/SIGTERM into entries of the yielded list (so we stop the server we started), then restores."""
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="bind address (default: SNAPFIT_HOST or 0.0.0.0)")] = None,
+    port: Annotated[Optional[int], typer.Option(help=f"HTTP port (default: SNAPFIT_PORT or {contract.API_PORT})")] = None,
+) -> None:
+    """Run the HTTP orchestrator (FastAPI) against a running Triton; settings come from SNAPFIT_* variables."""
+    import uvicorn
+
+    from orchestrator.app import create_app
+    from orchestrator.settings import Settings
+
+    settings = Settings()
+    setup_logging(False)
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+                log_level="info", timeout_graceful_shutdown=10)
+
+
+@app.command()
+def up(
+    profile: Annotated[str, typer.Option(help="the models to serve: tiny (tests) or base (full-size); models exported with another profile are exported again")] = "tiny",
+    repository: Annotated[Path, typer.Option(help="model repository")] = DEFAULT_REPOSITORY,
+    port: Annotated[int, typer.Option(help="orchestrator HTTP port")] = contract.API_PORT,
+    http_port: Annotated[int, typer.Option("--http-port", help="Triton HTTP port")] = contract.TRITON_HTTP_PORT,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="Triton gRPC port")] = contract.TRITON_GRPC_PORT,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", help="Triton metrics port")] = contract.TRITON_METRICS_PORT,
+    demo_catalog: Annotated[Optional[int], typer.Option(help="generate and import a synthetic catalog of N products")] = None,
+) -> None:
+    """Start Triton and the orchestrator together in the foreground; Ctrl-C / SIGTERM stops both."""
+    import os
+
+    import uvicorn
+
+    from orchestrator.app import create_app
+    from orchestrator.settings import Settings
+    from snapfit.triton.launcher import TritonLaunch, TritonLaunchError, TritonPorts, TritonServer
+
+    setup_logging(False)
+    _export_what_the_profile_lacks(profile, repository)
+    server = TritonServer(TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port)),
+                          log_path=Path("runs") / "tritonserver.log")
+    Path("runs").mkdir(exist_ok=True)
+    with _recording_stop_signals() as stop_requested:
+        try:
+            server.start()
+            console.print(f"starting tritonserver (pid {server.process.pid}); log in runs/tritonserver.log ...")
+            ready = server.wait_until_ready(900, cancelled=lambda: bool(stop_requested))
+        except TritonLaunchError as error:
+            console.print(f"[bold red]{error}[/]")
+            server.stop()
+            raise typer.Exit(1)
+    if not ready:
+        server.stop()
+        raise typer.Exit(0)
+    os.environ["SNAPFIT_TRITON__GRPC_URL"] = server.grpc_url
+    settings = Settings(port=port)
+    if demo_catalog:
+        _import_demo_catalog_when_ready(settings, demo_catalog)
+    console.print(f"[green]snapfit is up[/]: API http://localhost:{port} (docs at /docs), "
+                  f"Triton gRPC {server.grpc_url}, metrics {server.metrics_url}")
+    # uvicorn shuts down on SIGTERM and then re-raises the signal with the handler that was installed before it;
+    # with the default handler that kills this process before `finally` could stop tritonserver
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=port, log_level="warning",
+                    timeout_graceful_shutdown=10)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        code = server.stop()
+        console.print(f"stopped the orchestrator and tritonserver (exit code {code})")
+
+
+def _export_what_the_profile_lacks(profile: str, repository: Path) -> None:
+    """Exports the models `repository` is missing, and those another profile wrote (parity.json records it).
+
+    Exits with a message for models whose profile is unknown (exported before snapfit recorded it), rather
+    than overwriting what may be a user's own export.
+    """
+    from export.errors import ExportError
+    from export.repository import exports_to_refresh
+    from export.runner import export_models
+
+    try:
+        refresh = exports_to_refresh(repository, profile)
+    except ExportError as error:
+        console.print(f"[bold red]{error}[/]")
+        raise typer.Exit(1)
+    if not refresh:
+        return
+    for model, reason in refresh.items():
+        console.print(f"{model}: {reason}; exporting the {profile} profile")
+    try:
+        export_models(profile=profile, repository=repository, only=list(refresh), console=console)
+    except ExportError as error:
+        console.print(f"[bold red]export failed:[/] {error}")
+        raise typer.Exit(1)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _import_demo_catalog_when_ready(settings, count: int) -> None:
+    """Generates runs/demo_catalog (once) and imports it through the API as soon as the orchestrator is ready."""
+    import threading
+
+    from snapfit.demo_catalog import generate_catalog
+
+    folder = Path("runs") / "demo_catalog"
+    csv_path = folder / "catalog.csv"
+    if not csv_path.exists():
+        console.print(f"generating a synthetic demo catalog of {count} products in {folder} ...")
+        generate_catalog(folder, count=count)
+    if settings.catalog.image_root is None:
+        settings.catalog.image_root = folder.resolve()
+    threading.Thread(target=upload_and_follow, args=(f"http://127.0.0.1:{settings.port}", csv_path),
+                     daemon=True).start()
+

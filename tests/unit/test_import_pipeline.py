@@ -1,0 +1,131 @@
+"""ImportPipeline and ImportJobs on fakes (models, image loader) over a real in-memory store and FAISS index:
+every row's outcome is counted, bad rows never stop an import, unchanged rows are not embedded again."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from orchestrator.errors import BadRequest, ModelUnavailable, NotFound
+from orchestrator.ingest import parse_catalog_csv
+from orchestrator.services.imports import ImportJobs, ImportPipeline
+from orchestrator.services.products import ProductService
+from orchestrator.settings import CatalogSettings, SearchSettings, Settings
+from orchestrator.stores.factory import open_catalog_store
+from tests.support.fakes import DIM, FakeModels
+
+CSV_HEADER = "id,name,image,link,brand,price,tags,category\n"
+
+
+def png(value: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((20, 16, 3), value, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class FakeLoader:
+    """ImageLoader: bytes by image name; a name missing from `images` fails like an unreachable URL."""
+
+    def __init__(self, images: dict[str, bytes]):
+        self.images = images
+        self.requests: list[str] = []
+
+    async def load(self, image: str) -> bytes:
+        self.requests.append(image)
+        if image not in self.images:
+            raise BadRequest(f"cannot fetch {image}")
+        return self.images[image]
+
+
+def csv_rows(*rows: str):
+    return parse_catalog_csv((CSV_HEADER + "".join(r + "\n" for r in rows)).encode())
+
+
+@pytest.fixture
+async def products(tmp_path):
+    store = await open_catalog_store("sqlite:///:memory:")
+    settings = Settings(catalog=CatalogSettings(index_path=tmp_path / "index"), search=SearchSettings())
+    service = await ProductService.open(store, settings, embedding_dim=DIM)
+    yield service
+    await store.close()
+
+
+def pipeline(products, models=None, threshold=0.5) -> ImportPipeline:
+    return ImportPipeline(products, models or FakeModels(probability=0.8), batch_size=2, tryon_threshold=threshold,
+                          max_image_pixels=10_000_000, fetch_max_bytes=1_000_000)
+
+
+async def run(pipe: ImportPipeline, loader: FakeLoader, *rows: str):
+    parsed, errors = csv_rows(*rows)
+    job = pipe.new_job(parsed, errors)
+    return await pipe.run(job, parsed, loader)
+
+
+async def test_rows_are_classified_embedded_stored_and_indexed(products):
+    models = FakeModels(probability=0.8)
+    job = await run(pipeline(products, models), FakeLoader({"a.png": png(10), "b.png": png(20), "c.png": png(30)}),
+                    "A,Shirt,a.png,,Acme,10,,top", "B,Skirt,b.png,,Acme,20,,bottom", "C,Dress,c.png,,Acme,30,,dress")
+    assert (job.status, job.inserted, job.failed, job.processed_rows, job.total_rows) == ("succeeded", 3, 0, 3, 3)
+    stored = await products.store.get("B")
+    assert stored.tryon_ready and stored.tryon_probability == pytest.approx(0.8) and stored.embedding.shape == (DIM,)
+    assert len(products.index) == 3
+    # batches of 2: both models see every image once
+    assert [c[1] for c in models.calls if c[0] == "clip_image"] == [2, 1]
+
+
+async def test_the_threshold_decides_try_on_readiness(products):
+    await run(pipeline(products, FakeModels(probability=0.4), threshold=0.5), FakeLoader({"a.png": png(1)}),
+              "A,Shirt,a.png,,,,,top")
+    assert (await products.store.get("A")).tryon_ready is False
+
+
+async def test_a_bad_row_or_image_is_reported_and_the_rest_imported(products):
+    job = await run(pipeline(products), FakeLoader({"a.png": png(1), "junk.png": b"not an image"}),
+                    "A,Shirt,a.png,,,,,top", ",Nameless,x.png,,,,,top", "B,Lost,missing.png,,,,,top",
+                    "C,Broken,junk.png,,,,,top")
+    assert (job.status, job.inserted, job.failed, job.processed_rows) == ("succeeded", 1, 3, 4)
+    assert sorted(e.line for e in job.errors) == [3, 4, 5]
+    assert any("missing.png" in e.message for e in job.errors)
+
+
+async def test_reimporting_unchanged_rows_embeds_nothing(products):
+    images = FakeLoader({"a.png": png(1), "b.png": png(2)})
+    await run(pipeline(products), images, "A,Shirt,a.png,,,,,top", "B,Skirt,b.png,,,,,bottom")
+    models = FakeModels()
+    again = await run(pipeline(products, models), images, "A,Shirt,a.png,,,,,top", "B,Skirt,b.png,,,,,bottom")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 2)
+    assert models.calls == []
+
+
+async def test_a_changed_image_updates_the_product(products):
+    await run(pipeline(products), FakeLoader({"a.png": png(1)}), "A,Shirt,a.png,,,,,top")
+    again = await run(pipeline(products), FakeLoader({"a.png": png(99)}), "A,Shirt,a.png,,,,,top")
+    assert (again.inserted, again.updated) == (0, 1)
+
+
+async def test_models_going_down_fail_the_job_with_their_message_and_keep_what_was_stored(products):
+    class DownAfterFirstBatch(FakeModels):
+        async def clip_image(self, images):
+            if any(c[0] == "clip_image" for c in self.calls):
+                raise ModelUnavailable("Triton is unavailable for clip_image")
+            return await super().clip_image(images)
+
+    images = FakeLoader({f"{i}.png": png(i) for i in range(4)})
+    job = await run(pipeline(products, DownAfterFirstBatch()), images,
+                    *(f"P{i},Item,{i}.png,,,,,top" for i in range(4)))
+    assert job.status == "failed" and "Triton is unavailable" in job.message
+    assert await products.store.count() == 2 == len(products.index)
+
+
+async def test_jobs_parse_the_csv_at_once_and_are_found_by_id(products, tmp_path):
+    jobs = ImportJobs(pipeline(products), CatalogSettings(index_path=tmp_path / "index"))
+    with pytest.raises(BadRequest):
+        await jobs.start(b"name,price\nshirt,10\n")  # no id/image columns: refused before any background work
+    job = await jobs.start((CSV_HEADER + "A,Shirt,https://example.invalid/a.png,,,,,top\n").encode())
+    assert jobs.get(job.job_id) is job and job.total_rows == 1
+    with pytest.raises(NotFound):
+        jobs.get("nope")
+    await jobs.close()

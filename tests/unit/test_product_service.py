@@ -1,0 +1,91 @@
+"""ProductService over a real SQLite store and FAISS index: store and index stay in step, the index is loaded
+when current and rebuilt when not, and a catalog embedded with another model is refused with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.domain import Product, ProductFilter
+from orchestrator.errors import SnapfitError
+from orchestrator.services.products import ProductService
+from orchestrator.settings import CatalogSettings, Settings
+from orchestrator.stores.factory import open_catalog_store
+from tests.support.fakes import DIM, unit_vector
+
+
+def product(product_id: str, category: str = "top", dim: int = DIM) -> Product:
+    return Product(product_id=product_id, name=product_id, image=f"{product_id}.jpg", category=category,
+                   embedding=unit_vector(product_id, dim), source_hash=product_id)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(catalog=CatalogSettings(url=f"sqlite:///{tmp_path / 'catalog.db'}",
+                                            index_path=tmp_path / "index"))
+
+
+async def open_service(settings, dim: int = DIM) -> ProductService:
+    return await ProductService.open(await open_catalog_store(settings.catalog.url), settings, embedding_dim=dim)
+
+
+async def test_added_products_are_stored_and_searchable(settings):
+    service = await open_service(settings)
+    result = await service.add([product("a"), product("b", "dress")])
+    assert result.inserted == 2 and await service.store.count() == 2 == len(service.index)
+    assert service.index.search(unit_vector("b")[None], 1)[0][0][0] == "b"
+    await service.close()
+    await service.store.close()
+
+
+async def test_an_update_moves_the_product_between_filters_at_once(settings):
+    service = await open_service(settings)
+    await service.add([product("a")])
+    await service.update("a", {"category": "dress"})
+    hits = service.index.search(unit_vector("a")[None], 5, ProductFilter(categories=frozenset({"dress"})))
+    assert [h[0] for h in hits[0]] == ["a"]
+    await service.store.close()
+
+
+async def test_a_deleted_product_leaves_store_and_index(settings):
+    service = await open_service(settings)
+    await service.add([product("a"), product("b")])
+    assert await service.delete("a") is True and await service.delete("a") is False
+    assert await service.store.get("a") is None and "a" not in service.index
+    await service.store.close()
+
+
+async def test_a_restart_loads_the_saved_index_and_a_stale_one_is_rebuilt(settings):
+    service = await open_service(settings)
+    await service.add([product("a"), product("b")])
+    await service.close()
+    await service.store.close()
+
+    reopened = await open_service(settings)
+    assert reopened.index_loaded and len(reopened.index) == 2
+    await reopened.store.upsert_many([product("c")])  # behind the service's back: the saved index is now stale
+    await reopened.store.close()
+
+    rebuilt = await open_service(settings)
+    assert len(rebuilt.index) == 3
+    await rebuilt.store.close()
+
+
+async def test_a_catalog_embedded_by_a_model_of_another_width_is_refused_clearly(settings):
+    service = await open_service(settings, dim=DIM)
+    await service.add([product("a")])
+    await service.store.close()
+    for path in settings.catalog.index_path.iterdir():
+        path.unlink()
+    with pytest.raises(SnapfitError, match="do not fit the served CLIP model.*re-import the catalog"):
+        await open_service(settings, dim=2 * DIM)
+
+
+async def test_an_unknown_product_is_not_found(settings):
+    from orchestrator.errors import NotFound
+
+    service = await open_service(settings)
+    await service.add([product("a")])
+    assert (await service.get("a")).product_id == "a"
+    with pytest.raises(NotFound, match="no product 'b'"):
+        await service.get("b")
+    await service.store.close()

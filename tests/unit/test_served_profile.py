@@ -1,0 +1,68 @@
+"""`snapfit up --profile P` serves P's models: parity.json records each export's profile, models of another
+profile are exported again, and a model whose profile is unknown is refused rather than overwritten."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import typer
+
+from export.errors import ExportError
+from export.repository import exports_to_refresh, recorded_profile
+from snapfit import contract
+
+
+@pytest.fixture
+def repository(tiny_repository, tmp_path):
+    copy = tmp_path / "repo"
+    shutil.copytree(tiny_repository, copy, symlinks=True)
+    return copy
+
+
+def test_every_export_records_its_profile(tiny_repository):
+    assert {model: recorded_profile(tiny_repository, model) for model in contract.ONNX_MODELS} == \
+        dict.fromkeys(contract.ONNX_MODELS, "tiny")
+
+
+def test_a_repository_exported_with_the_served_profile_needs_nothing(repository):
+    assert exports_to_refresh(repository, "tiny") == {}
+
+
+def test_models_of_another_profile_and_missing_ones_are_listed_with_the_reason(repository):
+    (repository / "clip_text" / "1" / "model.onnx").unlink()
+    refresh = exports_to_refresh(repository, "base")
+    assert refresh == {**dict.fromkeys(contract.ONNX_MODELS, "exported with the tiny profile"),
+                       "clip_text": "not exported yet"}
+
+
+def test_a_model_without_a_recorded_profile_is_refused_not_overwritten(repository):
+    parity = repository / "sam_encoder" / "1" / "parity.json"
+    report = json.loads(parity.read_text())
+    del report["profile"]
+    parity.write_text(json.dumps(report))
+    with pytest.raises(ExportError, match="sam_encoder holds a model.onnx without a recorded profile"):
+        exports_to_refresh(repository, "base")
+
+
+def test_up_exports_what_the_profile_lacks_before_starting(repository, monkeypatch):
+    from snapfit.cli import serve_cmd
+
+    exported = []
+    monkeypatch.setattr("export.runner.export_models", lambda **kwargs: exported.append(kwargs))
+    serve_cmd._export_what_the_profile_lacks("base", repository)
+    assert exported and exported[0]["profile"] == "base" and exported[0]["only"] == list(contract.ONNX_MODELS)
+
+    exported.clear()
+    serve_cmd._export_what_the_profile_lacks("tiny", repository)
+    assert exported == []
+
+
+def test_up_stops_with_the_message_for_an_unknown_profile(repository):
+    from snapfit.cli import serve_cmd
+
+    (repository / "clip_image" / "1" / "parity.json").unlink()
+    with pytest.raises(typer.Exit) as stopped:
+        serve_cmd._export_what_the_profile_lacks("base", repository)
+    assert stopped.value.exit_code == 1
