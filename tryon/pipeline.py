@@ -24,8 +24,7 @@ from tryon.modules.emasc import masked_skips
 from tryon.modules.vae_skips import decode_with_skips, encode_with_features, sample_latents
 from tryon.modules.warping import warp_garment
 from tryon.schedulers import make_scheduler, step_kwargs
-from tryon.text_inversion import (encode_prompt, encode_with_pseudo_words, garment_prompt, pseudo_word_token_id,
-                                  tokenize)
+from tryon.text_inversion import encode_prompt, encode_with_pseudo_words, garment_prompt, pseudo_word_token_id, tokenize
 
 __all__ = ["LadiVtonPipeline", "TryOnCancelled", "TryOnInputError", "TryOnInputs", "TryOnOptions", "WeightsError"]
 
@@ -42,6 +41,24 @@ def _image_array(image: torch.Tensor) -> np.ndarray:
     """1 x 3 x H x W in [-1, 1]  ->  uint8 H x W x 3 (rounded, as diffusers' numpy_to_pil)."""
     unit = (image[0].float() / 2 + 0.5).clamp(0, 1)
     return (unit * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def clip_pixel_values(garment: torch.Tensor, size: int) -> torch.Tensor:
+    """garment: 1 x 3 x H x W in [-1, 1] -> 1 x 3 x size x size float32, the CLIP vision encoder's input exactly
+    as the published checkpoints were trained with.
+
+    LaDI-VTON resizes (x + 1) / 2 to size x size (bilinear, antialiased), clamps to [0, 1] and hands it to
+    transformers' CLIPImageProcessor with do_rescale=False. Its pinned transformers 4.27.3 still converts the image
+    to PIL for the (no-op) resize, casting 255 * x to uint8 by truncation and dividing by 255 afterwards, so the
+    encoder saw (floor(255 x) / 255 - mean) / std, up to 1/255 below x. Reproduced with numpy's arithmetic there:
+    the cast from float32, the rescale and the normalisation in float64.
+    """
+    pixels = F.interpolate((garment.float() + 1) / 2, size=(size, size), mode="bilinear", align_corners=False,
+                           antialias=True).clamp(0, 1)
+    truncated = (pixels * 255).to(torch.uint8).to(torch.float64) * (1 / 255)
+    mean = torch.tensor(CLIP_MEAN, dtype=torch.float64, device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, dtype=torch.float64, device=pixels.device).view(1, 3, 1, 1)
+    return ((truncated - mean) / std).to(torch.float32)
 
 
 class LadiVtonPipeline:
@@ -116,12 +133,8 @@ class LadiVtonPipeline:
     def text_conditioning(self, garment: torch.Tensor, category: str) -> torch.Tensor:
         """garment: 1 x 3 x H x W in [-1, 1]  ->  1 x 77 x D prompt embeddings carrying the garment's pseudo-words."""
         c = self.components
-        size = self.config.vision_encoder.image_size
-        pixels = F.interpolate((garment.float() + 1) / 2, size=(size, size), mode="bilinear", align_corners=False,
-                               antialias=True).clamp(0, 1)
-        mean = torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=self.device).view(1, 3, 1, 1)
-        image_tokens = c.vision_encoder(pixel_values=((pixels - mean) / std).to(self.dtype)).last_hidden_state
+        pixel_values = clip_pixel_values(garment, self.config.vision_encoder.image_size)
+        image_tokens = c.vision_encoder(pixel_values=pixel_values.to(self.dtype)).last_hidden_state
         words = c.inversion_adapter(image_tokens)
         ids = tokenize(c.tokenizer, garment_prompt(category, self.config.num_pseudo_words))
         return encode_with_pseudo_words(c.text_encoder, ids, words, self._pseudo_word_id)

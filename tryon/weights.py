@@ -134,9 +134,12 @@ def load_components(weights_dir: Path, dataset: str = "dresscode") -> tuple[Ladi
         raise WeightsError(f"missing scheduler config {scheduler_file}")
 
     warping = _read_checkpoint(checkpoint_path(weights_dir, "warping", dataset))
-    if not isinstance(warping, Mapping) or set(warping) != {"tps", "refinement"}:
-        raise WeightsError(f"{checkpoint_path(weights_dir, 'warping', dataset)} must be a dict with keys "
-                           f"'tps' and 'refinement'")
+    # the upstream training script saves `epoch` and optimizer states beside the two networks: extra top-level
+    # entries are ignored, while each network's state dict is still loaded strictly
+    if not isinstance(warping, Mapping) or not {"tps", "refinement"} <= set(warping):
+        found = sorted(map(str, warping)) if isinstance(warping, Mapping) else type(warping).__name__
+        raise WeightsError(f"{checkpoint_path(weights_dir, 'warping', dataset)} must be a dict with the keys "
+                           f"'tps' and 'refinement' (found {found})")
 
     def trained(name: str, state_dict: object | None = None, file: str | None = None) -> nn.Module:
         path = checkpoint_path(weights_dir, file or name, dataset)

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tryon.pipeline import (LadiVtonPipeline, TryOnCancelled, TryOnInputError, TryOnInputs, TryOnOptions,
-                            WeightsError)
+from tryon.pipeline import LadiVtonPipeline, TryOnCancelled, TryOnInputError, TryOnInputs, TryOnOptions, WeightsError
 from tryon.weights import checkpoint_path, save_tiny_weights
 
 STEPS = 3
@@ -138,6 +137,7 @@ def test_bad_inputs_raise_try_on_input_error(pipeline, inputs, change, match):
 @pytest.mark.parametrize("options,match", [
     (TryOnOptions(steps=0), "steps"), (TryOnOptions(steps=1001), "steps"), (TryOnOptions(steps=2.5), "steps"),
     (TryOnOptions(guidance=-0.1), "guidance"), (TryOnOptions(guidance=float("nan")), "guidance"),
+    (TryOnOptions(guidance=30.5), "guidance"),
     (TryOnOptions(scheduler="euler"), "scheduler"), (TryOnOptions(seed=-1), "seed"),
 ])
 def test_bad_options_raise_try_on_input_error(pipeline, inputs, options, match):
@@ -179,3 +179,43 @@ def test_mismatched_state_dict_raises_weights_error_naming_file_and_keys(tmp_pat
     with pytest.raises(WeightsError, match=r"warping_dresscode\.pth \['refinement'\].*unexpected keys: extra\.weight"
                                            r".*wrong shapes: outc\.conv\.weight \[3, 7, 1, 1\]"):
         LadiVtonPipeline.from_weights(tmp_path)
+
+
+def test_a_warping_checkpoint_saved_by_the_training_script_loads_despite_its_extra_entries(tmp_path):
+    save_tiny_weights(tmp_path)
+    path = checkpoint_path(tmp_path, "warping", "dresscode")
+    warping = torch.load(path, weights_only=True)
+    optimizer_state = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(2)}},
+                       "param_groups": [{"lr": 1e-4, "betas": (0.5, 0.99), "params": [0]}]}
+    torch.save({**warping, "epoch": 12, "optimizer_tps": optimizer_state, "optimizer_ref": optimizer_state}, path)
+    pipeline = LadiVtonPipeline.from_weights(tmp_path)
+    for name in ("tps", "refinement"):
+        loaded = getattr(pipeline.components, name).state_dict()
+        assert all(torch.equal(loaded[key], value) for key, value in warping[name].items())
+
+
+def test_a_warping_checkpoint_without_one_of_its_networks_names_what_it_found(tmp_path):
+    save_tiny_weights(tmp_path)
+    path = checkpoint_path(tmp_path, "warping", "dresscode")
+    warping = torch.load(path, weights_only=True)
+    torch.save({"tps": warping["tps"], "epoch": 3}, path)
+    with pytest.raises(WeightsError, match=r"keys 'tps' and 'refinement' \(found \['epoch', 'tps'\]\)"):
+        LadiVtonPipeline.from_weights(tmp_path)
+
+
+def test_clip_input_truncates_to_255_levels_as_the_checkpoints_training_code_did():
+    from tryon.config import CLIP_MEAN, CLIP_STD
+    from tryon.pipeline import clip_pixel_values
+
+    # a flat 8x8 garment resizes to flat 4x4 pixels: x = (g + 1) / 2 in every channel
+    levels = [0.0, 0.2012, 0.5, 0.99, 1.0, 0.003]  # away from the integer edges of 255 x
+    garments = torch.stack([torch.full((3, 8, 8), 2 * x - 1) for x in levels])
+    values = torch.cat([clip_pixel_values(g[None], 4) for g in garments])
+    # known values: floor(255 x) = 0, 51, 127, 252, 255, 0
+    for x, value, floor in zip(levels, values, [0, 51, 127, 252, 255, 0]):
+        expected = [(floor / 255 - m) / s for m, s in zip(CLIP_MEAN, CLIP_STD)]
+        assert value[:, 0, 0].tolist() == pytest.approx(expected, abs=1e-6), x
+        assert (value == value[:, :1, :1]).all()
+    # x = 0.5 lands 0.5 / 255 below the untruncated value in channel 0: (127/255 - 0.48145466) / 0.26862954
+    assert values[2, 0, 0, 0].item() == pytest.approx(0.0617380, abs=1e-6)
+    assert values[2, 0, 0, 0].item() < (0.5 - CLIP_MEAN[0]) / CLIP_STD[0] - 0.007
