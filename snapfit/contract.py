@@ -1,7 +1,7 @@
 """The contract every part of snapfit shares: served models, their tensors, request limits and default ports.
 
 One source for values that must agree across processes: the exporters write models to it, the Triton configs
-declare it (tests/unit/test_contract.py checks every `config.pbtxt` against `MODELS`), the orchestrator calls it,
+declare it (tests/unit/test_model_repository_configs.py checks every `config.pbtxt` against `MODELS`), the orchestrator calls it,
 the try-on backend validates with it, and the CLI and benchmarks default to its ports. Pure data, no imports of
 ours, no third-party imports: every package may import it.
 
