@@ -123,14 +123,11 @@ class BenchRun:
 
 
 def ensure_exports(run: BenchRun, console: Console) -> None:
-    """Exports the served fp32 models (and the try-on weights Triton's repository check wants) when missing."""
-    from export.runner import export_models
-    from snapfit.triton.launcher import missing_exports
+    """Makes the served repository hold the run's profile: exports missing models (and the try-on weights Triton's
+    repository check wants) and those another profile wrote, so rows labelled with a profile time its models."""
+    from export.runner import export_for_serving
 
-    missing = missing_exports(run.repository)
-    if missing:
-        console.print(f"exporting {', '.join(missing)} ({run.profile} profile) into {run.repository} ...")
-        export_models(run.profile, repository=run.repository, only=missing, precision="fp32", console=console)
+    export_for_serving(run.repository, run.profile, console)
 
 
 class Recorder:

@@ -8,6 +8,7 @@ slow (roughly 20-50x), so it suits tiny models and small parity sets.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,12 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import ExportError
-from export.feed_runner import pack_calls, unpack_calls
+from export.feed_runner import CPU_FLAGS_KEY, pack_calls, unpack_calls
+from export.instruction_set import instruction_set
 from export.parity import CpuCheck, ParityReport
 from export.recorded_session import RecordingSession, ReplaySession
 
 QEMU = "qemu-x86_64"
-# QEMU CPU models by the instruction set ONNX Runtime will see on them
+# QEMU CPU models by the instruction set ONNX Runtime will see on them (checked on every run)
 EMULATED_CPUS = {
     "Haswell": "avx2",  # AVX2 + FMA, no AVX-512, no VNNI: ORT's saturating uint8 x int8 kernel
     "SandyBridge": "avx",
@@ -38,7 +40,8 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class EmulatedRun:
     cpu: str  # QEMU CPU model
-    instruction_set: str
+    instruction_set: str  # from the features the emulated CPU reported (export.instruction_set's levels)
+    cpu_flags: tuple[str, ...]  # those features, /proc/cpuinfo spelling
     outputs: list[dict[str, np.ndarray]]
     seconds: float
 
@@ -76,7 +79,12 @@ def run_feeds(model: Path, feeds: list[dict[str, np.ndarray]], cpu: str = "Haswe
                               + _last_lines(done.stderr))
         with np.load(out_file) as packed:
             outputs = unpack_calls(packed)
-    return EmulatedRun(cpu=cpu, instruction_set=EMULATED_CPUS[cpu], outputs=outputs,
+            flags = tuple(json.loads(str(packed[CPU_FLAGS_KEY])))
+    reported = instruction_set(frozenset(flags))
+    if reported != EMULATED_CPUS[cpu]:
+        raise ExportError(f"{QEMU} -cpu {cpu} reported {reported} ({', '.join(flags)}), not the expected "
+                          f"{EMULATED_CPUS[cpu]}; this QEMU cannot emulate that CPU")
+    return EmulatedRun(cpu=cpu, instruction_set=reported, cpu_flags=flags, outputs=outputs,
                        seconds=time.perf_counter() - started)
 
 
@@ -96,4 +104,5 @@ def emulated_parity(model: Path, recorder: RecordingSession, measure: Callable, 
     replay = ReplaySession(recorder.calls, run.outputs, [output.name for output in recorder.get_outputs()])
     scratch = ParityReport(model=model.name, precision="", source="", architecture="")
     measure(replay, scratch)
-    return CpuCheck(cpu=cpu, instruction_set=run.instruction_set, seconds=run.seconds, metrics=scratch.metrics)
+    return CpuCheck(cpu=cpu, instruction_set=run.instruction_set, seconds=run.seconds, metrics=scratch.metrics,
+                    cpu_flags=run.cpu_flags)

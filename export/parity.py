@@ -51,13 +51,15 @@ class CpuCheck:
     instruction_set: str
     seconds: float
     metrics: dict[str, Metric] = field(default_factory=dict)
+    cpu_flags: tuple[str, ...] = ()  # what the emulated CPU reported through CPUID
 
     @property
     def passed(self) -> bool:
         return bool(self.metrics) and all(m.passed for m in self.metrics.values())
 
     def to_dict(self) -> dict:
-        return {"cpu": self.cpu, "instruction_set": self.instruction_set, "emulated_by": f"qemu-x86_64 -cpu {self.cpu}",
+        return {"cpu": self.cpu, "instruction_set": self.instruction_set, "cpu_flags": list(self.cpu_flags),
+                "emulated_by": f"qemu-x86_64 -cpu {self.cpu}",
                 "seconds": round(self.seconds, 1), "passed": self.passed, "metrics": _metrics_dict(self.metrics)}
 
 

@@ -8,10 +8,11 @@ int8 must hold on every x86 CPU, not just the exporting one: ONNX Runtime multip
 weights with VNNI where the CPU has it (exact int32 sums) and with AVX2/AVX-512 `vpmaddubsw` where it does not,
 which adds each pair of products into a saturating int16. With full 8-bit weights (|w| <= 127) a pair reaches
 2 * 255 * 127 = 64770 and clips, so the same model lost its parity on AVX2 machines (tiny clip_text cosine 0.972,
-sam_decoder mask IoU 0.28). Both recipes therefore keep weights within 7 bits (`reduce_range`): a pair is at
-most 2 * 255 * 63 = 32130, every kernel computes the same exact sums, and the outputs are identical on AVX2,
-AVX-512 and VNNI CPUs. Measured in docs/models.md: no speed cost on a VNNI CPU (same kernel), and uint8 x uint8
-weights, the other fix ONNX Runtime's guide names, ran 1.4-2.4x slower there.
+sam_decoder mask IoU 0.28). Both recipes therefore quantise weights to ONNX Runtime's reduced range [-64, 64]
+(`reduce_range`): a pair is at most 2 * 255 * 64 = 32640 in magnitude, every kernel computes the same exact
+sums, and the outputs are identical on AVX2, AVX-512 and VNNI CPUs. Measured in docs/models.md: no speed cost on
+a VNNI CPU (same kernel), and uint8 x uint8 weights, the other fix ONNX Runtime's guide names, ran 1.4-2.4x slower
+there.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ class Int8Recipe:
     """How an fp32 graph becomes int8 (recorded in parity.json as `quantization`).
 
     method: "dynamic" (MatMul/Gemm weights, activations quantised per call) or "static" (QDQ, calibrated).
-    weight_type / activation_type: "int8" or "uint8". reduce_range: weights use 7 bits, so that two
-    uint8 x int8 products always fit the int16 that non-VNNI x86 kernels add them in.
+    weight_type / activation_type: "int8" or "uint8". reduce_range: int8 weights stay within [-64, 64], so that
+    two uint8 x int8 products always fit the int16 that non-VNNI x86 kernels add them in.
     """
 
     method: str

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from export.errors import ExportError
+
 Feeds = Mapping[str, np.ndarray]
 
 
@@ -39,7 +41,7 @@ class RecordingSession:
         return self.session.run(names, dict(feeds))
 
 
-class ReplayMismatch(RuntimeError):
+class ReplayMismatch(ExportError):
     """The replayed measure asked for something other than what was recorded (its code is not deterministic)."""
 
 

@@ -11,6 +11,7 @@ from tritonclient.grpc import model_config_pb2
 
 from export.errors import ExportError
 from snapfit import contract
+from snapfit.repository_layout import missing_exports, parity_file
 
 SOURCE_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 
@@ -83,41 +84,47 @@ def check_config_matches(model_dir: Path, onnx_path: Path) -> None:
                                       f"but the ONNX graph has {dtype}{dims}; edit the config to match the model")
 
 
-def recorded_profile(repository: Path, model: str) -> str | None:
-    """The profile parity.json says `model` was exported with; None when it does not say (older exports)."""
+def recorded_export(repository: Path, model: str) -> dict:
+    """What parity.json says of `model`'s export ({} when there is none or it cannot be read)."""
     import json
 
-    parity = Path(repository) / model / "1" / "parity.json"
     try:
-        return json.loads(parity.read_text()).get("profile")
+        return json.loads(parity_file(repository, model).read_text())
     except (OSError, ValueError):
-        return None
+        return {}
 
 
-def exports_to_refresh(repository: Path, profile: str) -> dict[str, str]:
-    """ONNX models of `repository` that must be exported for `profile` to be served, with the reason.
+def recorded_profile(repository: Path, model: str) -> str | None:
+    """The profile `model` was exported with; None when parity.json does not say (exports before it recorded it)."""
+    return recorded_export(repository, model).get("profile")
 
-    A model is missing (no model.onnx) or was exported with another profile. The try-on model is listed when its
-    weights folder is empty. Raises ExportError for a model.onnx without a recorded profile: it may be a user's
-    own export, so it is neither served as `profile` nor overwritten.
+
+def exports_to_refresh(repository: Path, profile: str | None) -> dict[str, str]:
+    """Models of `repository` to export before `profile` is served, each with the reason.
+
+    Always the missing ones (no model.onnx, or no try-on weights). With a profile, also the models another profile
+    wrote. Raises ExportError, rather than overwrite what may be a user's own work, for a model whose profile is
+    not recorded, or which another profile exported from a checkpoint (not random weights).
     """
-    from export.tryon_weights import has_weights
-
     repository = Path(repository)
-    refresh = {}
+    refresh = dict.fromkeys(missing_exports(repository), "not exported yet")
+    if contract.LADI_VTON in refresh:
+        refresh[contract.LADI_VTON] = "no weights yet"
+    if profile is None:
+        return refresh
     for model in contract.ONNX_MODELS:
-        if not (repository / model).is_dir():
+        if model in refresh or not (repository / model).is_dir():
             continue
-        if not (repository / model / "1" / "model.onnx").exists():
-            refresh[model] = "not exported yet"
-            continue
-        recorded = recorded_profile(repository, model)
+        export = recorded_export(repository, model)
+        recorded, source = export.get("profile"), export.get("source", "?")
         if recorded is None:
             raise ExportError(f"{repository / model} holds a model.onnx without a recorded profile (parity.json "
                               f"predates it, or is missing); export it again with `snapfit export --profile "
                               f"{profile} --repository {repository}`, or delete it")
+        if recorded != profile and source != "random-init":
+            raise ExportError(f"{model} in {repository} was exported from {source} with the {recorded} profile; "
+                              f"serving the {profile} profile would overwrite it. Serve it with --profile "
+                              f"{recorded}, or export {profile} yourself (`snapfit export --profile {profile}`)")
         if recorded != profile:
             refresh[model] = f"exported with the {recorded} profile"
-    if (repository / contract.LADI_VTON).is_dir() and not has_weights(repository):
-        refresh[contract.LADI_VTON] = "no weights yet"
     return refresh

@@ -13,7 +13,7 @@ from export.errors import ExportError
 from export.parity import ParityReport
 from export.precision import Precision
 from export.registry import EXPORTERS, resolve
-from export.repository import SOURCE_REPOSITORY, copy_configs
+from export.repository import SOURCE_REPOSITORY, copy_configs, exports_to_refresh
 from export.request import PROFILES, ExportRequest
 from export.tryon_weights import TRYON_MODEL, ensure_tryon_weights
 
@@ -66,6 +66,21 @@ def export_models(profile: str, repository: Path, only: list[str] | None = None,
             ensure_tryon_weights(repository, profile,
                                  lambda description: progress.update(task, description=description, advance=1))
     return reports
+
+
+def export_for_serving(repository: Path, profile: str | None, console: Console | None = None,
+                       default_profile: str = "tiny") -> dict[str, str]:
+    """Exports what `repository` needs before it is served: the missing models, and with `profile` given, the
+    models another profile wrote (export.repository.exports_to_refresh). Missing models use `profile`, else
+    `default_profile`. Returns {model: why it was exported}; raises ExportError, having changed nothing, when a
+    model must not be overwritten."""
+    refresh = exports_to_refresh(repository, profile)
+    if refresh:
+        for model, reason in refresh.items():
+            (console or Console(stderr=True)).print(f"{model}: {reason}; exporting the {profile or default_profile} "
+                                                    "profile")
+        export_models(profile or default_profile, repository=repository, only=list(refresh), console=console)
+    return refresh
 
 
 def summary_table(reports: list[ParityReport]) -> Table:

@@ -13,18 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from snapfit import contract
+from snapfit.repository_layout import has_tryon_weights as has_weights
+from snapfit.repository_layout import tryon_weights_dir as weights_dir
 
 log = logging.getLogger(__name__)
 TRYON_MODEL = contract.LADI_VTON
-
-
-def weights_dir(repository: Path) -> Path:
-    return Path(repository) / TRYON_MODEL / "1" / contract.TRYON_WEIGHTS_DIR
-
-
-def has_weights(repository: Path) -> bool:
-    folder = weights_dir(repository)
-    return folder.is_dir() and any(folder.iterdir())
 
 
 def ensure_tryon_weights(repository: Path, profile: str, step: Callable[[str], None] = lambda d: None) -> str:

@@ -99,15 +99,15 @@ async def build_services(settings: Settings, open_store: StoreOpener = open_cata
                     imports=ImportJobs(pipeline, settings.catalog), tryon=tryon)
 
 
-async def _embedding_dim(models: ModelGateway) -> int:
-    """The served clip_image's output width; the contract's when Triton cannot be asked yet (the orchestrator
-    starts without it and answers 503 until it is up)."""
+async def _embedding_dim(models: ModelGateway) -> int | None:
+    """The served clip_image's output width; None when Triton cannot be asked yet (the orchestrator starts
+    without it and answers 503 until it is up; the index then takes the catalog's own width)."""
     try:
         return await models.embedding_dim()
     except ModelUnavailable as error:
-        log.warning("cannot read clip_image's embedding size from Triton (%s); assuming the contract's %d",
-                    error.message, contract.CLIP_EMBEDDING_DIM)
-        return contract.CLIP_EMBEDDING_DIM
+        log.warning("cannot read clip_image's embedding size from Triton (%s); the vector index takes the "
+                    "catalog's own width", error.message)
+        return None
 
 
 def _garment_loader(settings: Settings):

@@ -22,8 +22,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from orchestrator.errors import InvalidInput
-
 CSV_COLUMNS = ("id", "name", "image", "link", "brand", "price", "tags", "category")
 
 GARMENTS: dict[str, tuple[str, str, str]] = {
@@ -106,7 +104,7 @@ def generate_catalog(out_dir: Path, count: int, seed: int = 0, non_product_fract
     ("29900", "29,900", "₩29,900", "29,900원"), as crawled shops write them.
     """
     if count < 0 or not 0.0 <= non_product_fraction <= 1.0:
-        raise InvalidInput(f"count must be >= 0 (got {count}) and non_product_fraction in [0, 1] "
+        raise ValueError(f"count must be >= 0 (got {count}) and non_product_fraction in [0, 1] "
                            f"(got {non_product_fraction})")
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)

@@ -7,12 +7,13 @@ method's docstring.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import numpy as np
 
 from orchestrator.domain import MaskPrediction, Product, ProductFilter, TryOnUpdate
+from orchestrator.stores.catalog_store import UpsertResult
 
 
 class ImageEncoder(Protocol):
@@ -81,14 +82,18 @@ class VectorIndex(Protocol):
         ...
 
 
-class MutableVectorIndex(VectorIndex, Protocol):
-    def __len__(self) -> int: ...
+class ProductWriter(Protocol):
+    """Where an import puts its products (ProductService: store first, then the index)."""
 
-    def upsert(self, products: Sequence[Product]) -> None:
-        """Adds or replaces each product's vector (product.embedding: D float32) with its filter metadata."""
+    async def get_many(self, product_ids: list[str]) -> dict[str, Product]:
+        """Stored products by id (metadata, incl. source_hash); unknown ids are absent."""
         ...
 
-    def remove(self, product_ids: Iterable[str]) -> int: ...
+    async def add(self, products: list[Product]) -> UpsertResult: ...
+
+    async def save(self) -> None:
+        """Persists what was added (the vector index)."""
+        ...
 
 
 class ProductLookup(Protocol):

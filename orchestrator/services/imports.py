@@ -26,8 +26,7 @@ from orchestrator.errors import NotFound, SnapfitError
 from orchestrator.images import content_hash, decode_image
 from orchestrator.ingest import CatalogRow, ColumnMapping, ImageLoader, RowError, parse_catalog_csv
 from orchestrator.metrics import IMPORT_ROWS
-from orchestrator.services.dependencies import CatalogModels
-from orchestrator.services.products import ProductService
+from orchestrator.services.dependencies import CatalogModels, ProductWriter
 from orchestrator.settings import CatalogSettings
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ class _Prepared:
 class ImportPipeline:
     """Imports rows in pipelined batches into `products`, counting every row's outcome on its job."""
 
-    def __init__(self, products: ProductService, models: CatalogModels, batch_size: int, tryon_threshold: float,
+    def __init__(self, products: ProductWriter, models: CatalogModels, batch_size: int, tryon_threshold: float,
                  max_image_pixels: int, fetch_max_bytes: int):
         self.products = products
         self.models = models
@@ -122,7 +121,7 @@ class ImportPipeline:
 
     async def _prepare(self, job: ImportJob, rows: list[CatalogRow], loader: ImageLoader) -> _Prepared:
         fetched = await asyncio.gather(*(loader.load(row.image) for row in rows), return_exceptions=True)
-        existing = await self.products.store.get_many([row.product_id for row in rows])
+        existing = await self.products.get_many([row.product_id for row in rows])
         prepared = _Prepared([], [], [])
         for row, data in zip(rows, fetched):
             if isinstance(data, BaseException):

@@ -23,6 +23,7 @@ from orchestrator.index import FaissIndex, IndexFileError
 from orchestrator.metrics import INDEX_VECTORS
 from orchestrator.settings import Settings
 from orchestrator.stores.catalog_store import CatalogStore, UpsertResult
+from snapfit import contract
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,17 @@ class ProductService:
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, store: CatalogStore, settings: Settings, embedding_dim: int) -> "ProductService":
-        """Loads or rebuilds the index of `embedding_dim`-dimensional vectors (the served CLIP's output width)."""
+    async def open(cls, store: CatalogStore, settings: Settings, embedding_dim: int | None) -> "ProductService":
+        """Loads or rebuilds the index of `embedding_dim`-dimensional vectors (the served CLIP's output width).
+
+        embedding_dim None (the model could not be asked): the catalog's own width, from the saved index or the
+        stored vectors, else the contract's.
+        """
         # concurrency comes from the request thread pool; FAISS's own OpenMP threads only slow single queries
         faiss.omp_set_num_threads(1)
         path = Path(settings.catalog.index_path)
+        if embedding_dim is None:
+            embedding_dim = await _catalog_width(store, path)
         service = cls(store, FaissIndex(embedding_dim, settings.search.index_factory), path)
         await service._load_or_rebuild(settings.search.index_factory)
         return service
@@ -78,6 +85,10 @@ class ProductService:
         async with self._write_lock:
             generation = await self.store.generation()
             await asyncio.to_thread(self.index.save, self.index_path, generation)
+
+    async def get_many(self, product_ids: list[str]) -> dict[str, Product]:
+        """Stored products by id (metadata only); unknown ids are absent."""
+        return await self.store.get_many(product_ids)
 
     async def get(self, product_id: str) -> Product:
         """One product with its metadata; NotFound for an unknown id."""
@@ -116,3 +127,14 @@ class ProductService:
     async def close(self) -> None:
         if self.index_loaded:
             await self.save()
+
+
+async def _catalog_width(store: CatalogStore, index_path: Path) -> int:
+    """The width of the vectors the catalog already holds: the saved index's, else the first stored vector's,
+    else (an empty catalog) the contract's."""
+    manifest = await asyncio.to_thread(FaissIndex.read_manifest, index_path)
+    if manifest is not None:
+        return manifest.dim
+    async for batch in store.iter_embeddings(batch_size=1):
+        return int(batch.embeddings.shape[1])
+    return contract.CLIP_EMBEDDING_DIM

@@ -32,5 +32,11 @@ def bench(
         run.steps()
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--only")
-    run_bench(run, console)
+    from export.errors import ExportError
+
+    try:
+        run_bench(run, console)
+    except ExportError as error:  # e.g. the repository holds another profile's export of a user's checkpoint
+        console.print(f"[bold red]{error}[/]")
+        raise typer.Exit(1)
 

@@ -78,5 +78,8 @@ def generate_demo_catalog(
     """Write a synthetic catalog (rendered product photos + non-product photos + CSV in the crawl's layout)."""
     from snapfit.demo_catalog import generate_catalog
 
-    console.print(f"wrote {generate_catalog(out_dir, count=count, seed=seed)}")
+    try:
+        console.print(f"wrote {generate_catalog(out_dir, count=count, seed=seed)}")
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--count")
 

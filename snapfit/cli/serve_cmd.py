@@ -83,7 +83,7 @@ def serve(
 
 @app.command()
 def up(
-    profile: Annotated[str, typer.Option(help="the models to serve: tiny (tests) or base (full-size); models exported with another profile are exported again")] = "tiny",
+    profile: Annotated[Optional[str], typer.Option(help="serve this profile's models: tiny (tests) or base (full-size), exporting those the repository lacks or another profile wrote (random weights only; a checkpoint's export is never overwritten). Without it: serve what the repository holds, exporting only missing models (tiny)")] = None,
     repository: Annotated[Path, typer.Option(help="model repository")] = DEFAULT_REPOSITORY,
     port: Annotated[int, typer.Option(help="orchestrator HTTP port")] = contract.API_PORT,
     http_port: Annotated[int, typer.Option("--http-port", help="Triton HTTP port")] = contract.TRITON_HTTP_PORT,
@@ -137,29 +137,16 @@ def up(
         console.print(f"stopped the orchestrator and tritonserver (exit code {code})")
 
 
-def _export_what_the_profile_lacks(profile: str, repository: Path) -> None:
-    """Exports the models `repository` is missing, and those another profile wrote (parity.json records it).
-
-    Exits with a message for models whose profile is unknown (exported before snapfit recorded it), rather
-    than overwriting what may be a user's own export.
-    """
+def _export_what_the_profile_lacks(profile: str | None, repository: Path) -> None:
+    """Exports what `repository` lacks to serve `profile` (export.runner.export_for_serving); exits with the
+    message when a model must not be overwritten or an export fails."""
     from export.errors import ExportError
-    from export.repository import exports_to_refresh
-    from export.runner import export_models
+    from export.runner import export_for_serving
 
     try:
-        refresh = exports_to_refresh(repository, profile)
+        export_for_serving(repository, profile, console)
     except ExportError as error:
         console.print(f"[bold red]{error}[/]")
-        raise typer.Exit(1)
-    if not refresh:
-        return
-    for model, reason in refresh.items():
-        console.print(f"{model}: {reason}; exporting the {profile} profile")
-    try:
-        export_models(profile=profile, repository=repository, only=list(refresh), console=console)
-    except ExportError as error:
-        console.print(f"[bold red]export failed:[/] {error}")
         raise typer.Exit(1)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from snapfit import contract
+from snapfit.repository_layout import missing_exports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO_ROOT / ".tools"
@@ -81,17 +82,6 @@ def _symlink(link: Path, target: Path) -> None:
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(target)
-
-
-def missing_exports(repository: Path) -> list[str]:
-    """Models of `repository` that have a config but nothing exported: no model.onnx, or no try-on weights."""
-    repository = Path(repository)
-    missing = [m for m in contract.ONNX_MODELS
-               if (repository / m).is_dir() and not (repository / m / "1" / "model.onnx").exists()]
-    weights = repository / contract.LADI_VTON / "1" / contract.TRYON_WEIGHTS_DIR
-    if (repository / contract.LADI_VTON).is_dir() and not (weights.is_dir() and any(weights.iterdir())):
-        missing.append(contract.LADI_VTON)
-    return missing
 
 
 def command(launch: TritonLaunch) -> list[str]:

@@ -44,14 +44,26 @@ def _matmul_integer(path: Path) -> Path:
 
 def test_emulated_haswell_adds_uint8_int8_products_in_saturating_int16(tmp_path):
     model = _matmul_integer(tmp_path / "pairs.onnx")
-    full = {"a": np.full((1, K), 255, np.uint8), "b": np.full((K, 1), 127, np.int8)}
-    seven_bit = {"a": full["a"], "b": np.full((K, 1), 63, np.int8)}  # what reduce_range keeps weights within
-    run = emulation.run_feeds(model, [full, seven_bit], cpu="Haswell")
+    weights = {"8-bit max": 127, "8-bit min": -128, "reduced max": 64, "reduced min": -64}
+    feeds = [{"a": np.full((1, K), 255, np.uint8), "b": np.full((K, 1), w, np.int8)} for w in weights.values()]
+    run = emulation.run_feeds(model, feeds, cpu="Haswell")
+    # the emulated CPU itself reports AVX2 and FMA through CPUID, and no AVX-512 or VNNI
+    assert {"avx2", "fma"} <= set(run.cpu_flags) and not {"avx512f", "avx512_vnni"} & set(run.cpu_flags)
     assert run.instruction_set == "avx2"
-    # 255 * 127 * 2 = 64770 does not fit int16: each of the 32 pairs is clipped to 32767
-    assert int(run.outputs[0]["y"][0, 0]) == 32767 * (K // 2) != 255 * 127 * K
-    # with 7-bit weights a pair is at most 255 * 63 * 2 = 32130: exact, as on a VNNI CPU
-    assert int(run.outputs[1]["y"][0, 0]) == 255 * 63 * K
+    sums = [int(out["y"][0, 0]) for out in run.outputs]
+    # 255 * 127 * 2 = 64770 and 255 * -128 * 2 = -65280 do not fit int16: each of the 32 pairs is clipped
+    assert sums[:2] == [32767 * (K // 2), -32768 * (K // 2)]
+    assert sums[0] != 255 * 127 * K
+    # ONNX Runtime's reduced range [-64, 64] keeps a pair within +-32640: exact, as on a VNNI CPU
+    assert sums[2:] == [255 * 64 * K, -255 * 64 * K]
+
+
+def int8_weights(path: Path) -> list[np.ndarray]:
+    """Every int8 initializer of an ONNX model (the quantised weights)."""
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    return [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == TensorProto.INT8]
 
 
 def test_tiny_int8_export_passes_the_same_thresholds_on_an_emulated_avx2_cpu(tmp_path):
@@ -69,6 +81,9 @@ def test_tiny_int8_export_passes_the_same_thresholds_on_an_emulated_avx2_cpu(tmp
         assert parity["exporting_cpu"]["instruction_set"] == host["instruction_set"]
         [check] = parity["cpu_checks"]
         assert check["cpu"] == "Haswell" and check["instruction_set"] == "avx2" and check["passed"], (model, check)
+        # every quantised weight lies in ONNX Runtime's reduced range, so no kernel can saturate
+        weights = int8_weights(repository / model / "1" / "model.onnx")
+        assert weights and all(-64 <= w.min() and w.max() <= 64 for w in weights), model
         # the emulated run scored every metric the native one did, against the same thresholds
         assert {name: m["threshold"] for name, m in check["metrics"].items()} == \
             {name: m["threshold"] for name, m in parity["metrics"].items()}

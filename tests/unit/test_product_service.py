@@ -89,3 +89,23 @@ async def test_an_unknown_product_is_not_found(settings):
     with pytest.raises(NotFound, match="no product 'b'"):
         await service.get("b")
     await service.store.close()
+
+
+async def test_without_the_served_width_the_index_takes_the_catalogs_own(settings):
+    service = await open_service(settings, dim=2 * DIM)
+    await service.add([product("a", dim=2 * DIM)])
+    await service.close()
+    for source in ("the saved index", "the stored vectors"):
+        reopened = await open_service(settings, dim=None)
+        assert reopened.index.dim == 2 * DIM, source
+        await reopened.store.close()
+        for path in settings.catalog.index_path.iterdir():
+            path.unlink()
+
+
+async def test_an_empty_catalog_without_the_served_width_takes_the_contracts(settings):
+    from snapfit import contract
+
+    service = await open_service(settings, dim=None)
+    assert service.index.dim == contract.CLIP_EMBEDDING_DIM
+    await service.store.close()

@@ -50,13 +50,37 @@ def test_up_exports_what_the_profile_lacks_before_starting(repository, monkeypat
     from snapfit.cli import serve_cmd
 
     exported = []
-    monkeypatch.setattr("export.runner.export_models", lambda **kwargs: exported.append(kwargs))
+    monkeypatch.setattr("export.runner.export_models", lambda profile, **kwargs: exported.append((profile, kwargs)))
     serve_cmd._export_what_the_profile_lacks("base", repository)
-    assert exported and exported[0]["profile"] == "base" and exported[0]["only"] == list(contract.ONNX_MODELS)
+    assert [(profile, kwargs["only"]) for profile, kwargs in exported] == [("base", list(contract.ONNX_MODELS))]
 
     exported.clear()
     serve_cmd._export_what_the_profile_lacks("tiny", repository)
     assert exported == []
+
+
+def test_without_a_profile_up_serves_what_is_there_and_exports_only_missing_models(repository, monkeypatch):
+    from snapfit.cli import serve_cmd
+
+    exported = []
+    monkeypatch.setattr("export.runner.export_models", lambda profile, **kwargs: exported.append((profile, kwargs)))
+    parity = repository / "clip_image" / "1" / "parity.json"
+    parity.write_text(json.dumps({**json.loads(parity.read_text()), "profile": "base"}))  # as if a base export
+    serve_cmd._export_what_the_profile_lacks(None, repository)
+    assert exported == []
+    (repository / "clip_text" / "1" / "model.onnx").unlink()
+    serve_cmd._export_what_the_profile_lacks(None, repository)
+    assert [(profile, kwargs["only"]) for profile, kwargs in exported] == [("tiny", ["clip_text"])]
+
+
+def test_an_export_of_the_users_own_checkpoint_is_never_overwritten(repository):
+    parity = repository / "tryon_classifier" / "1" / "parity.json"
+    parity.write_text(json.dumps({**json.loads(parity.read_text()), "profile": "base",
+                                  "source": "/models/my_classifier.pt"}))
+    with pytest.raises(ExportError, match="exported from /models/my_classifier.pt with the base profile; serving the "
+                                          "tiny profile would overwrite it"):
+        exports_to_refresh(repository, "tiny")
+    assert "tryon_classifier" not in exports_to_refresh(repository, "base")
 
 
 def test_up_stops_with_the_message_for_an_unknown_profile(repository):

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.errors import InvalidInput
 from orchestrator.images import decode_image
 from orchestrator.ingest.csv_rows import parse_catalog_csv
 from snapfit.demo_catalog import COLOURS, CSV_COLUMNS, GARMENTS, PATTERNS, generate_catalog
@@ -130,9 +129,9 @@ def test_generating_1000_products_takes_well_under_a_minute(thousand):
 
 
 def test_generate_refuses_a_negative_count_or_a_fraction_outside_0_to_1(tmp_path):
-    with pytest.raises(InvalidInput):
+    with pytest.raises(ValueError):
         generate_catalog(tmp_path, count=-1)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(ValueError):
         generate_catalog(tmp_path, count=10, non_product_fraction=1.5)
 
 
