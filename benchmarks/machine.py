@@ -11,7 +11,8 @@ import importlib.metadata
 import os
 import platform
 import re
-from pathlib import Path
+
+from export.instruction_set import cpu_model
 
 # distribution names to try per reported package: the first one installed wins (wheels differ CPU vs GPU)
 _DISTRIBUTIONS = {
@@ -23,17 +24,6 @@ _DISTRIBUTIONS = {
 }
 # marketing words that make a CPU or GPU name long without telling machines apart
 _NOISE_WORDS = {"r", "tm", "cpu", "processor", "core", "with", "radeon", "graphics"}
-
-
-def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's marketing name from /proc/cpuinfo, else what `platform` knows (macOS, containers without it)."""
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown-cpu"
 
 
 def package_versions() -> dict[str, str | None]:

@@ -20,7 +20,7 @@ import numpy as np
 CPU_FLAGS_KEY = "cpu_flags"
 # numpy's CPUID feature names -> /proc/cpuinfo's (export.instruction_set reads those)
 _NUMPY_FEATURES = {"AVX2": "avx2", "FMA3": "fma", "AVX512F": "avx512f", "AVX512BW": "avx512bw",
-                   "AVX512VNNI": "avx512_vnni", "AVX": "avx", "SSE41": "sse4_1"}
+                   "AVX512VNNI": "avx512_vnni"}
 
 
 def pack_calls(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -41,13 +41,12 @@ def unpack_calls(packed) -> list[dict[str, np.ndarray]]:
     return calls
 
 
-def run(model: Path, calls_file: Path, out_file: Path, threads: int = 0) -> None:
+def run(model: Path, calls_file: Path, out_file: Path) -> None:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     names = [output.name for output in session.get_outputs()]
     with np.load(calls_file) as packed:
@@ -64,6 +63,6 @@ def reported_cpu_flags() -> list[str]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (4, 5):
-        sys.exit("usage: python -m export.feed_runner MODEL.onnx CALLS.npz OUT.npz [THREADS]")
-    run(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) == 5 else 0)
+    if len(sys.argv) != 4:
+        sys.exit("usage: python -m export.feed_runner MODEL.onnx CALLS.npz OUT.npz")
+    run(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

@@ -8,6 +8,7 @@ on one machine and not on another; `parity.json` records which kind exported it.
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 # Strongest first: the first level whose flags are all present names the CPU.
@@ -43,21 +44,19 @@ def instruction_set(flags: frozenset[str]) -> str:
     return "unknown"
 
 
-def has_saturating_int8(flags: frozenset[str]) -> bool:
-    """True where ONNX Runtime's uint8 x int8 kernels add products in saturating int16 (no VNNI of any kind)."""
-    return instruction_set(flags) in ("avx512", "avx2", "avx", "sse4_1")
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's marketing name from /proc/cpuinfo, else what `platform` knows (macOS, containers without it)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown-cpu"
 
 
 def describe_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     """{"model": marketing name, "instruction_set": level, "flags": the RECORDED_FLAGS present}, JSON-ready."""
-    model = "unknown"
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     flags = cpu_flags(cpuinfo)
-    return {"model": model, "instruction_set": instruction_set(flags),
+    return {"model": cpu_model(cpuinfo), "instruction_set": instruction_set(flags),
             "flags": [flag for flag in RECORDED_FLAGS if flag in flags]}

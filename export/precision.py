@@ -62,11 +62,6 @@ class Int8Recipe:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @property
-    def label(self) -> str:
-        """e.g. "dynamic, 7-bit int8 weights per channel, uint8 activations" (benchmark rows and docs)."""
-        return recipe_label(self.to_dict())
-
 
 def recipe_label(recipe: dict) -> str:
     """A one-line description of a recorded Int8Recipe (parity.json's `quantization`)."""

@@ -76,9 +76,9 @@ def export_for_serving(repository: Path, profile: str | None, console: Console |
     model must not be overwritten."""
     refresh = exports_to_refresh(repository, profile)
     if refresh:
+        console = console or Console(stderr=True)
         for model, reason in refresh.items():
-            (console or Console(stderr=True)).print(f"{model}: {reason}; exporting the {profile or default_profile} "
-                                                    "profile")
+            console.print(f"{model}: {reason}; exporting the {profile or default_profile} profile")
         export_models(profile or default_profile, repository=repository, only=list(refresh), console=console)
     return refresh
 

@@ -11,6 +11,7 @@ needs no code change; the store's vectors must match it (a rebuild says which di
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,7 @@ async def _catalog_width(store: CatalogStore, index_path: Path) -> int:
     manifest = await asyncio.to_thread(FaissIndex.read_manifest, index_path)
     if manifest is not None:
         return manifest.dim
-    async for batch in store.iter_embeddings(batch_size=1):
-        return int(batch.embeddings.shape[1])
+    async with contextlib.aclosing(store.iter_embeddings(batch_size=1)) as batches:
+        async for batch in batches:
+            return int(batch.embeddings.shape[1])
     return contract.CLIP_EMBEDDING_DIM

@@ -18,6 +18,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from export import emulation
+from export.errors import ExportError
 from export.instruction_set import describe_cpu
 from export.registry import EXPORTERS
 
@@ -87,3 +88,10 @@ def test_tiny_int8_export_passes_the_same_thresholds_on_an_emulated_avx2_cpu(tmp
         # the emulated run scored every metric the native one did, against the same thresholds
         assert {name: m["threshold"] for name, m in check["metrics"].items()} == \
             {name: m["threshold"] for name, m in parity["metrics"].items()}
+
+
+def test_a_model_onnx_runtime_cannot_run_under_emulation_is_a_clear_export_error(tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    with pytest.raises(ExportError, match=r"ONNX Runtime under qemu-x86_64 -cpu Haswell failed \(exit 1\)"):
+        emulation.run_feeds(broken, [{"a": np.zeros((1, K), np.uint8)}])
