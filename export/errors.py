@@ -6,4 +6,8 @@ class ExportError(Exception):
 
 
 class ExportParityError(ExportError):
-    """The exported ONNX model disagrees with torch beyond a metric's threshold."""
+    """The exported ONNX model disagrees with torch beyond a metric's threshold; `report` has every metric."""
+
+    def __init__(self, message: str, report=None):
+        super().__init__(message)
+        self.report = report  # the ParityReport that failed (None when nothing was measured)

@@ -120,7 +120,8 @@ def check_thresholds(report: ParityReport) -> None:
         raise ExportParityError(
             f"{report.model} ({report.precision}) failed its parity check against torch: "
             + "; ".join(failures)
-            + ". The ONNX file was not written to the repository."
+            + ". The ONNX file was not written to the repository.",
+            report=report,
         )
 
 

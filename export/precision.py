@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -78,18 +78,20 @@ STATIC_INT8 = Int8Recipe(method="static", weight_type="int8", activation_type="u
                          reduce_range=True)
 
 
-def int8_recipe(calibrated: bool) -> Int8Recipe:
-    """The recipe `convert` applies to int8: static when calibration feeds are given."""
-    return STATIC_INT8 if calibrated else DYNAMIC_INT8
+def int8_recipe(calibrated: bool, overrides: Mapping[str, object] | None = None) -> Int8Recipe:
+    """The recipe `convert` applies to int8: static when calibration feeds are given; `overrides` change fields
+    of it (benchmarks/int8_recipes.py compares {"reduce_range": False} and {"weight_type": "uint8"})."""
+    return replace(STATIC_INT8 if calibrated else DYNAMIC_INT8, **dict(overrides or {}))
 
 
-def description(precision: Precision, calibrated: bool) -> dict | None:
+def description(precision: Precision, calibrated: bool,
+                int8_overrides: Mapping[str, object] | None = None) -> dict | None:
     """How `convert` makes `precision` (parity.json's `quantization`): None for fp32."""
     if precision is Precision.fp32:
         return None
     if precision is Precision.fp16:
         return {"method": "fp16", "keep_fp32_ops": FP16_KEEP_FP32_OPS}
-    return int8_recipe(calibrated).to_dict()
+    return int8_recipe(calibrated, int8_overrides).to_dict()
 
 
 def _quant_type(name: str):
@@ -99,20 +101,22 @@ def _quant_type(name: str):
 
 
 def convert(fp32_path: Path, precision: Precision, out_path: Path,
-            calibration: Sequence[Feeds] | None = None) -> Path:
+            calibration: Sequence[Feeds] | None = None,
+            int8_overrides: Mapping[str, object] | None = None) -> Path:
     """Writes the `precision` variant of `fp32_path` to `out_path` (returns `fp32_path` itself for fp32).
 
     calibration: for int8 only, feeds (input name -> array) like those the model will serve, a small batch
     each (calibration memory grows with it); given, int8 is static QDQ quantisation with activation ranges
-    from these feeds, otherwise dynamic quantisation of MatMul/Gemm.
+    from these feeds, otherwise dynamic quantisation of MatMul/Gemm. int8_overrides: see int8_recipe.
     """
     if precision is Precision.fp32:
         return fp32_path
     if precision is Precision.fp16:
         return _to_fp16(fp32_path, out_path)
+    recipe = int8_recipe(bool(calibration), int8_overrides)
     if calibration:
-        return _to_int8_static(fp32_path, out_path, calibration, STATIC_INT8)
-    return _to_int8(fp32_path, out_path, DYNAMIC_INT8)
+        return _to_int8_static(fp32_path, out_path, calibration, recipe)
+    return _to_int8(fp32_path, out_path, recipe)
 
 
 def _to_fp16(fp32_path: Path, out_path: Path) -> Path:

@@ -38,7 +38,8 @@ def publish(
     `calibration`: input batches for static int8 quantisation (see `precision.convert`); ignored by other precisions.
     """
     out_path = fp32_path.with_name(f"model.{request.precision.value}.onnx")
-    candidate = precision.convert(fp32_path, request.precision, out_path, calibration)
+    overrides = dict(request.int8_overrides)
+    candidate = precision.convert(fp32_path, request.precision, out_path, calibration, overrides)
     level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if request.precision is precision.Precision.fp16 and "CUDAExecutionProvider" not in ort.get_available_providers():
         # ORT 1.32's CPU layout optimisations segfault on fp16 transformer graphs; GPUs run them at ALL.
@@ -49,7 +50,7 @@ def publish(
     report.profile = request.profile
     report.load_seconds = round(load_seconds, 3)
     report.versions = software_versions()
-    report.quantization = precision.description(request.precision, calibrated=bool(calibration))
+    report.quantization = precision.description(request.precision, bool(calibration), overrides)
     report.exporting_cpu = describe_cpu()
     recorder = RecordingSession(session)
     measure(recorder, report)

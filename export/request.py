@@ -51,6 +51,8 @@ class ExportRequest:
     seed: int = 0  # random-init weights are seeded so encoder/decoder (or towers) of one run match
     # QEMU CPU models (export.emulation.EMULATED_CPUS) the candidate must also pass parity on, e.g. ("Haswell",)
     emulated_cpus: tuple[str, ...] = ()
+    # changes to the int8 recipe (export.precision.int8_recipe), for comparing recipes; () = the default one
+    int8_overrides: tuple[tuple[str, object], ...] = ()
 
     @classmethod
     def for_profile(cls, profile: str, repository: Path, **overrides) -> "ExportRequest":
