@@ -61,3 +61,22 @@ def test_bench_refuses_an_unknown_step_before_doing_anything(tmp_path):
     result = runner.invoke(app, ["bench", "--only", "gpu-magic", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "unknown step(s) gpu-magic" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_generate_catalog_refuses_a_negative_count_with_a_usage_error(tmp_path):
+    result = runner.invoke(app, ["generate-catalog", str(tmp_path / "cat"), "--count", "-1"])
+    assert result.exit_code == 2 and "count must be >= 0" in result.output
+
+
+def test_bench_stops_with_the_message_when_the_repository_must_not_be_overwritten(tiny_repository, tmp_path):
+    import json
+    import shutil
+
+    repository = tmp_path / "repo"
+    shutil.copytree(tiny_repository, repository, symlinks=True)
+    parity = repository / "clip_text" / "1" / "parity.json"
+    parity.write_text(json.dumps({**json.loads(parity.read_text()), "source": "/models/mine.pt"}))
+    result = runner.invoke(app, ["bench", "--only", "models", "--profile", "base", "--repository", str(repository),
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "would overwrite it" in " ".join(result.output.split())
