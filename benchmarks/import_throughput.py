@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -49,7 +50,8 @@ async def measure(grpc_url: str, rows: int, batch_size: int, workdir: Path) -> d
     from snapfit.demo_catalog import generate_catalog
 
     catalog_csv = generate_catalog(workdir / "catalog", count=rows, seed=1)
-    settings = Settings(triton=TritonSettings(grpc_url=grpc_url, timeout_s=600),
+    admin_token = secrets.token_urlsafe(16)
+    settings = Settings(triton=TritonSettings(grpc_url=grpc_url, timeout_s=600), admin_token=admin_token,
                         catalog=CatalogSettings(url=f"sqlite:///{workdir / 'catalog.db'}", index_path=workdir / "index",
                                                 image_root=catalog_csv.parent, import_batch_size=batch_size))
     app = create_app(settings)
@@ -66,7 +68,7 @@ async def measure(grpc_url: str, rows: int, batch_size: int, workdir: Path) -> d
                   "classifier_per_s": await _images_per_second(models.tryon_probability, images, batch_size),
                   "both_models_per_s": await _images_per_second(both, images, batch_size)}
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
-                                     timeout=600) as client:
+                                     timeout=600, headers={"Authorization": f"Bearer {admin_token}"}) as client:
             started = await client.post("/v1/catalog/imports", files={"file": ("c.csv", catalog_csv.read_bytes())},
                                         data={"base_dir": str(catalog_csv.parent)})
             job_id = started.json()["job_id"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,9 +22,17 @@ from orchestrator.clients.models import ModelGateway
 from orchestrator.clients.person import MediapipePersonPreprocessor
 from orchestrator.clients.triton import TritonClient
 from orchestrator.domain import Product
-from orchestrator.errors import BadRequest, ModelUnavailable, PayloadTooLarge, SnapfitError, StoreUnavailable
+from orchestrator.errors import (
+    BadRequest,
+    ModelUnavailable,
+    PayloadTooLarge,
+    SnapfitError,
+    StoreUnavailable,
+    Unauthorized,
+)
 from orchestrator.index import FaissIndex
 from orchestrator.metrics import REQUEST_SECONDS
+from orchestrator.rate_limit import ClientRateLimiter
 from orchestrator.services.embedding_cache import EmbeddingCache
 from orchestrator.services.images import UploadedImages
 from orchestrator.services.imports import ImportJobs, ImportPipeline
@@ -54,6 +64,7 @@ class Services:
     products: ProductService
     imports: ImportJobs
     tryon: TryOnService
+    rate_limiter: ClientRateLimiter
 
     async def read_upload(self, file: UploadFile) -> bytes:
         """The upload's bytes; PayloadTooLarge as soon as it passes the limit (never buffers more)."""
@@ -89,14 +100,19 @@ async def build_services(settings: Settings, open_store: StoreOpener = open_cata
     images = UploadedImages(runs / "uploads", settings.images, cache, models)
     store = await open_store(settings.catalog.url)
     products = await ProductService.open(store, settings, await _embedding_dim(models))
+    products.follow(settings.catalog.sync_interval_s)
     pipeline = ImportPipeline(products, models, settings.catalog.import_batch_size, settings.catalog.tryon_threshold,
                               settings.images.max_pixels, settings.catalog.fetch_max_bytes)
     tryon = TryOnService(models, store, MediapipePersonPreprocessor(), _garment_loader(settings), settings.tryon)
+    imports = ImportJobs(pipeline, store, settings.catalog, owner=f"{settings.replica_id}/{os.getpid()}")
+    imports.watch()
+    limits = settings.rate_limit
     return Services(settings=settings, triton=triton, models=models, images=images,
                     segment=SegmentService(images, models),
                     search=SearchService(images, models, products.index, store, settings.search),
                     store=store, index=products.index, products=products,
-                    imports=ImportJobs(pipeline, settings.catalog), tryon=tryon)
+                    imports=imports, tryon=tryon,
+                    rate_limiter=ClientRateLimiter(limits.per_client_per_minute, limits.burst, limits.max_clients))
 
 
 async def _embedding_dim(models: ModelGateway) -> int | None:
@@ -161,9 +177,12 @@ def create_app(settings: Settings | None = None, open_store: StoreOpener = open_
     return app
 
 
-def _error_response(status: int, code: str, message: str, retry_after_s: float | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(max(1, round(retry_after_s)))} if retry_after_s else None
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+def _error_response(status: int, code: str, message: str, retry_after_s: float | None = None,
+                    headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = dict(headers or {})
+    if retry_after_s:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers or None)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -171,7 +190,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def snapfit_error(request: Request, error: SnapfitError) -> JSONResponse:
         if error.status >= 500:
             log.warning("%s %s -> %s: %s", request.method, request.url.path, error.code, error.message)
-        return _error_response(error.status, error.code, error.message, error.retry_after_s)
+        challenge = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+        return _error_response(error.status, error.code, error.message, error.retry_after_s, challenge)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

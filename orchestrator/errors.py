@@ -25,6 +25,20 @@ class BadRequest(SnapfitError):
     code = "bad_request"
 
 
+class Unauthorized(SnapfitError):
+    """The request carries no credentials for an endpoint that needs them (401, with a Bearer challenge)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(SnapfitError):
+    """The credentials are wrong, or the endpoint is disabled on this server."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(SnapfitError):
     status = 404
     code = "not_found"
@@ -71,6 +85,12 @@ class Overloaded(SnapfitError):
 
     status = 429
     code = "overloaded"
+
+
+class RateLimited(Overloaded):
+    """This client sent more shopper requests than its per-client rate allows; retry after Retry-After."""
+
+    code = "rate_limited"
 
 
 class ModelUnavailable(SnapfitError):

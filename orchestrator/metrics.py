@@ -14,6 +14,12 @@ EMBEDDING_CACHE_EVENTS = Counter("snapfit_embedding_cache_events_total", "SAM em
                                  ["result"])  # hit | miss | eviction
 EMBEDDING_CACHE_BYTES = Gauge("snapfit_embedding_cache_bytes", "bytes held by the SAM embedding cache")
 INDEX_VECTORS = Gauge("snapfit_index_vectors", "vectors in the FAISS index")
+INDEX_GENERATION = Gauge("snapfit_index_generation", "the catalog generation this replica's index has applied")
+INDEX_SYNC_ERRORS = Counter("snapfit_index_sync_errors_total", "failed polls of the store's change log")
+IMPORT_ROWS_PENDING = Gauge("snapfit_import_rows_pending", "rows still to import in the imports this replica runs")
+AUTH_FAILURES = Counter("snapfit_admin_auth_failures_total", "admin requests refused, by reason",
+                        ["reason"])  # missing | wrong | disabled
+RATE_LIMITED = Counter("snapfit_rate_limited_total", "shopper requests refused by the per-client rate limit")
 IMPORT_ROWS = Counter("snapfit_import_rows_total", "catalog rows processed by imports, by outcome",
                       ["outcome"])  # inserted | updated | unchanged | failed
 TRYON_SECONDS = Histogram("snapfit_tryon_duration_seconds", "try-on jobs from start to result, by outcome",

@@ -6,9 +6,10 @@ Build one `Settings()` in `create_app()` and pass it down; nothing reads the env
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from snapfit import contract
@@ -46,6 +47,10 @@ class CatalogSettings(BaseModel):
     fetch_max_bytes: int = Field(15 * 1024 * 1024, gt=0)
     allow_private_networks: bool = Field(False, description="allow image URLs on private/loopback addresses")
     image_root: Path | None = Field(None, description="local image paths must lie under this folder when set")
+    sync_interval_s: float = Field(1.0, gt=0, description="how often each replica applies the store's change log "
+                                                          "to its own vector index (the bound on replica lag)")
+    import_lease_s: float = Field(30.0, ge=2, description="an import whose replica stopped renewing it this long "
+                                                          "is resumed by another replica")
 
 
 class TryOnSettings(BaseModel):
@@ -65,12 +70,33 @@ class TryOnSettings(BaseModel):
                                                   "background stay exactly as shot)")
 
 
+class RateLimitSettings(BaseModel):
+    per_client_per_minute: int = Field(600, ge=0, description="shopper requests (search, masks, uploads, try-on) "
+                                                              "per client per minute and replica; 0 = no limit")
+    burst: int = Field(60, ge=1, description="requests a client may send at once before the rate applies")
+    trust_forwarded_for: bool = Field(False, description="key clients by the first X-Forwarded-For address "
+                                                         "(only behind a proxy that sets it)")
+    max_clients: int = Field(100_000, ge=1, description="clients tracked at once (least recently seen dropped)")
+
+
+def _default_replica_id() -> str:
+    return socket.gethostname()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SNAPFIT_", env_nested_delimiter="__", env_file=".env",
                                       extra="ignore")
 
     host: str = "0.0.0.0"
     port: int = Field(contract.API_PORT, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes of `snapfit serve`")
+    replica_id: str = Field(default_factory=_default_replica_id, min_length=1,
+                            description="names this replica in import leases, with the process id (k8s: the "
+                                        "pod name; default: the host name)")
+    admin_token: SecretStr | None = Field(None, min_length=16,
+                                          description="bearer token of the catalog-changing endpoints (16+ "
+                                                      "characters); unset = those endpoints refuse every request")
+    rate_limit: RateLimitSettings = RateLimitSettings()
     triton: TritonSettings = TritonSettings()
     images: ImageSettings = ImageSettings()
     search: SearchSettings = SearchSettings()

@@ -10,11 +10,13 @@ from pydantic import BaseModel, Field
 
 from orchestrator.errors import InvalidInput
 from orchestrator.ingest import ColumnMapping
+from orchestrator.routes.access import require_admin
 from orchestrator.routes.deps import services
 from orchestrator.schemas import ErrorBody
 
 router = APIRouter(prefix="/v1/catalog", tags=["catalog"])
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)}
+ADMIN_ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 413, 415, 422, 503)}
 
 
 class RowErrorOut(BaseModel):
@@ -33,6 +35,7 @@ class ImportJobOut(BaseModel):
     unchanged: int
     failed: int
     rows_per_second: float
+    resumed: int = Field(description="times a replica took this job over after its replica stopped")
     message: str
     errors: list[RowErrorOut] = Field(description="per-row problems (the first 1,000)")
 
@@ -41,13 +44,15 @@ def job_out(job) -> ImportJobOut:
     return ImportJobOut(job_id=job.job_id, status=job.status, total_rows=job.total_rows,
                         processed_rows=job.processed_rows, inserted=job.inserted, updated=job.updated,
                         unchanged=job.unchanged, failed=job.failed, rows_per_second=round(job.rows_per_second, 2),
+                        resumed=job.resumed,
                         message=job.message,
                         errors=[RowErrorOut(line=e.line, product_id=e.product_id, message=e.message)
                                 for e in job.errors])
 
 
-@router.post("/imports", response_model=ImportJobOut, status_code=202, responses=ERRORS,
-             summary="Import a catalog CSV (id, name, image, link, brand, price, tags, category)")
+@router.post("/imports", response_model=ImportJobOut, status_code=202, responses=ADMIN_ERRORS,
+             dependencies=[Depends(require_admin)],
+             summary="Import a catalog CSV (id, name, image, link, brand, price, tags, category); admin")
 async def start_import(
     file: UploadFile = File(..., description="UTF-8 CSV"),
     mapping: str | None = Form(None, description='JSON column mapping, e.g. {"product_id": "sku"}'),
@@ -68,4 +73,4 @@ async def start_import(
 
 @router.get("/imports/{job_id}", response_model=ImportJobOut, responses=ERRORS, summary="Progress of an import")
 async def get_import(job_id: str, svc=Depends(services)) -> ImportJobOut:
-    return job_out(svc.imports.get(job_id))
+    return job_out(await svc.imports.get(job_id))

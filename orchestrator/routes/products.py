@@ -6,11 +6,13 @@ from fastapi import APIRouter, Depends, Response
 
 from orchestrator.domain import Product
 from orchestrator.errors import NotFound
+from orchestrator.routes.access import rate_limited, require_admin
 from orchestrator.routes.deps import services
 from orchestrator.schemas import ErrorBody, ProductOut, ProductUpdate
 
 router = APIRouter(prefix="/v1/products", tags=["catalog"])
-ERRORS = {code: {"model": ErrorBody} for code in (404, 422, 503)}
+ERRORS = {code: {"model": ErrorBody} for code in (404, 422, 429, 503)}
+ADMIN_ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 503)}
 
 
 def product_out(product: Product) -> ProductOut:
@@ -19,21 +21,24 @@ def product_out(product: Product) -> ProductOut:
                       tryon_ready=product.tryon_ready, tryon_probability=product.tryon_probability)
 
 
-@router.get("/{product_id}", response_model=ProductOut, responses=ERRORS, summary="One product's metadata")
+@router.get("/{product_id}", response_model=ProductOut, responses=ERRORS, summary="One product's metadata",
+            dependencies=[Depends(rate_limited)])
 async def get_product(product_id: str, svc=Depends(services)) -> ProductOut:
     return product_out(await svc.products.get(product_id))
 
 
-@router.patch("/{product_id}", response_model=ProductOut, responses=ERRORS,
-              summary="Update metadata (search filters see the change at once)")
+@router.patch("/{product_id}", response_model=ProductOut, responses=ADMIN_ERRORS,
+              dependencies=[Depends(require_admin)],
+              summary="Update metadata (admin; this replica's search sees it at once, every replica within "
+                      "the sync interval)")
 async def update_product(product_id: str, body: ProductUpdate, svc=Depends(services)) -> ProductOut:
     changes = body.model_dump(exclude_unset=True)
     product = await svc.products.update(product_id, changes)
     return product_out(product)
 
 
-@router.delete("/{product_id}", status_code=204, responses=ERRORS,
-               summary="Delete a product; it never comes back in search")
+@router.delete("/{product_id}", status_code=204, responses=ADMIN_ERRORS, dependencies=[Depends(require_admin)],
+               summary="Delete a product (admin); it never comes back in search")
 async def delete_product(product_id: str, svc=Depends(services)) -> Response:
     if not await svc.products.delete(product_id):
         raise NotFound(f"no product {product_id!r}")

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from orchestrator.domain import MaskPrediction, Product, ProductFilter, TryOnUpdate
-from orchestrator.stores.catalog_store import UpsertResult
+from orchestrator.stores.catalog_store import ImportRecord, UpsertResult
 
 
 class ImageEncoder(Protocol):
@@ -94,6 +94,18 @@ class ProductWriter(Protocol):
     async def save(self) -> None:
         """Persists what was added (the vector index)."""
         ...
+
+
+class ImportJobStore(Protocol):
+    """Where import jobs and their leases live (the catalog store; see stores/catalog_store.py)."""
+
+    async def create_import(self, record: ImportRecord) -> None: ...
+
+    async def update_import(self, job_id: str, owner: str, status: str, state: dict) -> bool: ...
+
+    async def get_import(self, job_id: str) -> ImportRecord | None: ...
+
+    async def claim_stale_import(self, owner: str, lease_s: float) -> ImportRecord | None: ...
 
 
 class ProductLookup(Protocol):

@@ -1,6 +1,12 @@
 """CSV imports: rows (orchestrator/ingest/) -> images -> try-on classifier + CLIP (batched) -> ProductService.
 
-`ImportPipeline` runs one import; `ImportJobs` starts them in the background and keeps their progress.
+`ImportPipeline` runs one import; `ImportJobs` starts them in the background and keeps their progress in the
+store, so every replica answers for every job.
+
+Leases: the replica running a job renews its lease (saving its progress) every lease/3 seconds. Each replica
+also looks for jobs whose lease ran out (their replica died or lost the store) and resumes them: it re-reads
+the job's CSV from the store and continues after the last batch the job's progress counts (`next_row`). Rows of
+the batch in flight when a replica died are imported again and, already stored, count as unchanged.
 
 Idempotent: a row's `source_hash` is the hash of its normalised fields plus the sha256 of its image bytes;
 rows whose stored product has the same hash are counted unchanged and never re-embedded, so importing the
@@ -15,19 +21,20 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from orchestrator.errors import NotFound, SnapfitError
 from orchestrator.images import content_hash, decode_image
 from orchestrator.ingest import CatalogRow, ColumnMapping, ImageLoader, RowError, parse_catalog_csv
-from orchestrator.metrics import IMPORT_ROWS
-from orchestrator.services.dependencies import CatalogModels, ProductWriter
+from orchestrator.metrics import IMPORT_ROWS, IMPORT_ROWS_PENDING
+from orchestrator.services.dependencies import CatalogModels, ImportJobStore, ProductWriter
 from orchestrator.settings import CatalogSettings
+from orchestrator.stores.catalog_store import ImportRecord, UpsertResult
 
 log = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 1000
@@ -36,6 +43,8 @@ PIPELINE_DEPTH = 2
 
 @dataclass
 class ImportJob:
+    """One import's progress. next_row: the rows (after parsing) whose outcome is counted, from the first."""
+
     job_id: str
     status: Literal["queued", "running", "succeeded", "failed"] = "queued"
     total_rows: int = 0
@@ -48,6 +57,20 @@ class ImportJob:
     message: str = ""
     started_at: float = 0.0
     finished_at: float = 0.0
+    next_row: int = 0
+    resumed: int = 0
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able progress for the store (everything but job_id and status)."""
+        state = {name: getattr(self, name) for name in _COUNTERS}
+        state["errors"] = [asdict(error) for error in self.errors]
+        return state
+
+    @classmethod
+    def from_state(cls, job_id: str, status: str, state: dict[str, Any]) -> ImportJob:
+        job = cls(job_id=job_id, status=status, **{name: state[name] for name in _COUNTERS if name in state})
+        job.errors = [RowError(**error) for error in state.get("errors", [])]
+        return job
 
     def fail_row(self, error: RowError) -> None:
         self.failed += 1
@@ -61,13 +84,21 @@ class ImportJob:
         return self.processed_rows / max(end - self.started_at, 1e-9) if self.started_at else 0.0
 
 
+_COUNTERS = ("total_rows", "processed_rows", "inserted", "updated", "unchanged", "failed", "message",
+             "started_at", "finished_at", "next_row", "resumed")
+
+
 @dataclass
 class _Prepared:
-    """One batch with its images loaded and decoded; rows whose content did not change are already counted."""
+    """One batch (rows[start:end]) with its images loaded and decoded, and the outcomes already known
+    (unchanged rows, failed ones), counted on the job only when the batch is stored, in order."""
 
-    rows: list[CatalogRow]
-    pixels: list[np.ndarray]
-    source_hashes: list[str]
+    end: int
+    rows: list[CatalogRow] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    source_hashes: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    failures: list[RowError] = field(default_factory=list)
 
 
 class ImportPipeline:
@@ -81,26 +112,24 @@ class ImportPipeline:
         self.tryon_threshold = tryon_threshold
         self.max_image_pixels = max_image_pixels
         self.fetch_max_bytes = fetch_max_bytes
-        self.jobs: dict[str, ImportJob] = {}
 
     def new_job(self, rows: Sequence[CatalogRow], parse_errors: Sequence[RowError]) -> ImportJob:
         job = ImportJob(job_id=uuid.uuid4().hex, total_rows=len(rows) + len(parse_errors))
         for error in parse_errors:
             job.fail_row(error)
         job.processed_rows = len(parse_errors)
-        self.jobs[job.job_id] = job
         return job
 
-    async def run(self, job: ImportJob, rows: Sequence[CatalogRow], loader: ImageLoader,
-                  on_progress: Callable[[ImportJob], None] = lambda job: None) -> ImportJob:
-        """Imports `rows` into the catalog, updating `job` as batches finish; never raises for bad rows."""
-        job.status, job.started_at = "running", time.time()
+    async def run(self, job: ImportJob, rows: Sequence[CatalogRow], loader: ImageLoader) -> ImportJob:
+        """Imports rows[job.next_row:] into the catalog, updating `job` as batches finish; never raises for bad
+        rows. A resumed job continues its counts."""
+        job.status = "running"
+        job.started_at = job.started_at or time.time()
         queue: asyncio.Queue[_Prepared | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
-        producer = asyncio.create_task(self._produce(job, rows, loader, queue))
+        producer = asyncio.create_task(self._produce(rows, job.next_row, loader, queue))
         try:
             while (prepared := await queue.get()) is not None:
                 await self._embed_and_store(job, prepared)
-                on_progress(job)
             await producer
             await self.products.save()
             job.status = "succeeded"
@@ -109,34 +138,33 @@ class ImportPipeline:
             log.warning("import %s stopped: %s", job.job_id, error.message)
         finally:
             producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
             job.finished_at = time.time()
-            on_progress(job)
         return job
 
-    async def _produce(self, job: ImportJob, rows: Sequence[CatalogRow], loader: ImageLoader,
+    async def _produce(self, rows: Sequence[CatalogRow], first: int, loader: ImageLoader,
                        queue: asyncio.Queue) -> None:
-        for start in range(0, len(rows), self.batch_size):
-            await queue.put(await self._prepare(job, list(rows[start:start + self.batch_size]), loader))
+        for start in range(first, len(rows), self.batch_size):
+            batch = list(rows[start:start + self.batch_size])
+            await queue.put(await self._prepare(batch, start + len(batch), loader))
         await queue.put(None)
 
-    async def _prepare(self, job: ImportJob, rows: list[CatalogRow], loader: ImageLoader) -> _Prepared:
+    async def _prepare(self, rows: list[CatalogRow], end: int, loader: ImageLoader) -> _Prepared:
         fetched = await asyncio.gather(*(loader.load(row.image) for row in rows), return_exceptions=True)
         existing = await self.products.get_many([row.product_id for row in rows])
-        prepared = _Prepared([], [], [])
+        prepared = _Prepared(end)
         for row, data in zip(rows, fetched):
             if isinstance(data, BaseException):
-                self._row_failed(job, row, data)
+                prepared.failures.append(_row_error(row, data))
                 continue
             source_hash = hashlib.sha256(f"{row.row_hash}:{content_hash(data)}".encode()).hexdigest()
             if row.product_id in existing and existing[row.product_id].source_hash == source_hash:
-                job.unchanged += 1
-                job.processed_rows += 1
-                IMPORT_ROWS.labels(outcome="unchanged").inc()
+                prepared.unchanged += 1
                 continue
             try:
                 pixels = await asyncio.to_thread(decode_image, data, self.fetch_max_bytes, self.max_image_pixels)
             except SnapfitError as error:
-                self._row_failed(job, row, error)
+                prepared.failures.append(_row_error(row, error))
                 continue
             prepared.rows.append(row)
             prepared.pixels.append(pixels)
@@ -144,69 +172,174 @@ class ImportPipeline:
         return prepared
 
     async def _embed_and_store(self, job: ImportJob, batch: _Prepared) -> None:
-        if not batch.rows:
-            return
-        probabilities, embeddings = await asyncio.gather(self.models.tryon_probability(batch.pixels),
-                                                         self.models.clip_image(batch.pixels))
-        products = []
-        for row, source_hash, probability, embedding in zip(batch.rows, batch.source_hashes, probabilities,
-                                                            embeddings):
-            product = row.to_product()
-            product.source_hash = source_hash
-            product.tryon_probability = float(probability)
-            product.tryon_ready = bool(probability >= self.tryon_threshold)
-            product.embedding = np.ascontiguousarray(embedding, dtype=np.float32)
-            products.append(product)
-        result = await self.products.add(products)
+        result = UpsertResult()
+        if batch.rows:
+            probabilities, embeddings = await asyncio.gather(self.models.tryon_probability(batch.pixels),
+                                                             self.models.clip_image(batch.pixels))
+            products = []
+            for row, source_hash, probability, embedding in zip(batch.rows, batch.source_hashes, probabilities,
+                                                                embeddings):
+                product = row.to_product()
+                product.source_hash = source_hash
+                product.tryon_probability = float(probability)
+                product.tryon_ready = bool(probability >= self.tryon_threshold)
+                product.embedding = np.ascontiguousarray(embedding, dtype=np.float32)
+                products.append(product)
+            result = await self.products.add(products)
+        # the whole batch's outcome lands on the job at once (no await below): a saved state is always consistent
+        for error in batch.failures:
+            job.fail_row(error)
         job.inserted += result.inserted
         job.updated += result.updated
-        job.unchanged += result.unchanged
-        job.processed_rows += len(products)
+        job.unchanged += result.unchanged + batch.unchanged
+        job.processed_rows += len(batch.rows) + batch.unchanged + len(batch.failures)
+        job.next_row = batch.end
         for outcome, count in (("inserted", result.inserted), ("updated", result.updated),
-                               ("unchanged", result.unchanged)):
+                               ("unchanged", result.unchanged + batch.unchanged)):
             IMPORT_ROWS.labels(outcome=outcome).inc(count)
 
-    @staticmethod
-    def _row_failed(job: ImportJob, row: CatalogRow, error: BaseException) -> None:
-        message = error.message if isinstance(error, SnapfitError) else f"{type(error).__name__}: {error}"
-        job.fail_row(RowError(line=row.line, product_id=row.product_id, message=f"image {row.image!r}: {message}"))
-        job.processed_rows += 1
+
+def _row_error(row: CatalogRow, error: BaseException) -> RowError:
+    message = error.message if isinstance(error, SnapfitError) else f"{type(error).__name__}: {error}"
+    return RowError(line=row.line, product_id=row.product_id, message=f"image {row.image!r}: {message}")
 
 
 class ImportJobs:
-    """Starts imports in the background and keeps their jobs for progress queries."""
+    """Starts imports in the background, keeps their progress in the store, and resumes stale ones.
 
-    def __init__(self, pipeline: ImportPipeline, settings: CatalogSettings):
+    owner: this process's name in leases (unique per process: replica id + pid).
+    """
+
+    def __init__(self, pipeline: ImportPipeline, store: ImportJobStore, settings: CatalogSettings, owner: str):
         self.pipeline = pipeline
+        self.store = store
         self.settings = settings
+        self.owner = owner
+        self.renew_every_s = max(0.2, min(settings.import_lease_s / 3, 1.0))
+        self._running: dict[str, ImportJob] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._watcher: asyncio.Task | None = None
 
     async def start(self, csv_data: bytes, mapping: ColumnMapping | None = None,
                     base_dir: Path | None = None) -> ImportJob:
-        """Parses the CSV now (a broken header is a 400 right away) and imports its rows in the background.
+        """Parses the CSV now (a broken header is a 400 right away), stores the job with its CSV, and imports its
+        rows in the background.
 
         Local image paths are allowed only under `catalog.image_root`; relative ones resolve against base_dir.
         """
         rows, errors = await asyncio.to_thread(parse_catalog_csv, csv_data, mapping, base_dir=base_dir)
         job = self.pipeline.new_job(rows, errors)
-        task = asyncio.create_task(self._run(job, rows))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        now = time.time()
+        options = {"mapping": None if mapping is None else mapping.model_dump(),
+                   "base_dir": None if base_dir is None else str(base_dir)}
+        await self.store.create_import(ImportRecord(
+            job_id=job.job_id, status=job.status, state=job.to_state(), options=options, owner=self.owner,
+            heartbeat_at=now, created_at=now, csv=csv_data))
+        self._launch(job, rows)
         return job
 
-    async def _run(self, job: ImportJob, rows) -> None:
-        root = self.settings.image_root
-        async with ImageLoader(max_bytes=self.settings.fetch_max_bytes, timeout_s=self.settings.fetch_timeout_s,
-                               allow_local_files=root is not None, allowed_root=root,
-                               allow_private_networks=self.settings.allow_private_networks) as loader:
-            await self.pipeline.run(job, rows, loader)
-
-    def get(self, job_id: str) -> ImportJob:
-        if job_id not in self.pipeline.jobs:
+    async def get(self, job_id: str) -> ImportJob:
+        """The job as this replica runs it, else as the store has it (any replica's); NotFound otherwise."""
+        if job_id in self._running:
+            return self._running[job_id]
+        record = await self.store.get_import(job_id)
+        if record is None:
             raise NotFound(f"no import job {job_id!r}")
-        return self.pipeline.jobs[job_id]
+        return ImportJob.from_state(record.job_id, record.status, record.state)
+
+    def watch(self) -> None:
+        """Starts looking for imports whose replica stopped renewing their lease, and resuming them."""
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch(), name="import-watcher")
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        """Stops every import running here without finishing it: its lease runs out and a replica resumes it."""
+        tasks = [*self._tasks, *([self._watcher] if self._watcher else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._watcher = None
+
+    # ---- running, renewing, resuming -------------------------------------------------------------------------
+
+    def _launch(self, job: ImportJob, rows: Sequence[CatalogRow]) -> None:
+        self._running[job.job_id] = job
+        task = asyncio.create_task(self._run(job, rows), name=f"import-{job.job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._update_pending()
+
+    async def _run(self, job: ImportJob, rows: Sequence[CatalogRow]) -> None:
+        run = asyncio.current_task()
+        keeper = asyncio.create_task(self._keep_lease(job, run))
+        root = self.settings.image_root
+        try:
+            async with ImageLoader(max_bytes=self.settings.fetch_max_bytes, timeout_s=self.settings.fetch_timeout_s,
+                                   allow_local_files=root is not None, allowed_root=root,
+                                   allow_private_networks=self.settings.allow_private_networks) as loader:
+                await self.pipeline.run(job, rows, loader)
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            await self._save_final(job)
+        finally:
+            keeper.cancel()
+            self._running.pop(job.job_id, None)
+            self._update_pending()
+
+    async def _keep_lease(self, job: ImportJob, run: asyncio.Task) -> None:
+        """Saves the job's progress (renewing its lease) every renew_every_s; stops the run if another replica
+        has claimed the job meanwhile."""
+        while True:
+            await asyncio.sleep(self.renew_every_s)
+            self._update_pending()
+            try:
+                held = await self.store.update_import(job.job_id, self.owner, job.status, job.to_state())
+            except SnapfitError as error:
+                log.warning("cannot renew the lease of import %s (%s)", job.job_id, error.message)
+                continue
+            if not held:
+                log.warning("import %s was taken over by another replica; stopping it here", job.job_id)
+                run.cancel()
+                return
+
+    async def _save_final(self, job: ImportJob) -> None:
+        for attempt in range(3):
+            try:
+                if not await self.store.update_import(job.job_id, self.owner, job.status, job.to_state()):
+                    log.warning("import %s finished here after another replica took it over", job.job_id)
+                return
+            except SnapfitError as error:
+                log.warning("cannot save the end of import %s (%s)", job.job_id, error.message)
+                await asyncio.sleep(self.renew_every_s * (attempt + 1))
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.renew_every_s)
+            try:
+                record = await self.store.claim_stale_import(self.owner, self.settings.import_lease_s)
+                if record is not None:
+                    await self._resume(record)
+            except SnapfitError as error:
+                log.warning("cannot look for imports to resume (%s)", error.message)
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one failed attempt
+                log.exception("resuming an import failed")
+
+    async def _resume(self, record: ImportRecord) -> None:
+        job = ImportJob.from_state(record.job_id, record.status, record.state)
+        job.resumed += 1
+        log.info("resuming import %s after row %d of %d (its replica stopped renewing it)", job.job_id,
+                 job.next_row, job.total_rows)
+        mapping = record.options.get("mapping")
+        base_dir = record.options.get("base_dir")
+        try:
+            rows, _ = await asyncio.to_thread(
+                parse_catalog_csv, record.csv or b"", None if mapping is None else ColumnMapping(**mapping),
+                base_dir=None if base_dir is None else Path(base_dir))
+        except SnapfitError as error:
+            job.status, job.message, job.finished_at = "failed", f"cannot resume: {error.message}", time.time()
+            await self._save_final(job)
+            return
+        self._launch(job, rows)
+
+    def _update_pending(self) -> None:
+        IMPORT_ROWS_PENDING.set(sum(job.total_rows - job.processed_rows for job in self._running.values()))

@@ -1,9 +1,15 @@
 """ProductService: the products as the API changes them, in the store (source of truth) and the FAISS index
 (derived), kept in step. (The store is stores/catalog_store.py; CSV imports are services/imports.py.)
 
-On start the persisted index is loaded when its generation equals the store's, and rebuilt from the store's
-embeddings otherwise (missing, stale, or corrupt). Every change goes to the store first and then to the
-index; deletions leave the index first, so a deleted product can never be returned by a search.
+On start the persisted index is loaded and brought up to date from the store's change log (rebuilt from the
+store's embeddings when missing, corrupt, or older than the log). Every change made here goes to the store
+first and then to this index; deletions leave the index first, so a deleted product can never be returned by
+a search here.
+
+Replicas: every process keeps its own index and follows the store (`follow()`): each `sync_interval_s` it
+asks the change log what changed since the generation its index has applied, re-reads those products and
+applies their current state. So a change made through any replica reaches every replica's search within about
+one interval (plus the poll's own time); this replica's own changes are visible at once.
 The index's dimension is the served CLIP model's (ModelGateway.embedding_dim), so a model with another width
 needs no code change; the store's vectors must match it (a rebuild says which dimension it found).
 """
@@ -12,16 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import faiss
 
 from orchestrator.domain import Product
 from orchestrator.errors import InvalidInput, NotFound, SnapfitError
 from orchestrator.index import FaissIndex, IndexFileError
-from orchestrator.metrics import INDEX_VECTORS
+from orchestrator.metrics import INDEX_GENERATION, INDEX_SYNC_ERRORS, INDEX_VECTORS
 from orchestrator.settings import Settings
 from orchestrator.stores.catalog_store import CatalogStore, UpsertResult
 from snapfit import contract
@@ -35,6 +42,10 @@ class ProductService:
         self.index = index
         self.index_path = Path(index_path)
         self.index_loaded = False
+        # the store generation whose changes the index holds (it may hold later ones too: its own writes)
+        self.synced_generation = 0
+        self._follower: asyncio.Task | None = None
+        self._folder_lock: IO | None = None
         # store write + index update happen under one lock, and save() takes it too, so a saved index is
         # never labelled with a generation whose changes it lacks
         self._write_lock = asyncio.Lock()
@@ -48,44 +59,107 @@ class ProductService:
         """
         # concurrency comes from the request thread pool; FAISS's own OpenMP threads only slow single queries
         faiss.omp_set_num_threads(1)
-        path = Path(settings.catalog.index_path)
-        if embedding_dim is None:
-            embedding_dim = await _catalog_width(store, path)
-        service = cls(store, FaissIndex(embedding_dim, settings.search.index_factory), path)
-        await service._load_or_rebuild(settings.search.index_factory)
+        path, lock = await asyncio.to_thread(_lock_index_folder, Path(settings.catalog.index_path))
+        try:
+            if embedding_dim is None:
+                embedding_dim = await _catalog_width(store, path)
+            service = cls(store, FaissIndex(embedding_dim, settings.search.index_factory), path)
+            service._folder_lock = lock
+            await service._load_or_rebuild(settings.search.index_factory)
+        except BaseException:
+            lock.close()
+            raise
         return service
 
     async def _load_or_rebuild(self, factory: str) -> None:
-        generation = await self.store.generation()
         manifest = await asyncio.to_thread(FaissIndex.read_manifest, self.index_path)
-        if manifest is not None and manifest.generation == generation and manifest.factory == factory:
+        reason = "missing" if manifest is None else "built with another index factory"
+        if manifest is not None and manifest.factory == factory:
             try:
-                self.index, _ = await asyncio.to_thread(FaissIndex.load, self.index_path, dim=self.index.dim)
-                log.info("loaded the vector index (%d products, generation %d)", len(self.index), generation)
-                self._loaded()
-                return
+                index, _ = await asyncio.to_thread(FaissIndex.load, self.index_path, dim=self.index.dim)
             except IndexFileError as error:
                 log.warning("the saved vector index is unusable (%s); rebuilding it from the store", error)
-        reason = "missing" if manifest is None else "stale"
+                reason = "unusable"
+            else:
+                self.index, self.synced_generation = index, manifest.generation
+                applied = await self.sync()
+                if applied is not None:
+                    log.info("loaded the vector index (%d products, generation %d, %d changes applied)",
+                             len(self.index), self.synced_generation, applied)
+                    self._loaded()
+                    return
+                reason = "older than the store's change log"
         log.info("the saved vector index is %s; rebuilding it from the store", reason)
+        await self._rebuild()
+        self._loaded()
+
+    async def _rebuild(self) -> None:
+        """Refills the index with every stored embedding (searches go on meanwhile; the index journals concurrent
+        changes), labelled with the generation read before the iteration."""
+        generation = await self.store.generation()
         try:
             count = await self.index.rebuild_from(batch.products async for batch in self.store.iter_embeddings())
         except InvalidInput as error:
             raise SnapfitError(f"the catalog's embeddings do not fit the served CLIP model ({error.message}); "
                                f"re-import the catalog, or serve the model it was imported with") from None
+        self.synced_generation = generation
+        INDEX_VECTORS.set(len(self.index))
         await self.save()
         log.info("rebuilt the vector index from the store: %d products", count)
-        self._loaded()
+
+    async def sync(self) -> int | None:
+        """Applies the store's changes since `synced_generation`; the number of products re-read, or None when
+        the change log cannot answer (the caller rebuilds)."""
+        changes = await self.store.changes_since(self.synced_generation)
+        if not changes.complete:
+            return None
+        if changes.product_ids:
+            current = await self.store.get_many(list(changes.product_ids), include_embeddings=True)
+            present = [p for p in current.values() if p.embedding is not None]
+            gone = [i for i in changes.product_ids if i not in current or current[i].embedding is None]
+            async with self._write_lock:
+                if gone:
+                    await asyncio.to_thread(self.index.remove, gone)
+                if present:
+                    await asyncio.to_thread(self.index.upsert, present)
+                INDEX_VECTORS.set(len(self.index))
+        moved = changes.generation != self.synced_generation
+        self.synced_generation = changes.generation
+        INDEX_GENERATION.set(changes.generation)
+        if moved and changes.product_ids:
+            await self.save()
+        return len(changes.product_ids)
+
+    def follow(self, interval_s: float) -> None:
+        """Starts applying other replicas' changes every `interval_s` in the background (stopped by close())."""
+        if self._follower is None:
+            self._follower = asyncio.create_task(self._follow(interval_s), name="catalog-follower")
+
+    async def _follow(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                if await self.sync() is None:
+                    log.warning("the store's change log cannot bring the index up to date; rebuilding it")
+                    await self._rebuild()
+            except SnapfitError as error:
+                INDEX_SYNC_ERRORS.inc()
+                log.warning("cannot follow the catalog's changes (%s); retrying in %.1f s", error.message,
+                            interval_s)
+            except Exception:  # noqa: BLE001 - the follower must outlive any one failed poll
+                INDEX_SYNC_ERRORS.inc()
+                log.exception("following the catalog's changes failed; retrying in %.1f s", interval_s)
 
     def _loaded(self) -> None:
         self.index_loaded = True
         INDEX_VECTORS.set(len(self.index))
+        INDEX_GENERATION.set(self.synced_generation)
 
     async def save(self) -> None:
-        """Persists the index with the store's current generation (one save at a time)."""
+        """Persists the index labelled with the generation it has applied (one save at a time); on the next start
+        the change log brings it up to date from there."""
         async with self._write_lock:
-            generation = await self.store.generation()
-            await asyncio.to_thread(self.index.save, self.index_path, generation)
+            await asyncio.to_thread(self.index.save, self.index_path, self.synced_generation)
 
     async def get_many(self, product_ids: list[str]) -> dict[str, Product]:
         """Stored products by id (metadata only); unknown ids are absent."""
@@ -126,8 +200,34 @@ class ProductService:
         return deleted
 
     async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+            self._follower = None
         if self.index_loaded:
             await self.save()
+        if self._folder_lock is not None:
+            self._folder_lock.close()
+            self._folder_lock = None
+
+
+def _lock_index_folder(path: Path) -> tuple[Path, IO]:
+    """`path`, or `path-2`, `path-3`, ... : the first index folder no other live process holds (an exclusive
+    flock on its `.lock` file, released when the process ends). So uvicorn workers, or replicas started with the
+    same settings on one machine, never save over each other's index."""
+    for n in range(1, 1025):
+        folder = path if n == 1 else path.with_name(f"{path.name}-{n}")
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".lock", "a+b")  # noqa: SIM115 - held open for the service's lifetime
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        if n > 1:
+            log.info("index folder %s is in use by another process; this one keeps its index in %s", path, folder)
+        return folder, handle
+    raise SnapfitError(f"every index folder {path}[-N] is in use by another process")
 
 
 async def _catalog_width(store: CatalogStore, index_path: Path) -> int:

@@ -9,6 +9,15 @@ with every write that changes the catalog (insert, update, delete), so "same gen
 A persisted vector index records the generation it was built from; on start, a different value means rebuild.
 Build order for a rebuild: read `generation()` first, then `iter_embeddings()`; a write that lands during the
 iteration bumps the counter past the recorded value, so that index reads as stale on the next start.
+
+Change log: every write also records, per product, the generation of its latest change (deletions too), so a
+replica whose index is at generation g asks `changes_since(g)` for the products to re-read, applies their current
+state (present: upsert; gone: remove) and moves to the returned generation. Applying a product's current state
+is idempotent, so re-applying a change never hurts; a generation is returned only once every change up to it is
+readable. The log keeps one entry per product id ever written (deleted ones included).
+
+Import jobs: their state lives in the store too (`ImportRecord`), so any replica answers for any job, and an
+import whose replica stopped renewing its lease is claimed and resumed by another.
 """
 
 from __future__ import annotations
@@ -76,6 +85,44 @@ class EmbeddingBatch:
     products: list[Product]
 
 
+@dataclass(frozen=True)
+class ChangeSet:
+    """What changed after a generation.
+
+    generation: apply `product_ids` (re-read each product's current state) and the index is at this generation.
+    product_ids: products inserted, updated or deleted after the asked generation (each once, any order).
+    complete: False when the log cannot answer (the asked generation predates the log, or is ahead of the
+        store: another store, or one that was reset); then rebuild from `iter_embeddings`.
+    """
+
+    generation: int
+    product_ids: tuple[str, ...] = ()
+    complete: bool = True
+
+
+IMPORT_ACTIVE = ("queued", "running")  # statuses of an import some replica must (still) work on
+
+
+@dataclass
+class ImportRecord:
+    """One import job as the store keeps it.
+
+    state: the job's progress as JSON-able values (services/imports.py owns its meaning; the store only keeps it).
+    csv: the uploaded CSV, kept while the job is active so another replica can resume it (None when not read).
+    options: how to read the CSV (column mapping, base folder), JSON-able.
+    owner / heartbeat_at: the replica working on it and when it last renewed its lease (wall-clock seconds).
+    """
+
+    job_id: str
+    status: str
+    state: dict[str, Any]
+    options: dict[str, Any]
+    owner: str
+    heartbeat_at: float
+    created_at: float
+    csv: bytes | None = None
+
+
 class CatalogStore(Protocol):
     """Products with their metadata and embeddings. All methods are coroutines; none blocks the event loop.
 
@@ -119,6 +166,28 @@ class CatalogStore(Protocol):
     def iter_embeddings(self, batch_size: int = 1024) -> AsyncIterator[EmbeddingBatch]:
         """Every product that has an embedding, in ascending product_id order, each exactly once, in batches
         of at most batch_size. Not a snapshot: read `generation()` before iterating."""
+        ...
+
+    async def changes_since(self, generation: int) -> ChangeSet:
+        """The products changed after `generation` (see the module docstring)."""
+        ...
+
+    async def create_import(self, record: ImportRecord) -> None:
+        """Stores a new job with its CSV (job_id must be new)."""
+        ...
+
+    async def update_import(self, job_id: str, owner: str, status: str, state: dict[str, Any]) -> bool:
+        """Saves progress and renews the lease (heartbeat now), only while `owner` holds the job; False when
+        another replica has claimed it (the caller must stop working on it). A finished status drops the CSV."""
+        ...
+
+    async def get_import(self, job_id: str) -> ImportRecord | None:
+        """The job without its CSV; None for an unknown id."""
+        ...
+
+    async def claim_stale_import(self, owner: str, lease_s: float) -> ImportRecord | None:
+        """Atomically takes over one active job whose lease is older than `lease_s` (owner := `owner`, heartbeat
+        now) and returns it with its CSV; None when there is none."""
         ...
 
     async def close(self) -> None: ...

@@ -10,6 +10,16 @@ D little-endian float32. Against an array of doubles it is exact, 4 bytes a dime
 Without multi-document transactions a bulk write and its counter bump cannot be atomic, so writes bump the
 counter before (a crash mid-write still reads as a change) and after (a rebuild that read the counter while
 the write was in flight reads as stale). The counter may over-count; it never misses a change.
+
+Change log (`catalog_changes`, one document per product id: the generation of its latest change): a write
+takes its generation with the first bump, which also lists the write in the counter document's `writing`
+array, logs its products at that generation, writes them, and leaves `writing` with the second bump.
+`changes_since` returns a generation only when no write is listed, so everything up to it is readable; while
+writes are in flight it returns the ids it found with the caller's own generation (they are re-read next time).
+A write listed longer than STALE_WRITE_S (its process died) no longer holds the log back.
+
+Import jobs: `catalog_imports` (one document per job), their CSV in `catalog_import_chunks` (documents stay
+under MongoDB's 16 MB limit) until the job finishes.
 `update()` is one atomic $set of the changed fields (concurrent updates of other fields are never lost); the
 document's `revision` counter lets it refill `digest` only if nobody wrote in between.
 
@@ -22,22 +32,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+from bson import ObjectId
 from bson.binary import Binary
 from pymongo import ReturnDocument, UpdateOne
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from orchestrator.domain import Product
 from orchestrator.errors import NotFound, SnapfitError, StoreUnavailable
 from orchestrator.stores.catalog_store import (
     DEFAULT_MONGO_DATABASE,
+    IMPORT_ACTIVE,
     METADATA_FIELDS,
+    ChangeSet,
     EmbeddingBatch,
+    ImportRecord,
     UpsertResult,
     content_digest,
     paged_embeddings,
@@ -48,6 +62,10 @@ from orchestrator.stores.catalog_store import (
 _VECTOR_SUBTYPE = 9
 _FLOAT32_HEADER = b"\x27\x00"  # BSON vector dtype FLOAT32, padding 0
 _METADATA_PROJECTION = {"_id": 0, **{name: 1 for name in METADATA_FIELDS}}
+STALE_WRITE_S = 300.0  # a write still listed after this long belongs to a process that died mid-write
+CSV_CHUNK_BYTES = 8 * 1024 * 1024
+_IMPORT_PROJECTION = {"_id": 0, "job_id": 1, "status": 1, "state": 1, "options": 1, "owner": 1,
+                      "heartbeat_at": 1, "created_at": 1}
 
 
 class MongoCatalogStore:
@@ -61,10 +79,14 @@ class MongoCatalogStore:
         self._database = database
         self._products = database["products"]
         self._meta = database["catalog_meta"]
+        self._changes = database["catalog_changes"]
+        self._imports = database["catalog_imports"]
+        self._import_chunks = database["catalog_import_chunks"]
         self._where = where
         self._close = close
         self._closed = False
         self._indexed = False
+        self._meta_ready = False
         self._index_lock = asyncio.Lock()
 
     @classmethod
@@ -105,9 +127,8 @@ class MongoCatalogStore:
                                 {"$set": _document(replace(p, updated_at=now), digests[p.product_id]),
                                  "$inc": {"revision": 1}}, upsert=True)
                       for p in changed]
-            await self._bump_generation()
-            result = await self._products.bulk_write(writes, ordered=False)
-            await self._bump_generation()
+            async with self._logged_write([p.product_id for p in changed]):
+                result = await self._products.bulk_write(writes, ordered=False)
         # the server says which writes inserted: exact even when another writer raced us to the same ids
         inserted = {changed[i].product_id for i in result.upserted_ids}
         return UpsertResult(
@@ -141,12 +162,11 @@ class MongoCatalogStore:
             # digest is blanked with it and refilled only if nobody wrote since (revision), so a stored digest
             # always describes the stored content (a blank one just makes the next upsert rewrite the product)
             encoded = {k: v for k, v in _document(replace(_product(doc), **changes), "").items() if k in changes}
-            await self._bump_generation()
-            doc = await self._products.find_one_and_update(
-                {"product_id": product_id},
-                {"$set": {**encoded, "updated_at": time.time(), "digest": ""}, "$inc": {"revision": 1}},
-                projection={"_id": 0}, return_document=ReturnDocument.AFTER)
-            await self._bump_generation()
+            async with self._logged_write([product_id]):
+                doc = await self._products.find_one_and_update(
+                    {"product_id": product_id},
+                    {"$set": {**encoded, "updated_at": time.time(), "digest": ""}, "$inc": {"revision": 1}},
+                    projection={"_id": 0}, return_document=ReturnDocument.AFTER)
             if doc is None:
                 raise NotFound(f"no product with id {product_id!r}")
             product = _product(doc)
@@ -157,10 +177,8 @@ class MongoCatalogStore:
     async def delete(self, product_id: str) -> bool:
         with self._driver_errors("delete"):
             await self._ready()
-            await self._bump_generation()
-            deleted = (await self._products.delete_one({"product_id": product_id})).deleted_count > 0
-            if deleted:
-                await self._bump_generation()
+            async with self._logged_write([product_id]):
+                deleted = (await self._products.delete_one({"product_id": product_id})).deleted_count > 0
         return deleted
 
     async def count(self) -> int:
@@ -183,6 +201,67 @@ class MongoCatalogStore:
     def iter_embeddings(self, batch_size: int = 1024) -> AsyncIterator[EmbeddingBatch]:
         return paged_embeddings(self._read_page, batch_size)
 
+    async def changes_since(self, generation: int) -> ChangeSet:
+        with self._driver_errors("read the change log"):
+            await self._ready()
+            meta = await self._meta_document()
+            current = int(meta.get("value", 0))
+            if generation < int(meta["changes_from"]) or generation > current:
+                return ChangeSet(current, complete=False)
+            docs = await self._changes.find({"generation": {"$gt": generation}}, {"_id": 1}).to_list()
+        in_flight = [w for w in meta.get("writing", []) if w["since"] > time.time() - STALE_WRITE_S]
+        return ChangeSet(generation if in_flight else current, tuple(doc["_id"] for doc in docs))
+
+    async def create_import(self, record: ImportRecord) -> None:
+        csv = record.csv or b""
+        document = {"job_id": record.job_id, "status": record.status, "state": record.state,
+                    "options": record.options, "owner": record.owner, "heartbeat_at": record.heartbeat_at,
+                    "created_at": record.created_at, "csv_chunks": -(-len(csv) // CSV_CHUNK_BYTES)}
+        chunks = [UpdateOne({"_id": f"{record.job_id}:{i}"},
+                            {"$set": {"job_id": record.job_id, "i": i,
+                                      "data": Binary(csv[start:start + CSV_CHUNK_BYTES])}}, upsert=True)
+                  for i, start in enumerate(range(0, len(csv), CSV_CHUNK_BYTES))]
+        with self._driver_errors("store an import"):
+            await self._ready()
+            if chunks:  # the CSV first: a job is never visible without it
+                await self._import_chunks.bulk_write(chunks, ordered=True)
+            await self._imports.update_one({"job_id": record.job_id}, {"$setOnInsert": document}, upsert=True)
+
+    async def update_import(self, job_id: str, owner: str, status: str, state: dict[str, Any]) -> bool:
+        with self._driver_errors("save an import's progress"):
+            await self._ready()
+            result = await self._imports.update_one(
+                {"job_id": job_id, "owner": owner},
+                {"$set": {"status": status, "state": state, "heartbeat_at": time.time()}})
+            if result.matched_count and status not in IMPORT_ACTIVE:
+                await self._import_chunks.delete_many({"job_id": job_id})
+        return result.matched_count > 0
+
+    async def get_import(self, job_id: str) -> ImportRecord | None:
+        with self._driver_errors("read an import"):
+            await self._ready()
+            doc = await self._imports.find_one({"job_id": job_id}, _IMPORT_PROJECTION)
+        return None if doc is None else ImportRecord(**doc)
+
+    async def claim_stale_import(self, owner: str, lease_s: float) -> ImportRecord | None:
+        now = time.time()
+        with self._driver_errors("claim an import"):
+            await self._ready()
+            # the whole document back, fields picked below (the test stand-in mishandles this projection)
+            doc = await self._imports.find_one_and_update(
+                {"status": {"$in": list(IMPORT_ACTIVE)}, "heartbeat_at": {"$lt": now - lease_s}},
+                {"$set": {"owner": owner, "heartbeat_at": now}}, sort=[("created_at", 1)],
+                return_document=ReturnDocument.AFTER)
+            if doc is None:
+                return None
+            chunks = await self._import_chunks.find({"job_id": doc["job_id"]}, {"_id": 0, "i": 1, "data": 1},
+                                                    sort=[("i", 1)]).to_list()
+        expected = doc["csv_chunks"]
+        if [chunk["i"] for chunk in chunks] != list(range(expected)):
+            raise SnapfitError(f"import {doc['job_id']} lost part of its CSV ({len(chunks)} of {expected} chunks)")
+        return ImportRecord(**{name: doc[name] for name in _IMPORT_PROJECTION if name != "_id"},
+                            csv=b"".join(bytes(chunk["data"]) for chunk in chunks))
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -199,10 +278,52 @@ class MongoCatalogStore:
         async with self._index_lock:
             if not self._indexed:
                 await self._products.create_index("product_id", unique=True, name="product_id_unique")
+                await self._changes.create_index("generation", name="by_generation")
+                await self._imports.create_index("job_id", unique=True, name="job_id_unique")
+                await self._imports.create_index([("status", 1), ("heartbeat_at", 1)], name="by_lease")
+                await self._import_chunks.create_index("job_id", name="by_job")
                 self._indexed = True
 
-    async def _bump_generation(self) -> None:
-        await self._meta.update_one({"_id": "generation"}, {"$inc": {"value": 1}}, upsert=True)
+    async def _meta_document(self) -> dict[str, Any]:
+        """The counter document, created if missing; `changes_from` set on first sight (a catalog written before
+        the change log existed gets a log that answers from its current generation on)."""
+        doc = await self._meta.find_one({"_id": "generation"})
+        if doc is None:
+            try:
+                await self._meta.update_one({"_id": "generation"},
+                                            {"$setOnInsert": {"value": 0, "changes_from": 0}}, upsert=True)
+            except DuplicateKeyError:  # another process created it at the same moment
+                pass
+            doc = await self._meta.find_one({"_id": "generation"})
+        if "changes_from" not in doc:
+            await self._meta.update_one({"_id": "generation", "changes_from": {"$exists": False}},
+                                        {"$set": {"changes_from": int(doc["value"])}})
+            doc = await self._meta.find_one({"_id": "generation"})
+        return doc
+
+    @asynccontextmanager
+    async def _logged_write(self, product_ids: list[str]) -> AsyncIterator[None]:
+        """Brackets one product write: takes its generation (listed as in flight), logs the products at it,
+        and always ends with the second bump that un-lists it."""
+        if not self._meta_ready:
+            await self._meta_document()
+            self._meta_ready = True
+        token, now = ObjectId(), time.time()
+        meta = await self._meta.find_one_and_update(
+            {"_id": "generation"},
+            {"$inc": {"value": 1}, "$push": {"writing": {"token": token, "since": now}}},
+            upsert=True, return_document=ReturnDocument.AFTER)
+        if any(w["since"] < now - STALE_WRITE_S for w in meta["writing"]):
+            await self._meta.update_one({"_id": "generation"},
+                                        {"$pull": {"writing": {"since": {"$lt": now - STALE_WRITE_S}}}})
+        try:
+            generation = int(meta["value"])
+            await self._changes.bulk_write([UpdateOne({"_id": product_id}, {"$max": {"generation": generation}},
+                                                      upsert=True) for product_id in product_ids], ordered=False)
+            yield
+        finally:
+            await self._meta.update_one({"_id": "generation"},
+                                        {"$inc": {"value": 1}, "$pull": {"writing": {"token": token}}})
 
     async def _read_page(self, after_id: str, limit: int) -> list[Product]:
         with self._driver_errors("read embeddings"):

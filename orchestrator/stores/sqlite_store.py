@@ -27,8 +27,11 @@ from typing import Any, TypeVar
 from orchestrator.domain import Product
 from orchestrator.errors import NotFound, StoreUnavailable
 from orchestrator.stores.catalog_store import (
+    IMPORT_ACTIVE,
     METADATA_FIELDS,
+    ChangeSet,
     EmbeddingBatch,
+    ImportRecord,
     UpsertResult,
     content_digest,
     embedding_from_bytes,
@@ -59,6 +62,23 @@ CREATE TABLE IF NOT EXISTS products (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', 1), ('generation', 0);
+CREATE TABLE IF NOT EXISTS changes (
+    product_id TEXT PRIMARY KEY NOT NULL,
+    generation INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_generation ON changes (generation);
+-- a catalog written before the change log existed: the log answers only from its current generation on
+INSERT OR IGNORE INTO meta (key, value) SELECT 'changes_from', value FROM meta WHERE key = 'generation';
+CREATE TABLE IF NOT EXISTS imports (
+    job_id       TEXT PRIMARY KEY NOT NULL,
+    status       TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    options      TEXT NOT NULL,
+    owner        TEXT NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    created_at   REAL NOT NULL,
+    csv          BLOB
+);
 """
 _COLUMNS = (*METADATA_FIELDS, "embedding", "digest")
 _UPSERT = (f"INSERT INTO products ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
@@ -128,6 +148,21 @@ class SQLiteCatalogStore:
     def iter_embeddings(self, batch_size: int = 1024) -> AsyncIterator[EmbeddingBatch]:
         return paged_embeddings(self._read_page, batch_size)
 
+    async def changes_since(self, generation: int) -> ChangeSet:
+        return await self._run(self._changes_since_sync, generation)
+
+    async def create_import(self, record: ImportRecord) -> None:
+        await self._run(self._create_import_sync, record)
+
+    async def update_import(self, job_id: str, owner: str, status: str, state: dict[str, Any]) -> bool:
+        return await self._run(self._update_import_sync, job_id, owner, status, json.dumps(state))
+
+    async def get_import(self, job_id: str) -> ImportRecord | None:
+        return await self._run(self._get_import_sync, job_id)
+
+    async def claim_stale_import(self, owner: str, lease_s: float) -> ImportRecord | None:
+        return await self._run(self._claim_stale_import_sync, owner, lease_s)
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -160,8 +195,63 @@ class SQLiteCatalogStore:
             raise
         connection.execute("COMMIT")
 
-    def _bump_generation(self, connection: sqlite3.Connection) -> None:
-        connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+    def _bump_generation(self, connection: sqlite3.Connection, product_ids: list[str]) -> None:
+        """The next generation, with every changed product logged at it (same transaction as the change)."""
+        generation = connection.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'generation' RETURNING value").fetchone()[0]
+        connection.executemany("INSERT INTO changes (product_id, generation) VALUES (?, ?) "
+                               "ON CONFLICT(product_id) DO UPDATE SET generation = excluded.generation",
+                               [(product_id, generation) for product_id in product_ids])
+
+    def _changes_since_sync(self, generation: int) -> ChangeSet:
+        # one read transaction: the counter and the log come from the same snapshot
+        connection = self._connection
+        connection.execute("BEGIN")
+        try:
+            meta = dict(connection.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'changes_from')"))
+            current = meta["generation"]
+            if generation < meta["changes_from"] or generation > current:
+                return ChangeSet(current, complete=False)
+            ids = [row[0] for row in connection.execute(
+                "SELECT product_id FROM changes WHERE generation > ?", (generation,))]
+        finally:
+            connection.execute("COMMIT")
+        return ChangeSet(current, tuple(ids))
+
+    def _create_import_sync(self, record: ImportRecord) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO imports (job_id, status, state, options, owner, heartbeat_at, created_at, csv) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.job_id, record.status, json.dumps(record.state), json.dumps(record.options), record.owner,
+                 record.heartbeat_at, record.created_at, record.csv))
+
+    def _update_import_sync(self, job_id: str, owner: str, status: str, state: str) -> bool:
+        drop_csv = status not in IMPORT_ACTIVE
+        with self._write() as connection:
+            return connection.execute(
+                "UPDATE imports SET status = ?, state = ?, heartbeat_at = ?"
+                + (", csv = NULL" if drop_csv else "") + " WHERE job_id = ? AND owner = ?",
+                (status, state, time.time(), job_id, owner)).rowcount > 0
+
+    def _get_import_sync(self, job_id: str) -> ImportRecord | None:
+        row = self._connection.execute(f"SELECT {_IMPORT_COLUMNS} FROM imports WHERE job_id = ?",
+                                       (job_id,)).fetchone()
+        return None if row is None else _import_record(row)
+
+    def _claim_stale_import_sync(self, owner: str, lease_s: float) -> ImportRecord | None:
+        now = time.time()
+        with self._write() as connection:
+            row = connection.execute(
+                f"SELECT {_IMPORT_COLUMNS}, csv FROM imports WHERE status IN ({', '.join('?' * len(IMPORT_ACTIVE))}) "
+                "AND heartbeat_at < ? ORDER BY created_at LIMIT 1", (*IMPORT_ACTIVE, now - lease_s)).fetchone()
+            if row is None:
+                return None
+            connection.execute("UPDATE imports SET owner = ?, heartbeat_at = ? WHERE job_id = ?",
+                               (owner, now, row[0]))
+        record = _import_record(row[:-1], csv=row[-1])
+        record.owner, record.heartbeat_at = owner, now
+        return record
 
     def _generation_sync(self) -> int:
         return self._connection.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
@@ -180,7 +270,7 @@ class SQLiteCatalogStore:
                 rows.append(_row(replace(product, updated_at=now), digest))
             if rows:
                 connection.executemany(_UPSERT, rows)
-                self._bump_generation(connection)
+                self._bump_generation(connection, inserted + updated)
         return UpsertResult(tuple(inserted), tuple(updated), tuple(unchanged))
 
     def _digests(self, connection: sqlite3.Connection, ids: list[str]) -> dict[str, str]:
@@ -217,14 +307,14 @@ class SQLiteCatalogStore:
                 return current
             changed.updated_at = time.time()
             connection.execute(_UPSERT, _row(changed, digest))
-            self._bump_generation(connection)
+            self._bump_generation(connection, [product_id])
         return changed
 
     def _delete_sync(self, product_id: str) -> bool:
         with self._write() as connection:
             deleted = connection.execute("DELETE FROM products WHERE product_id = ?", (product_id,)).rowcount > 0
             if deleted:
-                self._bump_generation(connection)
+                self._bump_generation(connection, [product_id])
         return deleted
 
     async def _read_page(self, after_id: str, limit: int) -> list[Product]:
@@ -251,6 +341,15 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
         connection.close()
         raise
     return connection
+
+
+_IMPORT_COLUMNS = "job_id, status, state, options, owner, heartbeat_at, created_at"
+
+
+def _import_record(row: tuple, csv: bytes | None = None) -> ImportRecord:
+    job_id, status, state, options, owner, heartbeat_at, created_at = row
+    return ImportRecord(job_id=job_id, status=status, state=json.loads(state), options=json.loads(options),
+                        owner=owner, heartbeat_at=heartbeat_at, created_at=created_at, csv=csv)
 
 
 def _row(product: Product, digest: str) -> tuple:

@@ -16,24 +16,29 @@ def import_catalog(
     csv_file: Annotated[Path, typer.Argument(help="catalog CSV (id, name, image, link, brand, price, tags, category)")],
     url: Annotated[str, typer.Option(help="orchestrator base URL")] = DEFAULT_API_URL,
     mapping: Annotated[Optional[Path], typer.Option(help="JSON column mapping for other CSV layouts")] = None,
+    admin_token: Annotated[Optional[str], typer.Option(envvar="SNAPFIT_ADMIN_TOKEN", show_default=False, help="the orchestrator's admin token (`snapfit up` prints it)")] = None,
 ) -> None:
     """Import a catalog CSV into a running orchestrator, with a progress bar and a per-row error report."""
-    job = upload_and_follow(url, csv_file, mapping)
+    if not admin_token:
+        console.print("[bold red]imports need the orchestrator's admin token[/]: pass --admin-token or set "
+                      "SNAPFIT_ADMIN_TOKEN (`snapfit up` prints it)")
+        raise typer.Exit(2)
+    job = upload_and_follow(url, csv_file, admin_token, mapping)
     if job is None or job["status"] != "succeeded":
         raise typer.Exit(1)
 
 
-def upload_and_follow(base_url: str, csv_file: Path, mapping: Path | None = None) -> dict | None:
+def upload_and_follow(base_url: str, csv_file: Path, admin_token: str, mapping: Path | None = None) -> dict | None:
     import httpx
 
     try:
-        return _upload_and_follow_unchecked(base_url, csv_file, mapping)
+        return _upload_and_follow_unchecked(base_url, csv_file, admin_token, mapping)
     except httpx.HTTPError as error:
         console.print(f"[bold red]lost contact with the orchestrator at {base_url}[/]: {error}")
         return None
 
 
-def _upload_and_follow_unchecked(base_url: str, csv_file: Path, mapping: Path | None) -> dict | None:
+def _upload_and_follow_unchecked(base_url: str, csv_file: Path, admin_token: str, mapping: Path | None) -> dict | None:
     import httpx
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -49,7 +54,8 @@ def _upload_and_follow_unchecked(base_url: str, csv_file: Path, mapping: Path | 
         data = {"base_dir": str(csv_file.resolve().parent)}
         if mapping:
             data["mapping"] = mapping.read_text()
-        response = client.post("/v1/catalog/imports", files={"file": (csv_file.name, csv_file.read_bytes())}, data=data)
+        response = client.post("/v1/catalog/imports", files={"file": (csv_file.name, csv_file.read_bytes())}, data=data,
+                               headers={"Authorization": f"Bearer {admin_token}"})
         if response.status_code != 202:
             console.print(f"[bold red]import refused[/]: {response.json().get('error', response.text)}")
             return None

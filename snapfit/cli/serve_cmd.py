@@ -69,7 +69,8 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="bind address (default: SNAPFIT_HOST or 0.0.0.0)")] = None,
     port: Annotated[Optional[int], typer.Option(help=f"HTTP port (default: SNAPFIT_PORT or {contract.API_PORT})")] = None,
 ) -> None:
-    """Run the HTTP orchestrator (FastAPI) against a running Triton; settings come from SNAPFIT_* variables."""
+    """Run the HTTP orchestrator (FastAPI) against a running Triton; settings come from SNAPFIT_* variables
+    (SNAPFIT_WORKERS worker processes, SNAPFIT_ADMIN_TOKEN for the catalog-changing endpoints)."""
     import uvicorn
 
     from orchestrator.app import create_app
@@ -77,6 +78,14 @@ def serve(
 
     settings = Settings()
     setup_logging(False)
+    if settings.admin_token is None:
+        console.print("[yellow]SNAPFIT_ADMIN_TOKEN is not set: imports, product updates and deletions are "
+                      "refused (403)[/]")
+    if settings.workers > 1:  # uvicorn's workers import the app themselves, each building it from SNAPFIT_*
+        uvicorn.run("orchestrator.app:create_app", factory=True, workers=settings.workers,
+                    host=host or settings.host, port=port or settings.port, log_level="info",
+                    timeout_graceful_shutdown=10)
+        return
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
                 log_level="info", timeout_graceful_shutdown=10)
 
@@ -91,8 +100,11 @@ def up(
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="Triton metrics port")] = contract.TRITON_METRICS_PORT,
     demo_catalog: Annotated[Optional[int], typer.Option(help="generate and import a synthetic catalog of N products")] = None,
 ) -> None:
-    """Start Triton and the orchestrator together in the foreground; Ctrl-C / SIGTERM stops both."""
+    """Start Triton and the orchestrator together in the foreground; Ctrl-C / SIGTERM stops both.
+
+    Prints `admin token: <token>`: SNAPFIT_ADMIN_TOKEN if set, else one generated for this start."""
     import os
+    import secrets
 
     import uvicorn
 
@@ -118,11 +130,15 @@ def up(
         server.stop()
         raise typer.Exit(0)
     os.environ["SNAPFIT_TRITON__GRPC_URL"] = server.grpc_url
+    # the catalog-changing endpoints need a token: the caller's, or a fresh one for this start
+    os.environ["SNAPFIT_ADMIN_TOKEN"] = os.environ.get("SNAPFIT_ADMIN_TOKEN") or secrets.token_urlsafe(32)
     settings = Settings(port=port)
     if demo_catalog:
         _import_demo_catalog_when_ready(settings, demo_catalog)
     console.print(f"[green]snapfit is up[/]: API http://localhost:{port} (docs at /docs), "
                   f"Triton gRPC {server.grpc_url}, metrics {server.metrics_url}")
+    # plain print, one line, no markup: scripts read it
+    print(f"admin token: {settings.admin_token.get_secret_value()}", flush=True)
     # uvicorn shuts down on SIGTERM and then re-raises the signal with the handler that was installed before it;
     # with the default handler that kills this process before `finally` could stop tritonserver
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -167,6 +183,7 @@ def _import_demo_catalog_when_ready(settings, count: int) -> None:
         generate_catalog(folder, count=count)
     if settings.catalog.image_root is None:
         settings.catalog.image_root = folder.resolve()
-    threading.Thread(target=upload_and_follow, args=(f"http://127.0.0.1:{settings.port}", csv_path),
-                     daemon=True).start()
+    threading.Thread(target=upload_and_follow, daemon=True,
+                     args=(f"http://127.0.0.1:{settings.port}", csv_path, settings.admin_token.get_secret_value()),
+                     ).start()
 

@@ -19,6 +19,8 @@ from benchmarks.stack import stop_process
 from tests.conftest import free_port
 
 STORES = ("sqlite", "mongomock", "mongodb")
+ADMIN_TOKEN = "integration-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # headers of a client allowed to change the catalog
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -46,12 +48,18 @@ class OrchestratorProcess:
 
 @contextmanager
 def running_orchestrator(grpc_url: str, runs: Path, image_root: Path, store: str = "sqlite",
-                         extra_env: dict[str, str] | None = None) -> Iterator[OrchestratorProcess]:
-    """Starts the orchestrator, waits for /healthz, yields it, then SIGTERMs exactly that process (if still alive)."""
+                         extra_env: dict[str, str] | None = None,
+                         catalog_url: str | None = None) -> Iterator[OrchestratorProcess]:
+    """Starts the orchestrator, waits for /healthz, yields it, then SIGTERMs exactly that process (if still alive).
+
+    catalog_url: another store than the one `store` names under `runs` (replicas sharing one store)."""
     port = free_port()
-    env = dict(os.environ, SNAPFIT_TRITON__GRPC_URL=grpc_url, SNAPFIT_CATALOG__URL=store_url(store, runs),
+    catalog_url = catalog_url or store_url(store, runs)
+    env = dict(os.environ, SNAPFIT_TRITON__GRPC_URL=grpc_url, SNAPFIT_CATALOG__URL=catalog_url,
                SNAPFIT_CATALOG__INDEX_PATH=str(runs / "index"), SNAPFIT_CATALOG__IMAGE_ROOT=str(image_root),
-               SNAPFIT_HOST="127.0.0.1", **(extra_env or {}))
+               SNAPFIT_HOST="127.0.0.1", SNAPFIT_ADMIN_TOKEN=ADMIN_TOKEN,
+               # tests load the API from one address; the ones about the rate limit set it
+               SNAPFIT_RATE_LIMIT__PER_CLIENT_PER_MINUTE="0", **(extra_env or {}))
     runs.mkdir(parents=True, exist_ok=True)
     log_path = runs / "orchestrator.log"
     with open(log_path, "wb") as log:

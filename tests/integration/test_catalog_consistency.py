@@ -12,6 +12,7 @@ import pytest
 from orchestrator.app import create_app
 from orchestrator.settings import CatalogSettings, Settings, TritonSettings
 from snapfit.demo_catalog import generate_catalog
+from tests.integration.orchestrator_process import ADMIN, ADMIN_TOKEN
 from tests.support.mongomock_store import open_test_store
 
 pytestmark = pytest.mark.integration
@@ -23,9 +24,13 @@ def catalog_1000(tmp_path_factory) -> Path:
 
 
 def settings_for(triton_server, store_url: str, runs: Path, image_root: Path) -> Settings:
-    return Settings(triton=TritonSettings(grpc_url=triton_server.grpc_url),
+    return Settings(triton=TritonSettings(grpc_url=triton_server.grpc_url), admin_token=ADMIN_TOKEN,
                     catalog=CatalogSettings(url=store_url, index_path=runs / "index", image_root=image_root,
                                             import_batch_size=64))
+
+
+def admin_client(app, **options) -> httpx.AsyncClient:
+    return httpx.AsyncClient(headers=ADMIN, transport=httpx.ASGITransport(app=app), **options)
 
 
 async def import_csv(client: httpx.AsyncClient, csv_path: Path, rows: int | None = None) -> dict:
@@ -60,7 +65,7 @@ async def test_import_reimport_and_search_equal_brute_force(triton_server, catal
     url = f"sqlite:///{tmp_path / 'catalog.db'}" if store_url == "sqlite" else store_url
     app = create_app(settings_for(triton_server, url, tmp_path, catalog_1000.parent), open_store=open_test_store)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=120) as c:
+        async with admin_client(app, base_url="http://t", timeout=120) as c:
             first = await import_csv(c, catalog_1000, rows)
             assert (first["status"], first["inserted"], first["failed"]) == ("succeeded", rows, 0)
             second = await import_csv(c, catalog_1000, rows)
@@ -80,7 +85,7 @@ async def test_restart_loads_the_saved_index_and_rebuilds_a_missing_one(triton_s
     async def search_once() -> list[str]:
         app = create_app(settings)
         async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            async with admin_client(app, base_url="http://t") as c:
                 if len(app.state.services.index) == 0:
                     await import_csv(c, catalog_1000, 200)
                 response = await c.get("/v1/search", params={"q": "red dress", "k": 20})

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.stores.factory import open_catalog_store
 from snapfit.demo_catalog import generate_catalog
-from tests.integration.orchestrator_process import running_orchestrator, store_url, wait_for_import
+from tests.integration.orchestrator_process import ADMIN, running_orchestrator, store_url, wait_for_import
 
 pytestmark = pytest.mark.integration
 ROWS = 400
@@ -61,7 +61,7 @@ def test_killed_import_rerun_equals_uninterrupted_import(triton_server, catalog,
     interrupted.mkdir(), reference.mkdir()
 
     with running_orchestrator(triton_server.grpc_url, interrupted, catalog.parent, extra_env=small_batches) as first:
-        with httpx.Client(base_url=first.base, timeout=60) as client:
+        with httpx.Client(headers=ADMIN, base_url=first.base, timeout=60) as client:
             job_id = start_import(client, catalog)
             deadline = time.monotonic() + 300
             while (job := client.get(f"/v1/catalog/imports/{job_id}").json())["processed_rows"] < ROWS // 3:
@@ -74,7 +74,7 @@ def test_killed_import_rerun_equals_uninterrupted_import(triton_server, catalog,
     assert 0 < stored_before_rerun < ROWS
 
     with running_orchestrator(triton_server.grpc_url, interrupted, catalog.parent, extra_env=small_batches) as again:
-        with httpx.Client(base_url=again.base, timeout=60) as client:
+        with httpx.Client(headers=ADMIN, base_url=again.base, timeout=60) as client:
             assert len(client.get("/v1/search", params={"q": "dress", "k": 100}).json()["results"]) > 0
             rerun = wait_for_import(client, start_import(client, catalog))
             assert rerun["status"] == "succeeded", rerun
@@ -83,7 +83,7 @@ def test_killed_import_rerun_equals_uninterrupted_import(triton_server, catalog,
             interrupted_results = searches(client)
 
     with running_orchestrator(triton_server.grpc_url, reference, catalog.parent) as whole:
-        with httpx.Client(base_url=whole.base, timeout=60) as client:
+        with httpx.Client(headers=ADMIN, base_url=whole.base, timeout=60) as client:
             assert wait_for_import(client, start_import(client, catalog))["inserted"] == ROWS
             reference_results = searches(client)
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 from snapfit.demo_catalog import generate_catalog
 from tests.integration.orchestrator_process import (
+    ADMIN,
     STORES,
     running_orchestrator,
     skip_without_server,
@@ -46,7 +47,7 @@ def photo_bytes() -> bytes:
 
 def test_import_upload_segment_search_and_product(orchestrator):
     base, catalog_csv = orchestrator
-    with httpx.Client(base_url=base, timeout=120) as client:
+    with httpx.Client(headers=ADMIN, base_url=base, timeout=120) as client:
         started = client.post("/v1/catalog/imports", files={"file": ("catalog.csv", catalog_csv.read_bytes())},
                               data={"base_dir": str(catalog_csv.parent)})
         assert started.status_code == 202, started.text

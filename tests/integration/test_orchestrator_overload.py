@@ -15,7 +15,7 @@ import pytest
 
 from snapfit.triton.launcher import TritonLaunch, TritonPorts, TritonServer
 from tests.conftest import free_port
-from tests.integration.orchestrator_process import running_orchestrator
+from tests.integration.orchestrator_process import ADMIN, running_orchestrator
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def slow_triton(tmp_path_factory):
 async def test_full_triton_queue_is_429_with_retry_after(slow_triton, tmp_path):
     with running_orchestrator(slow_triton.grpc_url, tmp_path, tmp_path) as running:
         base = running.base
-        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        async with httpx.AsyncClient(headers=ADMIN, base_url=base, timeout=60) as client:
             responses = await asyncio.gather(*(client.get("/v1/search", params={"q": f"red dress {i}"})
                                                for i in range(6)))
     statuses = sorted(r.status_code for r in responses)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from snapfit.demo_catalog import generate_catalog
-from tests.integration.orchestrator_process import running_orchestrator, wait_for_import
+from tests.integration.orchestrator_process import ADMIN, running_orchestrator, wait_for_import
 
 pytestmark = pytest.mark.integration
 ROWS, FIRST = 400, 100
@@ -40,7 +40,7 @@ def test_searches_and_deletes_during_an_import_stay_consistent(triton_server, tm
     catalog = generate_catalog(tmp_path / "catalog", count=ROWS, seed=8)
     env = {"SNAPFIT_CATALOG__IMPORT_BATCH_SIZE": "8", "SNAPFIT_SEARCH__MAX_K": "1000"}
     with running_orchestrator(triton_server.grpc_url, tmp_path / "runs", catalog.parent, extra_env=env) as running:
-        with httpx.Client(base_url=running.base, timeout=60) as client:
+        with httpx.Client(headers=ADMIN, base_url=running.base, timeout=60) as client:
             assert wait_for_import(client, upload(client, catalog, FIRST))["inserted"] == FIRST
             job_id = upload(client, catalog, ROWS)
             deleted: set[str] = set()

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from snapfit.demo_catalog import generate_catalog
-from tests.integration.orchestrator_process import running_orchestrator, wait_for_import
+from tests.integration.orchestrator_process import ADMIN, running_orchestrator, wait_for_import
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ def shop(triton_server, tmp_path_factory):
     env = {"SNAPFIT_TRYON__MAX_RUNNING": "1", "SNAPFIT_TRYON__MAX_QUEUED": "1",
            "SNAPFIT_TRYON__DEFAULT_STEPS": "4"}
     with running_orchestrator(triton_server.grpc_url, root / "runs", catalog.parent, extra_env=env) as running:
-        with httpx.Client(base_url=running.base, timeout=120) as client:
+        with httpx.Client(headers=ADMIN, base_url=running.base, timeout=120) as client:
             started = client.post("/v1/catalog/imports", files={"file": ("catalog.csv", catalog.read_bytes())},
                                   data={"base_dir": str(catalog.parent)})
             assert wait_for_import(client, started.json()["job_id"])["inserted"] == 12

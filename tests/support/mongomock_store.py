@@ -85,6 +85,9 @@ class _ThreadedCollection:
     async def delete_one(self, *args: Any, **kwargs: Any) -> Any:
         return await _on(self._executor, self._collection.delete_one, *args, **kwargs)
 
+    async def delete_many(self, *args: Any, **kwargs: Any) -> Any:
+        return await _on(self._executor, self._collection.delete_many, *args, **kwargs)
+
     async def count_documents(self, *args: Any, **kwargs: Any) -> int:
         return await _on(self._executor, self._collection.count_documents, *args, **kwargs)
 

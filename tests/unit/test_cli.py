@@ -52,9 +52,19 @@ def test_import_against_an_unreachable_orchestrator_fails_cleanly(tmp_path, monk
     monkeypatch.setattr(cli.time, "monotonic", iter(range(0, 10_000, 700)).__next__)  # the wait deadline passes
     csv_file = tmp_path / "catalog.csv"
     csv_file.write_text("id,name,image\n1,shirt,a.jpg\n")
-    result = runner.invoke(app, ["import", str(csv_file), "--url", f"http://127.0.0.1:{free_port()}"])
+    url = f"http://127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["import", str(csv_file), "--url", url, "--admin-token", "t" * 20])
     assert result.exit_code == 1
     assert "lost contact with the orchestrator" in " ".join(result.output.split())
+
+
+def test_import_without_the_admin_token_says_where_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("SNAPFIT_ADMIN_TOKEN", raising=False)
+    csv_file = tmp_path / "catalog.csv"
+    csv_file.write_text("id,name,image\n1,shirt,a.jpg\n")
+    result = runner.invoke(app, ["import", str(csv_file)])
+    assert result.exit_code == 2
+    assert "SNAPFIT_ADMIN_TOKEN" in result.output and "snapfit up" in result.output
 
 
 def test_bench_refuses_an_unknown_step_before_doing_anything(tmp_path):

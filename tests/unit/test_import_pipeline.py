@@ -3,6 +3,7 @@ every row's outcome is counted, bad rows never stop an import, unchanged rows ar
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import numpy as np
@@ -121,11 +122,73 @@ async def test_models_going_down_fail_the_job_with_their_message_and_keep_what_w
 
 
 async def test_jobs_parse_the_csv_at_once_and_are_found_by_id(products, tmp_path):
-    jobs = ImportJobs(pipeline(products), CatalogSettings(index_path=tmp_path / "index"))
+    jobs = ImportJobs(pipeline(products), products.store, CatalogSettings(index_path=tmp_path / "index"), "me/1")
     with pytest.raises(BadRequest):
         await jobs.start(b"name,price\nshirt,10\n")  # no id/image columns: refused before any background work
     job = await jobs.start((CSV_HEADER + "A,Shirt,https://example.invalid/a.png,,,,,top\n").encode())
-    assert jobs.get(job.job_id) is job and job.total_rows == 1
+    assert await jobs.get(job.job_id) is job and job.total_rows == 1
     with pytest.raises(NotFound):
-        jobs.get("nope")
+        await jobs.get("nope")
     await jobs.close()
+
+
+async def wait_until_finished(jobs: ImportJobs, job_id: str):
+    for _ in range(400):
+        job = await jobs.get(job_id)
+        if job.status in ("succeeded", "failed"):
+            return job
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"import {job_id} did not finish")
+
+
+class SlowLoader(FakeLoader):
+    """Every image takes `delay_s`, so a job is still running when the test stops its replica."""
+
+    def __init__(self, images, delay_s: float):
+        super().__init__(images)
+        self.delay_s = delay_s
+
+    async def load(self, image: str) -> bytes:
+        await asyncio.sleep(self.delay_s)
+        return await super().load(image)
+
+
+async def test_another_replica_reads_a_job_and_resumes_it_when_its_replica_stops(products, tmp_path, monkeypatch):
+    N = 24
+    images = {f"{i}.png": png(i) for i in range(N)}
+    csv = (CSV_HEADER + ",Nameless,x.png,,,,,top\n"
+           + "".join(f"P{i},Item {i},{i}.png,,,,,top\n" for i in range(N))).encode()
+    monkeypatch.setattr("orchestrator.services.imports.ImageLoader", lambda **_: _Context(SlowLoader(images, 0.2)))
+    settings = CatalogSettings(index_path=tmp_path / "index", import_lease_s=2)
+    models_a, models_b = FakeModels(), FakeModels()
+    first = ImportJobs(pipeline(products, models_a), products.store, settings, "replica-a/1")
+    second = ImportJobs(pipeline(products, models_b), products.store, settings, "replica-b/1")
+    job = await first.start(csv)
+    while (seen := await second.get(job.job_id)).next_row < 4:  # from the store: what replica a saved
+        await asyncio.sleep(0.05)
+    assert seen.status == "running" and seen is not job and seen.failed == 1
+    await first.close()  # replica a stops mid-import; its lease runs out after 2 s
+    stopped_at = job.next_row
+    assert 4 <= stopped_at < N
+
+    second.watch()
+    done = await wait_until_finished(second, job.job_id)
+    await second.close()
+    assert done.status == "succeeded" and done.resumed == 1
+    assert (done.total_rows, done.processed_rows, done.failed) == (N + 1, N + 1, 1)
+    assert done.inserted + done.unchanged == N and done.inserted >= N - stopped_at - 2
+    assert await products.store.count() == N == len(products.index)
+    # replica b embedded only what replica a had not finished
+    embedded_by_b = sum(call[1] for call in models_b.calls if call[0] == "clip_image")
+    assert embedded_by_b <= N - stopped_at + 2
+
+
+class _Context:
+    def __init__(self, value):
+        self.value = value
+
+    async def __aenter__(self):
+        return self.value
+
+    async def __aexit__(self, *exc):
+        return False
