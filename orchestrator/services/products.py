@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +35,7 @@ from orchestrator.stores.catalog_store import CatalogStore, UpsertResult
 from snapfit import contract
 
 log = logging.getLogger(__name__)
+SAVE_EVERY_S = 60.0  # the follower persists the index at most this often (and on close)
 
 
 class ProductService:
@@ -46,6 +48,7 @@ class ProductService:
         self.synced_generation = 0
         self._follower: asyncio.Task | None = None
         self._folder_lock: IO | None = None
+        self._saved_generation: int | None = None
         # store write + index update happen under one lock, and save() takes it too, so a saved index is
         # never labelled with a generation whose changes it lacks
         self._write_lock = asyncio.Lock()
@@ -123,11 +126,8 @@ class ProductService:
                 if present:
                     await asyncio.to_thread(self.index.upsert, present)
                 INDEX_VECTORS.set(len(self.index))
-        moved = changes.generation != self.synced_generation
         self.synced_generation = changes.generation
         INDEX_GENERATION.set(changes.generation)
-        if moved and changes.product_ids:
-            await self.save()
         return len(changes.product_ids)
 
     def follow(self, interval_s: float) -> None:
@@ -136,12 +136,17 @@ class ProductService:
             self._follower = asyncio.create_task(self._follow(interval_s), name="catalog-follower")
 
     async def _follow(self, interval_s: float) -> None:
+        last_save = time.monotonic()
         while True:
             await asyncio.sleep(interval_s)
             try:
                 if await self.sync() is None:
                     log.warning("the store's change log cannot bring the index up to date; rebuilding it")
                     await self._rebuild()
+                # a restart catches up from the saved generation, so saving now and then only shortens that
+                if time.monotonic() - last_save > SAVE_EVERY_S and self.synced_generation != self._saved_generation:
+                    await self.save()
+                    last_save = time.monotonic()
             except SnapfitError as error:
                 INDEX_SYNC_ERRORS.inc()
                 log.warning("cannot follow the catalog's changes (%s); retrying in %.1f s", error.message,
@@ -159,7 +164,9 @@ class ProductService:
         """Persists the index labelled with the generation it has applied (one save at a time); on the next start
         the change log brings it up to date from there."""
         async with self._write_lock:
-            await asyncio.to_thread(self.index.save, self.index_path, self.synced_generation)
+            generation = self.synced_generation
+            await asyncio.to_thread(self.index.save, self.index_path, generation)
+            self._saved_generation = generation
 
     async def get_many(self, product_ids: list[str]) -> dict[str, Product]:
         """Stored products by id (metadata only); unknown ids are absent."""
@@ -187,7 +194,6 @@ class ProductService:
             product = await self.store.update(product_id, changes)
             if product.embedding is not None:
                 await asyncio.to_thread(self.index.upsert, [product])  # filters read the new metadata
-        await self.save()
         return product
 
     async def delete(self, product_id: str) -> bool:
@@ -196,7 +202,6 @@ class ProductService:
             await asyncio.to_thread(self.index.remove, [product_id])
             deleted = await self.store.delete(product_id)
             INDEX_VECTORS.set(len(self.index))
-        await self.save()
         return deleted
 
     async def close(self) -> None:

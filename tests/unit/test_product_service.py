@@ -3,6 +3,8 @@ when current and rebuilt when not, and a catalog embedded with another model is 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from orchestrator.domain import Product, ProductFilter
@@ -109,3 +111,68 @@ async def test_an_empty_catalog_without_the_served_width_takes_the_contracts(set
     service = await open_service(settings, dim=None)
     assert service.index.dim == contract.CLIP_EMBEDDING_DIM
     await service.store.close()
+
+
+async def test_a_second_service_on_the_same_store_follows_its_writes(settings, tmp_path):
+    other_settings = settings.model_copy(deep=True)
+    other_settings.catalog.index_path = tmp_path / "other-index"
+    writer, follower = await open_service(settings), await open_service(other_settings)
+    await writer.add([product("a"), product("b", "dress")])
+    assert len(follower.index) == 0
+    assert await follower.sync() == 2 and len(follower.index) == 2
+    await writer.update("b", {"category": "top"})
+    await writer.delete("a")
+    assert await follower.sync() == 2
+    assert "a" not in follower.index
+    hits = follower.index.search(unit_vector("b")[None], 5, ProductFilter(categories=frozenset({"top"})))
+    assert [h[0] for h in hits[0]] == ["b"]
+    assert await follower.sync() == 0 and follower.synced_generation == await writer.store.generation()
+    for service in (writer, follower):
+        await service.close()
+        await service.store.close()
+
+
+async def test_a_restart_catches_up_from_the_change_log_without_a_rebuild(settings, monkeypatch):
+    service = await open_service(settings)
+    await service.add([product("a"), product("b")])
+    await service.close()
+    await service.store.upsert_many([product("c")])  # while it was down
+    await service.store.delete("a")
+    await service.store.close()
+
+    async def no_rebuild(self):
+        raise AssertionError("the saved index should have been caught up, not rebuilt")
+    monkeypatch.setattr(ProductService, "_rebuild", no_rebuild)
+    reopened = await open_service(settings)
+    assert reopened.index_loaded and len(reopened.index) == 2 and "b" in reopened.index and "c" in reopened.index
+    await reopened.close()
+    await reopened.store.close()
+
+
+async def test_the_follower_applies_changes_in_the_background(settings, tmp_path):
+    other_settings = settings.model_copy(deep=True)
+    other_settings.catalog.index_path = tmp_path / "other-index"
+    writer, follower = await open_service(settings), await open_service(other_settings)
+    follower.follow(0.05)
+    await writer.add([product("a")])
+    for _ in range(100):
+        if "a" in follower.index:
+            break
+        await asyncio.sleep(0.02)
+    assert "a" in follower.index
+    for service in (writer, follower):
+        await service.close()
+        await service.store.close()
+
+
+async def test_a_second_process_with_the_same_settings_keeps_its_index_in_another_folder(settings):
+    first, second = await open_service(settings), await open_service(settings)
+    assert first.index_path == settings.catalog.index_path
+    assert second.index_path.name == f"{settings.catalog.index_path.name}-2"
+    await second.close()
+    await second.store.close()
+    third = await open_service(settings)  # the folder second released is free again
+    assert third.index_path == second.index_path
+    for service in (first, third):
+        await service.close()
+        await service.store.close()
