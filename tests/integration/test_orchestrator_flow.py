@@ -100,10 +100,13 @@ def test_import_upload_segment_search_and_product(orchestrator):
     ("get", "/v1/search", {"params": {"q": "x", "k": 100000}}, 422, "invalid_input"),
     ("get", "/v1/catalog/imports/unknown", {}, 404, "not_found"),
     ("post", "/v1/catalog/imports", {"files": {"file": ("c.csv", b"foo,bar\n1,2\n")}}, 400, "bad_request"),
+    ("post", "/v1/catalog/imports", {"headers": {}, "files": {"file": ("c.csv", b"id,image\n1,a\n")}}, 401,
+     "unauthorized"),
+    ("delete", "/v1/products/nope", {"headers": {"Authorization": "Bearer wrong"}}, 403, "forbidden"),
 ])
 def test_client_mistakes_get_their_documented_status_and_body(orchestrator, method, path, kwargs, status, code):
     base, _ = orchestrator
-    response = getattr(httpx, method)(base + path, timeout=30, **kwargs)
+    response = getattr(httpx, method)(base + path, timeout=30, **{"headers": ADMIN, **kwargs})
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
     assert response.json()["error"]["message"]
