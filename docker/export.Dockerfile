@@ -37,7 +37,8 @@ COPY model_repository /opt/snapfit/model_repository
 COPY docker/repository_gate.py /opt/snapfit/docker/repository_gate.py
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e /opt/snapfit \
  && python -c "import export.runner, snapfit.cli" \
- && useradd -l --uid 10001 --user-group --create-home --shell /usr/sbin/nologin snapfit
+ && groupadd --gid 10001 snapfit \
+ && useradd -l --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin snapfit
 
 USER 10001:10001
 WORKDIR /home/snapfit

@@ -36,7 +36,8 @@ COPY orchestrator /opt/snapfit/orchestrator
 COPY tryon /opt/snapfit/tryon
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e /opt/snapfit \
  && python -c "import orchestrator.app, snapfit.cli" \
- && useradd -l --uid 10001 --user-group --create-home --shell /usr/sbin/nologin snapfit
+ && groupadd --gid 10001 snapfit \
+ && useradd -l --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin snapfit
 
 USER 10001:10001
 WORKDIR /home/snapfit

@@ -67,7 +67,8 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation -e /opt/snapfit \
  && ln -s /opt/snapfit/snapfit/triton/backends/onnxruntime_cpu/model.py \
       /opt/tritonserver/backends/onnxruntime_cpu/model.py \
  && python -c "import onnxruntime, open_clip, tryon.pipeline, tryon.serving" \
- && useradd -l --uid 10001 --user-group --create-home --shell /usr/sbin/nologin snapfit
+ && groupadd --gid 10001 snapfit \
+ && useradd -l --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin snapfit
 
 USER 10001:10001
 EXPOSE 8000 8001 8002
