@@ -32,8 +32,8 @@ def _module_file(name: str) -> Path | None:
 
 
 def _package_of(path: Path) -> list[str]:
-    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
-    return parts[:-1] if parts[-1] == "__init__" else parts[:-1]
+    """The package a relative import in `path` starts from (for a package's __init__.py, that package)."""
+    return list(path.relative_to(REPO_ROOT).parts[:-1])
 
 
 def _imported_names(node: ast.AST, path: Path) -> Iterator[str]:

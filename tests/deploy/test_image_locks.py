@@ -44,8 +44,8 @@ def test_locks_are_what_pyproject_and_the_environment_give():
 
 
 def test_every_lock_line_is_an_exact_pin():
-    for image in IMAGES:
-        for line in IMAGES[image].path.read_text().splitlines():
+    for image in IMAGES.values():
+        for line in image.path.read_text().splitlines():
             if line and not line.startswith("#"):
                 requirement = Requirement(line)
                 assert str(requirement.specifier).startswith("==") and len(requirement.specifier) == 1, line
@@ -74,7 +74,7 @@ def test_each_lock_installs_every_distribution_its_image_imports(image):
         if module in PROVIDED:
             continue
         providers = distributions_of(module)
-        assert providers, f"{module} (imported by {sorted(importers)[0]}) is not installed in .venv"
+        assert providers, f"{module} (imported by {min(importers)}) is not installed in .venv"
         if not any(substitutes.get(d, d) in lock for d in providers):
             missing[module] = sorted(importers)[:3]
     assert not missing, (f"docker/requirements-{image}.txt lacks what these modules come from: {missing}; add their "

@@ -33,7 +33,8 @@ def tool(name: str) -> Path:
 
 
 def run(args: list[str | Path], cwd: Path = REPO_ROOT, timeout_s: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run([str(a) for a in args], check=False, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout_s)
 
 
 def render(kustomization: Path) -> str:
