@@ -10,7 +10,6 @@ import os
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request, UploadFile
@@ -96,8 +95,7 @@ async def build_services(settings: Settings, open_store: StoreOpener = open_cata
     triton = TritonClient(settings.triton)
     models = ModelGateway(triton)
     cache = EmbeddingCache(int(settings.images.embedding_cache_mb * 1024 * 1024))
-    runs = Path(settings.catalog.index_path).parent
-    images = UploadedImages(runs / "uploads", settings.images, cache, models)
+    images = UploadedImages(settings.upload_folder(), settings.images, cache, models)
     store = await open_store(settings.catalog.url)
     products = await ProductService.open(store, settings, await _embedding_dim(models))
     products.follow(settings.catalog.sync_interval_s)

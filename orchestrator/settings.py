@@ -27,6 +27,8 @@ class ImageSettings(BaseModel):
     max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
     max_pixels: int = Field(50_000_000, gt=0, description="decompression-bomb guard, width x height")
     embedding_cache_mb: float = Field(256.0, ge=0, description="LRU budget for SAM image embeddings (4 MB each)")
+    upload_dir: Path | None = Field(None, description="where uploaded photos are kept (content-addressed); "
+                                                      "default: `uploads` beside the catalog's index folder")
 
 
 class SearchSettings(BaseModel):
@@ -102,6 +104,10 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     catalog: CatalogSettings = CatalogSettings()
     tryon: TryOnSettings = TryOnSettings()
+
+    def upload_folder(self) -> Path:
+        """Where uploaded photos live: images.upload_dir, else `uploads` beside catalog.index_path."""
+        return self.images.upload_dir or Path(self.catalog.index_path).parent / "uploads"
 
     @model_validator(mode="after")
     def _default_k_within_max(self) -> "Settings":

@@ -97,6 +97,13 @@ def test_every_snapfit_variable_is_a_setting_and_parses(overlay, manifests, monk
     settings = Settings(_env_file=None)  # the ConfigMap's values validate as the settings
     assert settings.triton.grpc_url == f"snapfit-triton:{contract.TRITON_GRPC_PORT}"
     assert str(settings.catalog.index_path) == "/var/lib/snapfit/index"
+    # everything the orchestrator writes lies on a writable volume (its root filesystem is read-only)
+    orchestrator = next(d for d in manifests[overlay] if d["kind"] == "Deployment"
+                        and d["metadata"]["name"] == "snapfit-orchestrator")
+    mounts = [m["mountPath"] for m in orchestrator["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+              if not m.get("readOnly")]
+    for written in (settings.catalog.index_path, settings.upload_folder(), Path("/tmp")):
+        assert any(written == Path(m) or Path(m) in written.parents for m in mounts), (written, mounts)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -108,9 +115,10 @@ def test_the_orchestrator_gets_its_secrets_replica_id_and_an_index_folder(overla
     for name in ("SNAPFIT_CATALOG__SYNC_INTERVAL_S", "SNAPFIT_CATALOG__IMPORT_LEASE_S", "SNAPFIT_WORKERS",
                  "SNAPFIT_RATE_LIMIT__PER_CLIENT_PER_MINUTE", "SNAPFIT_RATE_LIMIT__TRUST_FORWARDED_FOR"):
         assert name in variables
-    mounts = {m["mountPath"] for m in container(manifests[overlay], "Deployment", "snapfit-orchestrator",
-                                                "orchestrator")["volumeMounts"]}
-    assert variables["SNAPFIT_CATALOG__INDEX_PATH"]["value"] in mounts
+    mounts = {Path(m["mountPath"]) for m in container(manifests[overlay], "Deployment", "snapfit-orchestrator",
+                                                      "orchestrator")["volumeMounts"]}
+    index = Path(variables["SNAPFIT_CATALOG__INDEX_PATH"]["value"])
+    assert mounts & {index, *index.parents}
 
 
 # ---------------------------------------------------------------- probes, selectors, policies
