@@ -36,6 +36,7 @@ from snapfit import contract
 
 log = logging.getLogger(__name__)
 SAVE_EVERY_S = 60.0  # the follower persists the index at most this often (and on close)
+SYNC_CHUNK = 1024  # products re-read from the store per step of a sync (bounds memory after a long outage)
 
 
 class ProductService:
@@ -112,15 +113,21 @@ class ProductService:
 
     async def sync(self) -> int | None:
         """Applies the store's changes since `synced_generation`; the number of products re-read, or None when
-        the change log cannot answer (the caller rebuilds)."""
+        the change log cannot answer (the caller rebuilds).
+
+        Each chunk is read and applied under the write lock: a product this replica writes meanwhile is either
+        read after its write or written after it was applied, so a stale read never overwrites (or resurrects)
+        a local change."""
         changes = await self.store.changes_since(self.synced_generation)
         if not changes.complete:
             return None
-        if changes.product_ids:
-            current = await self.store.get_many(list(changes.product_ids), include_embeddings=True)
-            present = [p for p in current.values() if p.embedding is not None]
-            gone = [i for i in changes.product_ids if i not in current or current[i].embedding is None]
+        ids = list(changes.product_ids)
+        for start in range(0, len(ids), SYNC_CHUNK):
+            chunk = ids[start:start + SYNC_CHUNK]
             async with self._write_lock:
+                current = await self.store.get_many(chunk, include_embeddings=True)
+                present = [p for p in current.values() if p.embedding is not None]
+                gone = [i for i in chunk if i not in current or current[i].embedding is None]
                 if gone:
                     await asyncio.to_thread(self.index.remove, gone)
                 if present:
@@ -128,7 +135,7 @@ class ProductService:
                 INDEX_VECTORS.set(len(self.index))
         self.synced_generation = changes.generation
         INDEX_GENERATION.set(changes.generation)
-        return len(changes.product_ids)
+        return len(ids)
 
     def follow(self, interval_s: float) -> None:
         """Starts applying other replicas' changes every `interval_s` in the background (stopped by close())."""

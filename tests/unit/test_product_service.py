@@ -176,3 +176,29 @@ async def test_a_second_process_with_the_same_settings_keeps_its_index_in_anothe
     for service in (first, third):
         await service.close()
         await service.store.close()
+
+
+async def test_a_sync_never_resurrects_a_product_this_replica_deletes_meanwhile(settings, tmp_path):
+    other_settings = settings.model_copy(deep=True)
+    other_settings.catalog.index_path = tmp_path / "other-index"
+    writer, replica = await open_service(settings), await open_service(other_settings)
+    await writer.add([product("x")])
+    read_started = asyncio.Event()
+    store_get_many = replica.store.get_many
+
+    async def slow_get_many(ids, **options):
+        found = await store_get_many(ids, **options)
+        read_started.set()
+        await asyncio.sleep(0.2)  # the replica's own delete arrives while this read is in hand
+        return found
+    replica.store.get_many = slow_get_many
+
+    sync = asyncio.create_task(replica.sync())
+    await read_started.wait()
+    assert await replica.delete("x") is True
+    await sync
+    assert "x" not in replica.index
+    assert await replica.sync() == 1 and "x" not in replica.index
+    for service in (writer, replica):
+        await service.close()
+        await service.store.close()
