@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -78,6 +79,7 @@ def test_snapfit_up_stops_tritonserver_on_sigterm(tiny_repository, tmp_path):
     snapfit = Path(sys.executable).with_name("snapfit")
     env = dict(os.environ, COLUMNS="200", SNAPFIT_HOST="127.0.0.1", SNAPFIT_CATALOG__URL=f"sqlite:///{tmp_path}/c.db",
                SNAPFIT_CATALOG__INDEX_PATH=str(tmp_path / "index"))
+    env.pop("SNAPFIT_ADMIN_TOKEN", None)  # so snapfit up generates one
     process = subprocess.Popen(
         [str(snapfit), "up", "--repository", str(repository), "--port", str(api), "--http-port", str(http),
          "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
@@ -109,4 +111,6 @@ def test_snapfit_up_stops_tritonserver_on_sigterm(tiny_repository, tmp_path):
                 os.kill(pid, signal.SIGKILL)
                 pytest.fail("tritonserver outlived `snapfit up` after SIGTERM")
     assert "stopped the orchestrator and tritonserver" in output, output
+    tokens = re.findall(r"^admin token: (\S+)$", output, re.M)
+    assert len(tokens) == 1 and len(tokens[0]) >= 40, output  # generated for this start, printed once
     assert not Path(f"/proc/{triton_pids[0]}").exists()
