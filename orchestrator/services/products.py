@@ -99,8 +99,9 @@ class ProductService:
 
     async def _rebuild(self) -> None:
         """Refills the index with every stored embedding (searches go on meanwhile; the index journals concurrent
-        changes), labelled with the generation read before the iteration."""
-        generation = await self.store.generation()
+        changes), labelled with the settled generation read before the iteration (every change up to it is
+        in what the iteration reads; later ones come through the change log)."""
+        generation = await self.store.settled_generation()
         try:
             count = await self.index.rebuild_from(batch.products async for batch in self.store.iter_embeddings())
         except InvalidInput as error:

@@ -163,6 +163,11 @@ class CatalogStore(Protocol):
         """The change counter (see the module docstring)."""
         ...
 
+    async def settled_generation(self) -> int:
+        """A generation G whose changes are all readable (no write at or below G is still in flight): the label
+        for an index rebuilt from `iter_embeddings` read after this call."""
+        ...
+
     def iter_embeddings(self, batch_size: int = 1024) -> AsyncIterator[EmbeddingBatch]:
         """Every product that has an embedding, in ascending product_id order, each exactly once, in batches
         of at most batch_size. Not a snapshot: read `generation()` before iterating."""

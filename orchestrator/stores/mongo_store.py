@@ -12,11 +12,12 @@ counter before (a crash mid-write still reads as a change) and after (a rebuild 
 the write was in flight reads as stale). The counter may over-count; it never misses a change.
 
 Change log (`catalog_changes`, one document per product id: the generation of its latest change): a write
-takes its generation with the first bump, which also lists the write in the counter document's `writing`
-array, logs its products at that generation, writes them, and leaves `writing` with the second bump.
-`changes_since` returns a generation only when no write is listed, so everything up to it is readable; while
-writes are in flight it returns the ids it found with the caller's own generation (they are re-read next time).
-A write listed longer than STALE_WRITE_S (its process died) no longer holds the log back.
+takes its generation G with the first bump, which also lists it in the counter document's `writing` array
+(the next update adds G to that entry), logs its products at G, writes them, and leaves `writing` with the
+second bump. The settled generation is the counter when nothing is listed, else one below the lowest listed
+G: every change up to it is readable. `changes_since` returns it (never less than the caller's), so a caller
+re-reads what is still in flight on its next call. A write listed longer than STALE_WRITE_S (its process died)
+no longer holds the log back.
 
 Import jobs: `catalog_imports` (one document per job), their CSV in `catalog_import_chunks` (documents stay
 under MongoDB's 16 MB limit) until the job finishes.
@@ -63,6 +64,7 @@ _VECTOR_SUBTYPE = 9
 _FLOAT32_HEADER = b"\x27\x00"  # BSON vector dtype FLOAT32, padding 0
 _METADATA_PROJECTION = {"_id": 0, **{name: 1 for name in METADATA_FIELDS}}
 STALE_WRITE_S = 300.0  # a write still listed after this long belongs to a process that died mid-write
+SETTLE_ATTEMPTS = 100
 CSV_CHUNK_BYTES = 8 * 1024 * 1024
 _IMPORT_PROJECTION = {"_id": 0, "job_id": 1, "status": 1, "state": 1, "options": 1, "owner": 1,
                       "heartbeat_at": 1, "created_at": 1}
@@ -209,8 +211,21 @@ class MongoCatalogStore:
             if generation < int(meta["changes_from"]) or generation > current:
                 return ChangeSet(current, complete=False)
             docs = await self._changes.find({"generation": {"$gt": generation}}, {"_id": 1}).to_list()
-        in_flight = [w for w in meta.get("writing", []) if w["since"] > time.time() - STALE_WRITE_S]
-        return ChangeSet(generation if in_flight else current, tuple(doc["_id"] for doc in docs))
+        settled = _settled(meta)
+        return ChangeSet(generation if settled is None else max(generation, settled),
+                         tuple(doc["_id"] for doc in docs))
+
+    async def settled_generation(self) -> int:
+        with self._driver_errors("read the generation"):
+            await self._ready()
+            for _ in range(SETTLE_ATTEMPTS):
+                meta = await self._meta_document()
+                settled = _settled(meta)
+                if settled is not None:
+                    return settled
+                await asyncio.sleep(0.01)  # a write between its two first updates: about one round-trip
+        # a writer died between them: the oldest generation the log can answer from is always safe
+        return int(meta["changes_from"])
 
     async def create_import(self, record: ImportRecord) -> None:
         csv = record.csv or b""
@@ -313,11 +328,13 @@ class MongoCatalogStore:
             {"_id": "generation"},
             {"$inc": {"value": 1}, "$push": {"writing": {"token": token, "since": now}}},
             upsert=True, return_document=ReturnDocument.AFTER)
-        if any(w["since"] < now - STALE_WRITE_S for w in meta["writing"]):
-            await self._meta.update_one({"_id": "generation"},
-                                        {"$pull": {"writing": {"since": {"$lt": now - STALE_WRITE_S}}}})
         try:
-            generation = int(meta["value"])
+            generation = int(meta["value"])  # this update's own increment: the document as it left it
+            await self._meta.update_one({"_id": "generation", "writing.token": token},
+                                        {"$set": {"writing.$.generation": generation}})
+            if any(w["since"] < now - STALE_WRITE_S for w in meta["writing"]):
+                await self._meta.update_one({"_id": "generation"},
+                                            {"$pull": {"writing": {"since": {"$lt": now - STALE_WRITE_S}}}})
             await self._changes.bulk_write([UpdateOne({"_id": product_id}, {"$max": {"generation": generation}},
                                                       upsert=True) for product_id in product_ids], ordered=False)
             yield
@@ -344,6 +361,16 @@ class MongoCatalogStore:
             raise StoreUnavailable(f"cannot reach {self._where} ({action}): {_first_line(e)}") from e
         except PyMongoError as e:
             raise StoreUnavailable(f"{self._where} failed to {action}: {_first_line(e)}") from e
+
+
+def _settled(meta: dict[str, Any]) -> int | None:
+    """The settled generation of a counter document; None while a listed write has not recorded its own yet."""
+    live = [w for w in meta.get("writing", []) if w["since"] > time.time() - STALE_WRITE_S]
+    if not live:
+        return int(meta.get("value", 0))
+    if any("generation" not in w for w in live):
+        return None
+    return min(int(w["generation"]) for w in live) - 1
 
 
 def _document(product: Product, digest: str) -> dict[str, Any]:

@@ -145,6 +145,9 @@ class SQLiteCatalogStore:
     async def generation(self) -> int:
         return await self._run(self._generation_sync)
 
+    async def settled_generation(self) -> int:
+        return await self.generation()  # a write and its counter bump commit together
+
     def iter_embeddings(self, batch_size: int = 1024) -> AsyncIterator[EmbeddingBatch]:
         return paged_embeddings(self._read_page, batch_size)
 

@@ -107,6 +107,47 @@ async def test_mongo_holds_its_generation_back_while_a_write_is_in_flight(reopen
         await store.close()
 
 
+async def test_an_index_rebuilt_while_a_write_is_in_flight_still_gets_that_write(reopen):  # noqa: F811
+    """The interleaving: a write takes generation G; a rebuild reads the settled generation and iterates the
+    products before the write lands; the write lands. Labelled with the settled generation, the rebuilt index
+    finds the product in the change log."""
+    store, writer = await reopen(), await reopen()
+    try:
+        await store.upsert_many([make_product(1)])
+        if isinstance(store, MongoCatalogStore):
+            landed = asyncio.Event()
+            may_land = asyncio.Event()
+            original = writer._products.bulk_write
+
+            async def held_bulk_write(*args, **kwargs):
+                await may_land.wait()
+                result = await original(*args, **kwargs)
+                landed.set()
+                return result
+            writer._products.bulk_write = held_bulk_write
+            write = asyncio.create_task(writer.upsert_many([make_product(2)]))
+            while len((await store._meta.find_one({"_id": "generation"}))["writing"]) == 0 or any(
+                    "generation" not in w for w in (await store._meta.find_one({"_id": "generation"}))["writing"]):
+                await asyncio.sleep(0.005)
+            label = await store.settled_generation()
+            rebuilt = [p.product_id async for batch in store.iter_embeddings() for p in batch.products]
+            may_land.set()
+            await write
+            assert landed.is_set() and label < await store.generation()
+        else:  # SQLite: a write is one transaction, so the counter read before the iteration is settled
+            label = await store.settled_generation()
+            rebuilt = [p.product_id async for batch in store.iter_embeddings() for p in batch.products]
+            await writer.upsert_many([make_product(2)])
+        assert rebuilt == ["p00001"]
+        caught_up = await store.changes_since(label)
+        assert caught_up.complete and "p00002" in caught_up.product_ids
+        after = await store.changes_since(caught_up.generation)
+        assert after.product_ids == () and after.generation == await store.generation()
+    finally:
+        await store.close()
+        await writer.close()
+
+
 def _record(job_id: str, owner: str, csv: bytes) -> ImportRecord:
     now = time.time()
     return ImportRecord(job_id=job_id, status="running", state={"processed_rows": 0, "errors": []},
