@@ -21,6 +21,9 @@ class TritonSettings(BaseModel):
     encoder_timeout_s: float = Field(120.0, gt=0, description="deadline of a SAM encoder call (seconds on CPUs)")
     retries: int = Field(2, ge=0, description="extra attempts for transient errors (server unavailable)")
     retry_backoff_s: float = Field(0.2, ge=0, description="base of the jittered exponential backoff")
+    channel_refresh_s: float = Field(60.0, ge=0, description="reopen the unary gRPC channel this often, "
+                                                             "re-resolving grpc_url (new Triton pods get calls); "
+                                                             "0 = never")
 
 
 class ImageSettings(BaseModel):

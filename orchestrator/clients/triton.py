@@ -1,7 +1,11 @@
 """Async gRPC access to Triton: numpy in, numpy out, Triton's errors translated into ours.
 
-One `tritonclient.grpc.aio` client (one HTTP/2 channel) is shared by all requests. Every call carries a
-deadline; transient failures (server restarting, connection refused) are retried a bounded number of times
+One `tritonclient.grpc.aio` client is shared by all unary requests, another by streams. Their channels
+balance calls round-robin over every address the URL resolves to (`dns:///snapfit-triton-headless:8001` in
+Kubernetes: one per Triton pod), and the unary client is replaced every `channel_refresh_s`, which re-resolves
+the name, so Triton pods added by the autoscaler get calls within about that interval (a Service's virtual IP
+would pin each channel to one pod). The replaced client closes once its calls have had time to end. Every call
+carries a deadline; transient failures (server restarting, connection refused) are retried a bounded number of times
 with jittered exponential backoff. A full model queue is not retried here: it becomes `Overloaded` (429)
 at once, so back-pressure reaches the caller instead of piling up.
 """
@@ -16,6 +20,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from orchestrator.errors import InvalidInput, ModelUnavailable, Overloaded
@@ -29,11 +34,32 @@ RETRY_AFTER_S = 5.0
 class TritonClient:
     def __init__(self, settings: TritonSettings):
         self.settings = settings
-        self._client = grpcclient.InferenceServerClient(settings.grpc_url)
+        self._unary_client = _open(settings.grpc_url)
+        self._opened_at = time.monotonic()
+        self._stream_client = _open(settings.grpc_url)
+        self._retiring: set[asyncio.Task] = set()
         self._configs: dict[str, dict] = {}
 
+    @property
+    def _client(self) -> grpcclient.InferenceServerClient:
+        """The unary client, replaced by a fresh channel once it is older than channel_refresh_s."""
+        refresh_s = self.settings.channel_refresh_s
+        if refresh_s and time.monotonic() - self._opened_at > refresh_s:
+            old, self._unary_client = self._unary_client, _open(self.settings.grpc_url)
+            self._opened_at = time.monotonic()
+            grace_s = max(self.settings.timeout_s, self.settings.encoder_timeout_s) + 5.0
+            task = asyncio.get_running_loop().create_task(_close_later(old, grace_s))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        return self._unary_client
+
     async def close(self) -> None:
-        await self._client.close()
+        retiring = list(self._retiring)
+        for task in retiring:
+            task.cancel()  # each closes its client on the way out
+        await asyncio.gather(*retiring, return_exceptions=True)
+        await self._unary_client.close()
+        await self._stream_client.close()
 
     async def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
                     timeout_s: float | None = None) -> dict[str, np.ndarray]:
@@ -72,7 +98,8 @@ class TritonClient:
         async def one_request():
             yield request
 
-        responses = self._client.stream_infer(one_request(), stream_timeout=timeout_s or self.settings.timeout_s)
+        responses = self._stream_client.stream_infer(one_request(),
+                                                     stream_timeout=timeout_s or self.settings.timeout_s)
         started = time.perf_counter()
         try:
             async for result, error in responses:
@@ -127,6 +154,28 @@ class TritonClient:
         tensor = grpcclient.InferInput(name, list(value.shape), dtype)
         tensor.set_data_from_numpy(value)
         return tensor
+
+
+def _open(url: str) -> grpcclient.InferenceServerClient:
+    """A client whose channel spreads calls round-robin over the addresses `url` resolves to (tritonclient's own
+    defaults otherwise: unbounded message sizes, its keepalive)."""
+    keepalive = KeepAliveOptions()
+    return grpcclient.InferenceServerClient(url, channel_args=[
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.lb_policy_name", "round_robin"),
+    ])
+
+
+async def _close_later(client: grpcclient.InferenceServerClient, delay_s: float) -> None:
+    try:
+        await asyncio.sleep(delay_s)
+    finally:
+        await client.close()
 
 
 def _transient(error: InferenceServerException) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -44,3 +45,45 @@ async def test_a_server_that_is_down_fails_after_bounded_retries():
     finally:
         await client.close()
     assert time.perf_counter() - started < 10
+
+
+class _CountingTriton:
+    """A gRPC server answering Triton's ModelReady (and nothing else), counting the calls it gets."""
+
+    def __init__(self):
+        import grpc
+        from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+        outer = self
+        self.calls = 0
+
+        class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+            async def ModelReady(self, request, context):  # noqa: N802 - the gRPC method's name
+                outer.calls += 1
+                return service_pb2.ModelReadyResponse(ready=True)
+
+        self.server = grpc.aio.server()
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+
+
+async def test_calls_are_spread_round_robin_over_every_resolved_address_and_the_channel_is_renewed():
+    servers = [_CountingTriton(), _CountingTriton()]
+    for server in servers:
+        await server.server.start()
+    # a static two-address target stands in for a headless Service's DNS name resolving to two Triton pods
+    url = "ipv4:" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
+    client = TritonClient(TritonSettings(grpc_url=url, channel_refresh_s=0.2))
+    try:
+        for _ in range(20):
+            assert await client.models_ready(["clip_image"]) == {"clip_image": True}
+        assert all(s.calls >= 5 for s in servers), [s.calls for s in servers]
+        first = client._unary_client
+        await asyncio.sleep(0.25)
+        assert await client.models_ready(["clip_image"]) == {"clip_image": True}
+        assert client._unary_client is not first and len(client._retiring) == 1  # the old one closes later
+    finally:
+        await client.close()
+        for server in servers:
+            await server.server.stop(None)
+    assert not client._retiring
