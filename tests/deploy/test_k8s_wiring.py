@@ -294,6 +294,7 @@ def test_triton_reads_the_models_volume_the_export_job_writes(overlay, manifests
             assert mount["mountPath"] == "/models" and mount.get("readOnly", False) is read_only
     init = pod_spec(triton)["initContainers"][0]
     assert init["command"] == ["python", "/opt/snapfit/docker/repository_gate.py", "wait", "/models"]
+    assert "--timeout-s" in init["args"], "a Job that never comes must show, not leave Triton in Init:0/1 for ever"
     modes = named(objects, "PersistentVolumeClaim", "snapfit-models")["spec"]["accessModes"]
     assert modes == (["ReadWriteMany"] if overlay == "gpu" else ["ReadWriteOnce"])
 
