@@ -299,6 +299,18 @@ def test_triton_reads_the_models_volume_the_export_job_writes(overlay, manifests
     assert modes == (["ReadWriteMany"] if overlay == "gpu" else ["ReadWriteOnce"])
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_triton_rolls_out_without_two_pods_needing_a_read_write_once_volume(overlay, manifests):
+    """A surge pod on another node cannot attach a ReadWriteOnce volume the old pod holds (Multi-Attach)."""
+    objects = manifests[overlay]
+    modes = named(objects, "PersistentVolumeClaim", "snapfit-models")["spec"]["accessModes"]
+    strategy = named(objects, "Deployment", "snapfit-triton")["spec"]["strategy"]
+    if modes == ["ReadWriteMany"]:
+        assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    else:
+        assert strategy == {"type": "Recreate"}  # no rollingUpdate: the API refuses it beside Recreate
+
+
 @pytest.mark.parametrize(("overlay", "precision"), [("gpu", "fp16"), ("cpu", "fp32")])
 def test_the_export_job_runs_snapfit_export_for_its_overlay(overlay, precision, manifests):
     job = container(manifests[overlay], "Job", "snapfit-export", "export")
