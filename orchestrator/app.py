@@ -32,6 +32,7 @@ from orchestrator.errors import (
 from orchestrator.index import FaissIndex
 from orchestrator.metrics import REQUEST_SECONDS
 from orchestrator.rate_limit import ClientRateLimiter
+from orchestrator.routes.access import BODY_OVERHEAD_BYTES
 from orchestrator.services.embedding_cache import EmbeddingCache
 from orchestrator.services.images import UploadedImages
 from orchestrator.services.imports import ImportJobs, ImportPipeline
@@ -46,6 +47,8 @@ from snapfit import contract
 
 log = logging.getLogger(__name__)
 UPLOAD_CHUNK_BYTES = 1024 * 1024
+# the try-on model failing must not take search out of the Service: its requests answer 503 on their own
+READINESS_OPTIONAL = frozenset({f"triton:{contract.LADI_VTON}"})
 
 
 @dataclass
@@ -77,6 +80,8 @@ class Services:
         return b"".join(chunks)
 
     async def readiness(self) -> dict[str, bool]:
+        """Every check by name: each served Triton model, the store, the index (READINESS_OPTIONAL ones are
+        reported but do not make the replica unready)."""
         checks = {f"triton:{m}": ok for m, ok in (await self.triton.models_ready(contract.SERVED_MODELS)).items()}
         try:
             await self.store.ping()
@@ -85,6 +90,11 @@ class Services:
             checks["store"] = False
         checks["index"] = self.products.index_loaded
         return checks
+
+    @staticmethod
+    def ready(checks: dict[str, bool]) -> bool:
+        """Whether `readiness()`'s checks make this replica ready (every one but READINESS_OPTIONAL)."""
+        return all(ok for name, ok in checks.items() if name not in READINESS_OPTIONAL)
 
 
 async def build_services(settings: Settings, open_store: StoreOpener = open_catalog_store) -> Services:
@@ -167,12 +177,24 @@ def create_app(settings: Settings | None = None, open_store: StoreOpener = open_
     app = FastAPI(title="snapfit", version="0.1.0", lifespan=lifespan,
                   description="Segment garments in a photo, find matching products, manage the catalog.")
     _install_error_handlers(app)
+    app.add_middleware(_DeclaredSizeCheck, limit=settings.images.max_upload_bytes + BODY_OVERHEAD_BYTES)
     _install_request_metrics(app)
     from orchestrator.routes import health, images, imports, products, search, tryon
 
+    # a body over the largest upload (plus its form framing) is refused with 413 as soon as its Content-Length
+    # (_DeclaredSizeCheck) or a chunked body's size so far (FastAPI's per-route limit) passes it: nothing larger
+    # is ever spooled to disk
+    body_limit = settings.images.max_upload_bytes + BODY_OVERHEAD_BYTES
     for module in (health, images, search, products, imports, tryon):
-        app.include_router(module.router)
+        app.include_router(module.router, max_body_size=body_limit)
     return app
+
+
+def error_response(error: SnapfitError) -> JSONResponse:
+    """The HTTP response for one of our errors: its status and code, Retry-After when it has one, a Bearer
+    challenge for Unauthorized."""
+    challenge = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    return _error_response(error.status, error.code, error.message, error.retry_after_s, challenge)
 
 
 def _error_response(status: int, code: str, message: str, retry_after_s: float | None = None,
@@ -188,8 +210,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def snapfit_error(request: Request, error: SnapfitError) -> JSONResponse:
         if error.status >= 500:
             log.warning("%s %s -> %s: %s", request.method, request.url.path, error.code, error.message)
-        challenge = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
-        return _error_response(error.status, error.code, error.message, error.retry_after_s, challenge)
+        return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -205,6 +226,24 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error_response(500, "internal", "internal error; see the orchestrator's log")
+
+
+class _DeclaredSizeCheck:
+    """ASGI middleware: a declared Content-Length over `limit` gets our 413 body at once (FastAPI's per-route
+    limiter would answer it in plain text; it still cuts off chunked bodies, through our handler)."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            declared = dict(scope["headers"]).get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self.limit:
+                error = PayloadTooLarge(f"the request body is larger than {self.limit} bytes")
+                await error_response(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _install_request_metrics(app: FastAPI) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from snapfit import contract
@@ -79,8 +79,10 @@ class RateLimitSettings(BaseModel):
     per_client_per_minute: int = Field(600, ge=0, description="shopper requests (search, masks, uploads, try-on) "
                                                               "per client per minute and replica; 0 = no limit")
     burst: int = Field(60, ge=1, description="requests a client may send at once before the rate applies")
-    trust_forwarded_for: bool = Field(False, description="key clients by the first X-Forwarded-For address "
-                                                         "(only behind a proxy that sets it)")
+    forwarded_for_hops: int = Field(0, ge=0, le=16,
+                                    description="trusted proxies in front (an ingress: 1); the client is the "
+                                                "address that many from the right of X-Forwarded-For; 0: the "
+                                                "peer address")
     max_clients: int = Field(100_000, ge=1, description="clients tracked at once (least recently seen dropped)")
 
 
@@ -111,6 +113,12 @@ class Settings(BaseSettings):
     def upload_folder(self) -> Path:
         """Where uploaded photos live: images.upload_dir, else `uploads` beside catalog.index_path."""
         return self.images.upload_dir or Path(self.catalog.index_path).parent / "uploads"
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _strip_token(cls, value):
+        """A token read from a file (`kubectl create secret --from-file`) keeps its trailing newline."""
+        return value.strip() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _default_k_within_max(self) -> "Settings":

@@ -18,10 +18,11 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}},
-            summary="Readiness: every Triton model ready, the index loaded, the store reachable")
+            summary="Readiness: the interactive Triton models ready, the index loaded, the store reachable "
+                    "(the try-on model is reported, not required)")
 async def readyz(svc=Depends(services)) -> JSONResponse:
     checks = await svc.readiness()
-    healthy = all(checks.values())
+    healthy = svc.ready(checks)
     body = Health(status="ok" if healthy else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if healthy else 503,
                         headers=None if healthy else {"Retry-After": "5"})

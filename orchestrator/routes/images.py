@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, File, UploadFile
 
 from orchestrator import masks as mask_codec
-from orchestrator.routes.access import rate_limited
+from orchestrator.routes.access import GatedRoute, rate_limited
 from orchestrator.routes.deps import services
 from orchestrator.schemas import ErrorBody, ImageUploaded, MaskOut, MasksRequest, MasksResponse
 
-router = APIRouter(prefix="/v1/images", tags=["images"], dependencies=[Depends(rate_limited)])
+router = APIRouter(prefix="/v1/images", tags=["images"], dependencies=[Depends(rate_limited)], route_class=GatedRoute)
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 429, 503)}
 
 

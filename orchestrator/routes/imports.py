@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 
 from orchestrator.errors import InvalidInput
 from orchestrator.ingest import ColumnMapping
-from orchestrator.routes.access import require_admin
+from orchestrator.routes.access import GatedRoute, require_admin
 from orchestrator.routes.deps import services
 from orchestrator.schemas import ErrorBody
 
-router = APIRouter(prefix="/v1/catalog", tags=["catalog"])
+router = APIRouter(prefix="/v1/catalog", tags=["catalog"], route_class=GatedRoute)
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 503)}
 ADMIN_ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 413, 415, 422, 503)}
 

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Depends, Response
 
 from orchestrator.domain import Product
 from orchestrator.errors import NotFound
-from orchestrator.routes.access import rate_limited, require_admin
+from orchestrator.routes.access import GatedRoute, rate_limited, require_admin
 from orchestrator.routes.deps import services
 from orchestrator.schemas import ErrorBody, ProductOut, ProductUpdate
 
-router = APIRouter(prefix="/v1/products", tags=["catalog"])
+router = APIRouter(prefix="/v1/products", tags=["catalog"], route_class=GatedRoute)
 ERRORS = {code: {"model": ErrorBody} for code in (404, 422, 429, 503)}
 ADMIN_ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 503)}
 

@@ -10,13 +10,13 @@ from orchestrator import masks as mask_codec
 from orchestrator.domain import ProductFilter
 from orchestrator.errors import InvalidInput
 from orchestrator.images import decode_image
-from orchestrator.routes.access import rate_limited
+from orchestrator.routes.access import GatedRoute, rate_limited
 from orchestrator.routes.deps import services
 from orchestrator.routes.products import product_out
 from orchestrator.schemas import ErrorBody, Filters, SearchHitOut, SearchRequest, SearchResponse
 from orchestrator.services.search import SearchQuery
 
-router = APIRouter(prefix="/v1/search", tags=["search"], dependencies=[Depends(rate_limited)])
+router = APIRouter(prefix="/v1/search", tags=["search"], dependencies=[Depends(rate_limited)], route_class=GatedRoute)
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 429, 503)}
 
 

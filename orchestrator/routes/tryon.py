@@ -12,13 +12,13 @@ from sse_starlette.sse import EventSourceResponse
 
 from orchestrator.errors import InvalidInput
 from orchestrator.images import decode_image
-from orchestrator.routes.access import rate_limited
+from orchestrator.routes.access import GatedRoute, rate_limited
 from orchestrator.routes.deps import services
 from orchestrator.schemas import ErrorBody, ErrorDetail
 from orchestrator.services.tryon import TryOnParameters
 from snapfit import contract
 
-router = APIRouter(prefix="/v1/tryon", tags=["try-on"], dependencies=[Depends(rate_limited)])
+router = APIRouter(prefix="/v1/tryon", tags=["try-on"], dependencies=[Depends(rate_limited)], route_class=GatedRoute)
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 409, 413, 415, 422, 429, 503)}
 CATEGORIES = " | ".join(contract.TRYON_CATEGORIES)
 SCHEDULER_PATTERN = f"^({'|'.join(contract.TRYON_SCHEDULERS)})$"

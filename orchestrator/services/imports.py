@@ -34,7 +34,7 @@ from orchestrator.ingest import CatalogRow, ColumnMapping, ImageLoader, RowError
 from orchestrator.metrics import IMPORT_ROWS, IMPORT_ROWS_PENDING
 from orchestrator.services.dependencies import CatalogModels, ImportJobStore, ProductWriter
 from orchestrator.settings import CatalogSettings
-from orchestrator.stores.catalog_store import ImportRecord, UpsertResult
+from orchestrator.stores.catalog_store import ImportRecord, UnresumableImport, UpsertResult
 
 log = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 1000
@@ -136,6 +136,9 @@ class ImportPipeline:
         except SnapfitError as error:
             job.status, job.message = "failed", error.message
             log.warning("import %s stopped: %s", job.job_id, error.message)
+        except Exception as error:  # noqa: BLE001 - a bug must end the job, not leave it running forever
+            job.status, job.message = "failed", f"internal error: {type(error).__name__}: {error}"
+            log.exception("import %s failed", job.job_id)
         finally:
             producer.cancel()
             await asyncio.gather(producer, return_exceptions=True)
@@ -317,8 +320,11 @@ class ImportJobs:
             await asyncio.sleep(self.renew_every_s)
             try:
                 record = await self.store.claim_stale_import(self.owner, self.settings.import_lease_s)
-                if record is not None:
+                # a job this process still runs (its renewals failed while the store was away): keep that run
+                if record is not None and record.job_id not in self._running:
                     await self._resume(record)
+            except UnresumableImport as error:
+                await self._fail_unresumable(error)
             except SnapfitError as error:
                 log.warning("cannot look for imports to resume (%s)", error.message)
             except Exception:  # noqa: BLE001 - the watcher must outlive any one failed attempt
@@ -340,6 +346,15 @@ class ImportJobs:
             await self._save_final(job)
             return
         self._launch(job, rows)
+
+    async def _fail_unresumable(self, error: UnresumableImport) -> None:
+        """Marks a claimed job that cannot be resumed (its CSV is incomplete) failed, so nobody claims it again."""
+        log.warning("import %s cannot be resumed: %s", error.job_id, error.message)
+        record = await self.store.get_import(error.job_id)
+        if record is not None:
+            job = ImportJob.from_state(record.job_id, record.status, record.state)
+            job.status, job.message, job.finished_at = "failed", f"cannot resume: {error.message}", time.time()
+            await self._save_final(job)
 
     def _update_pending(self) -> None:
         IMPORT_ROWS_PENDING.set(sum(job.total_rows - job.processed_rows for job in self._running.values()))

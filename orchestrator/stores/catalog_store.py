@@ -103,6 +103,14 @@ class ChangeSet:
 IMPORT_ACTIVE = ("queued", "running")  # statuses of an import some replica must (still) work on
 
 
+class UnresumableImport(SnapfitError):
+    """A claimed import cannot be resumed (part of its stored CSV is missing); the claimer marks it failed."""
+
+    def __init__(self, job_id: str, message: str):
+        super().__init__(message)
+        self.job_id = job_id
+
+
 @dataclass
 class ImportRecord:
     """One import job as the store keeps it.

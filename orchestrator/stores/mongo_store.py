@@ -53,6 +53,7 @@ from orchestrator.stores.catalog_store import (
     ChangeSet,
     EmbeddingBatch,
     ImportRecord,
+    UnresumableImport,
     UpsertResult,
     content_digest,
     paged_embeddings,
@@ -273,7 +274,8 @@ class MongoCatalogStore:
                                                     sort=[("i", 1)]).to_list()
         expected = doc["csv_chunks"]
         if [chunk["i"] for chunk in chunks] != list(range(expected)):
-            raise SnapfitError(f"import {doc['job_id']} lost part of its CSV ({len(chunks)} of {expected} chunks)")
+            raise UnresumableImport(doc["job_id"], f"part of its stored CSV is missing ({len(chunks)} of "
+                                                   f"{expected} chunks)")
         return ImportRecord(**{name: doc[name] for name in _IMPORT_PROJECTION if name != "_id"},
                             csv=b"".join(bytes(chunk["data"]) for chunk in chunks))
 

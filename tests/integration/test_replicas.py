@@ -1,6 +1,7 @@
 """Two orchestrator processes on one store behave as one service: what one imports, patches or deletes, the
 other serves within the sync bound; either answers for any import; an import whose process is killed is
-finished by the other. Real tritonserver (tiny models), real HTTP, a shared SQLite catalog."""
+finished by the other. Real tritonserver (tiny models), real HTTP, a shared SQLite catalog, and a shared
+MongoDB database when MONGODB_URI is set."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ import httpx
 import pytest
 
 from snapfit.demo_catalog import generate_catalog
-from tests.integration.orchestrator_process import ADMIN, running_orchestrator, wait_for_import
+from tests.integration.orchestrator_process import (
+    ADMIN,
+    running_orchestrator,
+    skip_without_server,
+    store_url,
+    wait_for_import,
+)
 
 pytestmark = pytest.mark.integration
 SYNC_INTERVAL_S = 0.5
@@ -54,11 +61,21 @@ def converges(check, bound_s: float = CONVERGENCE_BOUND_S) -> float:
     return time.monotonic() - started
 
 
-def test_changes_through_one_replica_reach_the_other_within_the_bound(triton_server, catalog, tmp_path):
-    shared = f"sqlite:///{tmp_path / 'shared' / 'catalog.db'}"
+@pytest.fixture(params=["sqlite", "mongodb"])
+def shared_store(request, tmp_path) -> tuple[str, str]:
+    """(store kind, URL) of one catalog both replicas open."""
+    skip_without_server(request.param)
+    # SQLite: one file both open; MongoDB: a database named after this test's folder (dropped afterwards)
+    return request.param, store_url(request.param, tmp_path / "shared" if request.param == "sqlite" else tmp_path)
+
+
+def test_changes_through_one_replica_reach_the_other_within_the_bound(triton_server, catalog, tmp_path,
+                                                                      shared_store):
+    kind, shared = shared_store
+    (tmp_path / "shared").mkdir()
     with ExitStack() as stack:
         a, b = (stack.enter_context(running_orchestrator(triton_server.grpc_url, tmp_path / name, catalog.parent,
-                                                         extra_env=REPLICA_ENV, catalog_url=shared))
+                                                         kind, extra_env=REPLICA_ENV, catalog_url=shared))
                 for name in ("a", "b"))
         ca = stack.enter_context(httpx.Client(headers=ADMIN, base_url=a.base, timeout=60))
         cb = stack.enter_context(httpx.Client(headers=ADMIN, base_url=b.base, timeout=60))
@@ -91,12 +108,13 @@ def test_changes_through_one_replica_reach_the_other_within_the_bound(triton_ser
         assert all("snapfit_index_generation" in text for text in metrics)
 
 
-def test_an_import_whose_replica_is_killed_is_finished_by_the_other(triton_server, catalog, tmp_path):
-    shared = f"sqlite:///{tmp_path / 'shared' / 'catalog.db'}"
-    with running_orchestrator(triton_server.grpc_url, tmp_path / "b", catalog.parent, extra_env=REPLICA_ENV,
+def test_an_import_whose_replica_is_killed_is_finished_by_the_other(triton_server, catalog, tmp_path, shared_store):
+    kind, shared = shared_store
+    (tmp_path / "shared").mkdir()
+    with running_orchestrator(triton_server.grpc_url, tmp_path / "b", catalog.parent, kind, extra_env=REPLICA_ENV,
                               catalog_url=shared) as b, httpx.Client(headers=ADMIN, base_url=b.base, timeout=60) as cb:
-        with running_orchestrator(triton_server.grpc_url, tmp_path / "a", catalog.parent, extra_env=REPLICA_ENV,
-                                  catalog_url=shared) as a:
+        with running_orchestrator(triton_server.grpc_url, tmp_path / "a", catalog.parent, kind,
+                                  extra_env=REPLICA_ENV, catalog_url=shared) as a:
             with httpx.Client(headers=ADMIN, base_url=a.base, timeout=60) as ca:
                 job_id = start_import(ca, catalog)
                 deadline = time.monotonic() + 300

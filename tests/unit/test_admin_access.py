@@ -38,16 +38,18 @@ ADMIN_CALLS = [
 async def test_catalog_changes_need_the_admin_token(tmp_path):
     async with api(tmp_path, admin_token=TOKEN) as client:
         for method, path, body in ADMIN_CALLS:
-            missing = await client.request(method, path, **body)
-            assert missing.status_code == 401, (method, path, missing.text)
-            assert missing.headers["www-authenticate"] == "Bearer"
-            assert missing.json()["error"]["code"] == "unauthorized"
-            assert "Authorization: Bearer" in missing.json()["error"]["message"]
+            for header in (None, "Basic " + TOKEN, "Bearer "):  # no bearer credentials at all
+                missing = await client.request(method, path,
+                                               headers={"Authorization": header.encode()} if header else {}, **body)
+                assert missing.status_code == 401, (method, path, header, missing.text)
+                assert missing.headers["www-authenticate"] == "Bearer"
+                assert missing.json()["error"]["code"] == "unauthorized"
+                assert "Authorization: Bearer" in missing.json()["error"]["message"]
 
-            for wrong in ("Bearer nope", f"Bearer {TOKEN}x", "Basic " + TOKEN):
+            for wrong in ("Bearer nope", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}"):
                 refused = await client.request(method, path, headers={"Authorization": wrong.encode()}, **body)
-                assert refused.status_code in (401, 403), (method, path, wrong)
-                assert refused.json()["error"]["code"] in ("unauthorized", "forbidden")
+                assert refused.status_code == 403, (method, path, wrong)
+                assert refused.json()["error"]["code"] == "forbidden"
 
             allowed = await client.request(method, path, headers={"Authorization": f"Bearer {TOKEN}".encode()},
                                            **body)
@@ -57,6 +59,46 @@ async def test_catalog_changes_need_the_admin_token(tmp_path):
         # shopper reads stay open
         assert (await client.get("/v1/products/P1")).status_code == 404
         assert (await client.get("/healthz")).status_code == 200
+        # refusals are labelled with their route in the request metrics
+        assert 'route="/v1/catalog/imports",status="401"' in (await client.get("/metrics")).text
+
+
+async def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(tmp_path):
+    read = []
+
+    async def body():
+        for _ in range(1000):  # 1 GB if anyone read it all
+            read.append(1)
+            yield b"x" * (1024 * 1024)
+    async with api(tmp_path, admin_token=TOKEN) as client:
+        refused = await client.post("/v1/catalog/imports", content=body(),
+                                    headers={"content-type": "multipart/form-data; boundary=b"})
+        assert refused.status_code == 401
+        assert len(read) <= 2  # at most what the transport buffered before the answer
+
+
+async def test_a_body_over_the_upload_limit_is_refused_declared_or_chunked(tmp_path):
+    limits = {"max_upload_bytes": 1024}
+    from orchestrator.settings import ImageSettings
+    async with api(tmp_path, images=ImageSettings(**limits)) as client:
+        declared = await client.post("/v1/images", content=b"x" * (2 * 1024 * 1024 + 10),
+                                     headers={"content-type": "application/octet-stream"})
+        assert declared.status_code == 413 and declared.json()["error"]["code"] == "payload_too_large"
+
+        async def chunks():  # a well-formed multipart upload that just keeps going
+            yield (b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\n'
+                   b"Content-Type: image/jpeg\r\n\r\n")
+            for _ in range(3):
+                yield b"x" * (1024 * 1024)
+        chunked = await client.post("/v1/images", content=chunks(),
+                                    headers={"content-type": "multipart/form-data; boundary=b"})
+        assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_token_read_from_a_file_loses_its_newline_and_a_short_one_is_refused():
+    assert Settings(admin_token=TOKEN + "\n").admin_token.get_secret_value() == TOKEN
+    with pytest.raises(ValueError):
+        Settings(admin_token="short")
 
 
 async def test_without_a_configured_token_every_catalog_change_is_refused(tmp_path):
@@ -82,17 +124,20 @@ async def test_openapi_shows_the_bearer_scheme_on_the_admin_operations_only(tmp_
 
 
 async def test_shopper_requests_are_limited_per_client(tmp_path):
-    limits = RateLimitSettings(per_client_per_minute=60, burst=3, trust_forwarded_for=True)
+    limits = RateLimitSettings(per_client_per_minute=60, burst=3, forwarded_for_hops=1)
     async with api(tmp_path, rate_limit=limits) as client:
         statuses = [(await client.get("/v1/products/P1")).status_code for _ in range(4)]
         assert statuses == [404, 404, 404, 429]
         limited = await client.get("/v1/products/P1")
         assert limited.json()["error"]["code"] == "rate_limited" and int(limited.headers["retry-after"]) >= 1
-        # another client (behind the trusted proxy) has its own bucket; health and metrics are never limited
-        other = await client.get("/v1/products/P1", headers={"X-Forwarded-For": "203.0.113.9, 10.0.0.1"})
+        # behind one trusted proxy the client is the last X-Forwarded-For entry: what it wrote itself (left)
+        # cannot buy it a fresh bucket, another address can
+        spoofed = await client.get("/v1/products/P1", headers={"X-Forwarded-For": "198.51.100.7, 127.0.0.1"})
+        assert spoofed.status_code == 429
+        other = await client.get("/v1/products/P1", headers={"X-Forwarded-For": "127.0.0.1, 203.0.113.9"})
         assert other.status_code == 404
         assert (await client.get("/healthz")).status_code == 200
-        assert "snapfit_rate_limited_total 2.0" in (await client.get("/metrics")).text
+        assert "snapfit_rate_limited_total 3.0" in (await client.get("/metrics")).text
 
 
 def test_a_bucket_refills_at_the_configured_rate_and_forgets_the_oldest_clients():

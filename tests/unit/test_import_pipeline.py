@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import numpy as np
 import pytest
@@ -12,11 +13,13 @@ from PIL import Image
 
 from orchestrator.errors import BadRequest, ModelUnavailable, NotFound
 from orchestrator.ingest import parse_catalog_csv
-from orchestrator.services.imports import ImportJobs, ImportPipeline
+from orchestrator.services.imports import ImportJob, ImportJobs, ImportPipeline
 from orchestrator.services.products import ProductService
 from orchestrator.settings import CatalogSettings, SearchSettings, Settings
+from orchestrator.stores.catalog_store import ImportRecord
 from orchestrator.stores.factory import open_catalog_store
 from tests.support.fakes import DIM, FakeModels
+from tests.support.mongomock_store import mongomock_catalog_store
 
 CSV_HEADER = "id,name,image,link,brand,price,tags,category\n"
 
@@ -192,3 +195,25 @@ class _Context:
 
     async def __aexit__(self, *exc):
         return False
+
+
+async def test_a_claimed_import_whose_stored_csv_is_incomplete_is_marked_failed_not_retried(products, tmp_path):
+    store = mongomock_catalog_store()
+    stale = time.time() - 100
+    await store.create_import(ImportRecord(
+        job_id="j1", status="running", state=ImportJob("j1", total_rows=1).to_state(),
+        options={"mapping": None, "base_dir": None}, owner="dead-replica/1", heartbeat_at=stale, created_at=stale,
+        csv=(CSV_HEADER + "A,Shirt,a.png,,,,,top\n").encode()))
+    await store._import_chunks.delete_many({})  # the CSV was lost
+    jobs = ImportJobs(pipeline(products), store, CatalogSettings(index_path=tmp_path / "i", import_lease_s=2), "me/1")
+    jobs.watch()
+    try:
+        for _ in range(100):
+            if (job := await jobs.get("j1")).status == "failed":
+                break
+            await asyncio.sleep(0.05)
+        assert job.status == "failed" and "cannot resume" in job.message and "CSV" in job.message
+        assert await store.claim_stale_import("other/1", lease_s=0) is None  # finished: nobody claims it again
+    finally:
+        await jobs.close()
+        await store.close()
