@@ -56,6 +56,8 @@ class CatalogSettings(BaseModel):
                                                           "to its own vector index (the bound on replica lag)")
     import_lease_s: float = Field(30.0, ge=2, description="an import whose replica stopped renewing it this long "
                                                           "is resumed by another replica")
+    import_retention_days: float = Field(30.0, gt=0, description="finished import jobs are forgotten this long "
+                                                                 "after they ended")
 
 
 class TryOnSettings(BaseModel):

@@ -38,6 +38,7 @@ from orchestrator.stores.catalog_store import ImportRecord, UnresumableImport, U
 
 log = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 1000
+PRUNE_EVERY_S = 3600.0  # how often a replica deletes import jobs past their retention
 PIPELINE_DEPTH = 2
 
 
@@ -316,9 +317,16 @@ class ImportJobs:
                 await asyncio.sleep(self.renew_every_s * (attempt + 1))
 
     async def _watch(self) -> None:
+        pruned_at = 0.0
         while True:
             await asyncio.sleep(self.renew_every_s)
             try:
+                if time.monotonic() - pruned_at > PRUNE_EVERY_S:
+                    pruned_at = time.monotonic()
+                    cutoff = time.time() - self.settings.import_retention_days * 86400
+                    if pruned := await self.store.prune_imports(cutoff):
+                        log.info("forgot %d import jobs that ended over %g days ago", pruned,
+                                 self.settings.import_retention_days)
                 record = await self.store.claim_stale_import(self.owner, self.settings.import_lease_s)
                 # a job this process still runs (its renewals failed while the store was away): keep that run
                 if record is not None and record.job_id not in self._running:

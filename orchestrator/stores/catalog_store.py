@@ -203,6 +203,10 @@ class CatalogStore(Protocol):
         now) and returns it with its CSV; None when there is none."""
         ...
 
+    async def prune_imports(self, finished_before: float) -> int:
+        """Deletes finished jobs last saved before `finished_before` (wall-clock seconds); how many."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -259,6 +259,16 @@ class MongoCatalogStore:
             doc = await self._imports.find_one({"job_id": job_id}, _IMPORT_PROJECTION)
         return None if doc is None else ImportRecord(**doc)
 
+    async def prune_imports(self, finished_before: float) -> int:
+        with self._driver_errors("prune imports"):
+            await self._ready()
+            finished = {"status": {"$nin": list(IMPORT_ACTIVE)}, "heartbeat_at": {"$lt": finished_before}}
+            ids = [doc["job_id"] for doc in await self._imports.find(finished, {"_id": 0, "job_id": 1}).to_list()]
+            if not ids:
+                return 0
+            await self._import_chunks.delete_many({"job_id": {"$in": ids}})
+            return (await self._imports.delete_many({"job_id": {"$in": ids}})).deleted_count
+
     async def claim_stale_import(self, owner: str, lease_s: float) -> ImportRecord | None:
         now = time.time()
         with self._driver_errors("claim an import"):

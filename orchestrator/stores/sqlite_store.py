@@ -166,6 +166,9 @@ class SQLiteCatalogStore:
     async def claim_stale_import(self, owner: str, lease_s: float) -> ImportRecord | None:
         return await self._run(self._claim_stale_import_sync, owner, lease_s)
 
+    async def prune_imports(self, finished_before: float) -> int:
+        return await self._run(self._prune_imports_sync, finished_before)
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -241,6 +244,12 @@ class SQLiteCatalogStore:
         row = self._connection.execute(f"SELECT {_IMPORT_COLUMNS} FROM imports WHERE job_id = ?",
                                        (job_id,)).fetchone()
         return None if row is None else _import_record(row)
+
+    def _prune_imports_sync(self, finished_before: float) -> int:
+        with self._write() as connection:
+            return connection.execute(
+                f"DELETE FROM imports WHERE status NOT IN ({', '.join('?' * len(IMPORT_ACTIVE))}) "
+                "AND heartbeat_at < ?", (*IMPORT_ACTIVE, finished_before)).rowcount
 
     def _claim_stale_import_sync(self, owner: str, lease_s: float) -> ImportRecord | None:
         now = time.time()

@@ -185,3 +185,21 @@ async def test_any_replica_reads_an_import_and_a_stale_one_is_taken_over_with_it
     finally:
         await first.close()
         await second.close()
+
+
+async def test_finished_imports_past_their_retention_are_forgotten_active_ones_never(reopen):  # noqa: F811
+    store = await reopen()
+    try:
+        for job_id in ("old-done", "new-done", "old-running"):
+            await store.create_import(_record(job_id, "replica-a", b"id,image\n1,a.png\n"))
+        await store.update_import("old-done", "replica-a", "succeeded", {"processed_rows": 1})
+        await asyncio.sleep(0.05)
+        cutoff = time.time()
+        await store.update_import("new-done", "replica-a", "failed", {"processed_rows": 1})
+        assert await store.prune_imports(cutoff) == 1
+        assert await store.get_import("old-done") is None
+        assert await store.get_import("new-done") is not None and await store.get_import("old-running") is not None
+        assert await store.prune_imports(time.time() + 1) == 1  # "old-running" stays: it is still active
+        assert await store.get_import("old-running") is not None
+    finally:
+        await store.close()
