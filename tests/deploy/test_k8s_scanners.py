@@ -1,4 +1,4 @@
-"""Each overlay, rendered by kustomize, passes Kubernetes' own schemas (kubernetes-validate --strict) and checkov.
+"""Each overlay and export Job, rendered by kustomize, passes Kubernetes' own schemas (kubernetes-validate --strict) and checkov.
 
 Kubernetes versions: 1.33 is the oldest we support (the managed offerings' oldest in standard support when this was
 written), 1.37 the newest whose schemas kubernetes-validate 1.37.0 bundles. Custom resources have no bundled
@@ -14,7 +14,7 @@ import re
 import pytest
 import yaml
 
-from tests.deploy.tools import K8S_DIR, OVERLAYS, REPO_ROOT, run, tool
+from tests.deploy.tools import K8S_DIR, KUSTOMIZATIONS, OVERLAYS, REPO_ROOT, run, tool
 
 KUBERNETES_VERSIONS = ("1.33.0", "1.37.0")
 CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor")}
@@ -32,7 +32,7 @@ def rendered_files(rendered, tmp_path_factory) -> dict:
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", KUSTOMIZATIONS)
 def test_rendered_overlay_passes_the_kubernetes_schemas_strictly(overlay, version, rendered_files):
     result = run([tool("kubernetes-validate"), "--strict", "-k", version, rendered_files[overlay]])
     output = result.stdout + result.stderr
@@ -54,7 +54,7 @@ def test_checkov_skips_are_listed_once_each_with_a_reason():
             f"{check}: say why it is skipped in the comment above it in {CHECKOV_CONFIG.relative_to(REPO_ROOT)}"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", KUSTOMIZATIONS)
 def test_checkov_finds_no_failure_in_the_rendered_overlay(overlay, rendered_files):
     result = run([tool("checkov"), "--config-file", CHECKOV_CONFIG, "-f", rendered_files[overlay], "-o", "json"])
     reports = json.loads(result.stdout)
@@ -64,4 +64,6 @@ def test_checkov_finds_no_failure_in_the_rendered_overlay(overlay, rendered_file
     summary = kubernetes[0]["summary"]
     failures = [f"{f['check_id']} {f['resource']}: {f['check_name']}" for f in kubernetes[0]["results"]["failed_checks"]]
     assert not failures and summary["parsing_errors"] == 0, "\n".join(failures)
-    assert summary["passed"] > 100 and summary["resource_count"] >= 20, summary
+    # the overlays hold some 20 objects, an export Job's kustomization 3 (the Job, its account, the models claim)
+    least_passed, least_resources = (100, 20) if overlay in OVERLAYS else (40, 2)
+    assert summary["passed"] > least_passed and summary["resource_count"] >= least_resources, summary

@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from tests.deploy.tools import OVERLAYS, REPO_ROOT, by_kind, containers, named, pod_spec
+from tests.deploy.tools import KUSTOMIZATIONS, OVERLAYS, REPO_ROOT, by_kind, containers, named, pod_spec
 
 OUR_IMAGES = ("snapfit-triton", "snapfit-orchestrator", "snapfit-export")
 # environment variables whose values are credentials
@@ -21,12 +21,12 @@ def workloads(objects):
     return [o for o in objects if pod_spec(o) is not None]
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", KUSTOMIZATIONS)
 def test_no_secret_is_rendered_so_no_placeholder_credential_can_be_deployed(overlay, manifests):
     assert by_kind(manifests[overlay], "Secret") == []
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", KUSTOMIZATIONS)
 def test_credentials_come_only_from_secret_refs(overlay, manifests):
     for obj in workloads(manifests[overlay]):
         for _, container in containers(obj):
@@ -56,7 +56,7 @@ def shell_commands(markdown: str) -> list[str]:
 
 def test_every_referenced_secret_is_created_by_a_command_in_the_docs(manifests):
     commands = shell_commands((REPO_ROOT / "docs" / "deploy.md").read_text())
-    for overlay in OVERLAYS:
+    for overlay in KUSTOMIZATIONS:
         for obj in workloads(manifests[overlay]):
             for _, container in containers(obj):
                 for env in container.get("env", []):
@@ -69,7 +69,7 @@ def test_every_referenced_secret_is_created_by_a_command_in_the_docs(manifests):
                             f"with --from-literal={ref['key']}=..."
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", KUSTOMIZATIONS)
 def test_every_container_has_cpu_and_memory_requests_and_limits(overlay, manifests):
     for obj in workloads(manifests[overlay]):
         for kind, container in containers(obj):
@@ -79,7 +79,7 @@ def test_every_container_has_cpu_and_memory_requests_and_limits(overlay, manifes
                     f"{overlay} {obj['metadata']['name']} {kind} {container['name']}: {bound} {resources}"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", KUSTOMIZATIONS)
 def test_every_pod_and_container_is_locked_down(overlay, manifests):
     service_accounts = {sa["metadata"]["name"]: sa for sa in by_kind(manifests[overlay], "ServiceAccount")}
     for obj in workloads(manifests[overlay]):
@@ -97,8 +97,8 @@ def test_every_pod_and_container_is_locked_down(overlay, manifests):
             assert context["privileged"] is False and context["capabilities"] == {"drop": ["ALL"]}, name
 
 
-def test_our_pods_run_as_the_user_of_our_images(manifests):
-    for obj in workloads(manifests["gpu"]):
+def test_our_pods_run_as_the_user_of_our_images(stacks):
+    for obj in workloads(stacks["gpu"]):
         if any(c["image"].rsplit("/", 1)[-1].split(":")[0] in OUR_IMAGES for _, c in containers(obj)):
             assert pod_spec(obj)["securityContext"]["runAsUser"] == 10001  # docker/*.Dockerfile: USER 10001:10001
 
@@ -116,7 +116,7 @@ def test_mongodb_runs_as_the_images_own_mongodb_user(manifests):
     assert all(len(v.split("=", 1)[1]) > 40 for v in skips.values()), "say why, after the check's id"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", KUSTOMIZATIONS)
 def test_read_only_containers_write_only_to_their_volumes(overlay, manifests):
     for obj in workloads(manifests[overlay]):
         for kind, container in containers(obj):
@@ -128,7 +128,7 @@ def test_read_only_containers_write_only_to_their_volumes(overlay, manifests):
                 assert home in mounts, f"{obj['metadata']['name']}/{container['name']}: HOME={home} is read-only"
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", KUSTOMIZATIONS)
 def test_images_are_pinned_and_ours_carry_the_project_version(overlay, manifests):
     version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
     for obj in workloads(manifests[overlay]):
@@ -142,9 +142,9 @@ def test_images_are_pinned_and_ours_carry_the_project_version(overlay, manifests
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_gpus_are_asked_for_only_by_triton_and_the_export_in_the_gpu_overlay(overlay, manifests):
+def test_gpus_are_asked_for_only_by_triton_and_the_export_in_the_gpu_overlay(overlay, stacks):
     asking = set()
-    for obj in workloads(manifests[overlay]):
+    for obj in workloads(stacks[overlay]):
         for _, container in containers(obj):
             resources = container.get("resources", {})
             if GPU in resources.get("limits", {}) or GPU in resources.get("requests", {}):
@@ -155,10 +155,10 @@ def test_gpus_are_asked_for_only_by_triton_and_the_export_in_the_gpu_overlay(ove
     assert asking == (expected if overlay == "gpu" else set())
 
 
-def test_gpu_pods_are_scheduled_on_gpu_nodes_and_tolerate_their_taint(manifests):
+def test_gpu_pods_are_scheduled_on_gpu_nodes_and_tolerate_their_taint(stacks):
     for kind, name in (("Deployment", "snapfit-triton"), ("Job", "snapfit-export")):
-        spec = pod_spec(named(manifests["gpu"], kind, name))
+        spec = pod_spec(named(stacks["gpu"], kind, name))
         assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
         assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
-    for obj in workloads(manifests["cpu"]):
+    for obj in workloads(stacks["cpu"]):
         assert GPU not in str(pod_spec(obj).get("nodeSelector", {})) + str(pod_spec(obj).get("tolerations", []))

@@ -16,7 +16,8 @@ from pydantic import BaseModel
 from orchestrator.settings import Settings
 from snapfit import contract
 from snapfit.triton.launcher import TritonLaunch, command
-from tests.deploy.tools import K8S_DIR, OVERLAYS, REPO_ROOT, by_kind, containers, documents, named, pod_spec, render
+from tests.deploy.tools import (EXPORT_JOBS, K8S_DIR, KUSTOMIZATIONS, OVERLAYS, REPO_ROOT, by_kind, containers,
+                                documents, named, pod_spec, render)
 
 TRITON_PORTS = {"http": contract.TRITON_HTTP_PORT, "grpc": contract.TRITON_GRPC_PORT,
                 "metrics": contract.TRITON_METRICS_PORT}
@@ -281,8 +282,8 @@ def test_service_monitors_scrape_named_metrics_ports_of_real_services(manifests)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_triton_reads_the_models_volume_the_export_job_writes(overlay, manifests):
-    objects = manifests[overlay]
+def test_triton_reads_the_models_volume_the_export_job_writes(overlay, stacks):
+    objects = stacks[overlay]
     triton = named(objects, "Deployment", "snapfit-triton")
     export = named(objects, "Job", "snapfit-export")
     for obj, read_only in ((triton, True), (export, False)):
@@ -313,16 +314,36 @@ def test_triton_rolls_out_without_two_pods_needing_a_read_write_once_volume(over
 
 @pytest.mark.parametrize(("overlay", "precision"), [("gpu", "fp16"), ("cpu", "fp32")])
 def test_the_export_job_runs_snapfit_export_for_its_overlay(overlay, precision, manifests):
-    job = container(manifests[overlay], "Job", "snapfit-export", "export")
+    job = container(manifests[EXPORT_JOBS[overlay]], "Job", "snapfit-export", "export")
     assert job["command"] == ["python", "/opt/snapfit/docker/repository_gate.py", "export", "/models", "--"]
     assert job["args"] == ["--profile", "base", "--precision", precision]
     assert job["image"].rsplit("/", 1)[-1].startswith("snapfit-export:")
 
 
-# ---------------------------------------------------------------- names, labels, generated ConfigMaps, components
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_applying_an_overlay_never_touches_a_job(overlay, manifests):
+    """A Job's pod template is immutable: a finished Job among the overlay's objects made `kubectl apply -k` fail
+    after every image bump."""
+    assert by_kind(manifests[overlay], "Job") == []
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_export_job_applies_nothing_but_itself_and_the_overlays_own_models_claim(overlay, manifests):
+    job = manifests[EXPORT_JOBS[overlay]]
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in job) == [
+        ("Job", "snapfit-export"), ("NetworkPolicy", "snapfit-export"), ("PersistentVolumeClaim", "snapfit-models"),
+        ("ServiceAccount", "snapfit-export")]
+    # applied in either order, neither changes the other's claim (its access mode cannot change once bound)
+    claim = named(job, "PersistentVolumeClaim", "snapfit-models")
+    assert claim == named(manifests[overlay], "PersistentVolumeClaim", "snapfit-models")
+    assert named(job, "Job", "snapfit-export")["spec"].get("ttlSecondsAfterFinished") is None, \
+        "the finished Job keeps its logs (what fell back to fp32, what failed)"
+
+
+# ---------------------------------------------------------------- names, labels, generated ConfigMaps, components
+
+
+@pytest.mark.parametrize("overlay", KUSTOMIZATIONS)
 def test_everything_is_named_snapfit_and_lives_in_its_namespace(overlay, manifests):
     for obj in manifests[overlay]:
         meta = obj["metadata"]

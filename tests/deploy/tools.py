@@ -18,6 +18,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_BIN = REPO_ROOT / ".tools" / "deploy-venv" / "bin"
 K8S_DIR = REPO_ROOT / "k8s"
 OVERLAYS = ("gpu", "cpu")
+# each overlay's export Job, a kustomization of its own (k8s/jobs/): the overlays hold no Job
+EXPORT_JOBS = {"gpu": "export-gpu", "cpu": "export-cpu"}
+# every kustomization docs/deploy.md applies: {name: folder}
+KUSTOMIZATIONS = {**{overlay: K8S_DIR / "overlays" / overlay for overlay in OVERLAYS},
+                  **{job: K8S_DIR / "jobs" / job for job in EXPORT_JOBS.values()}}
 DOCKERFILES = tuple(sorted((REPO_ROOT / "docker").glob("*.Dockerfile")))
 
 
