@@ -68,6 +68,8 @@ def test_triton_ports_are_the_contracts(overlay, manifests):
     assert {p["name"]: p["containerPort"] for p in triton["ports"]} == TRITON_PORTS
     service = named(manifests[overlay], "Service", "snapfit-triton")
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == TRITON_PORTS
+    headless = named(manifests[overlay], "Service", "snapfit-triton-headless")
+    assert {p["name"]: p["port"] for p in headless["spec"]["ports"]} == {"grpc": contract.TRITON_GRPC_PORT}
     orchestrator = container(manifests[overlay], "Deployment", "snapfit-orchestrator", "orchestrator")
     assert [p["containerPort"] for p in orchestrator["ports"]] == [contract.API_PORT]
     assert [p["port"] for p in named(manifests[overlay], "Service", "snapfit-orchestrator")["spec"]["ports"]] == \
@@ -96,7 +98,8 @@ def test_every_snapfit_variable_is_a_setting_and_parses(overlay, manifests, monk
     for name, entry in ours.items():
         monkeypatch.setenv(name, entry.get("value", "secret-from-the-cluster"))
     settings = Settings(_env_file=None)  # the ConfigMap's values validate as the settings
-    assert settings.triton.grpc_url == f"snapfit-triton:{contract.TRITON_GRPC_PORT}"
+    assert settings.triton.grpc_url == f"dns:///snapfit-triton-headless:{contract.TRITON_GRPC_PORT}"
+    assert settings.triton.channel_refresh_s == 60
     assert str(settings.catalog.index_path) == "/var/lib/snapfit/index"
     # everything the orchestrator writes lies on a writable volume (its root filesystem is read-only)
     orchestrator = next(d for d in manifests[overlay] if d["kind"] == "Deployment"
@@ -203,6 +206,24 @@ def test_disruption_budgets_keep_an_api_and_never_block_a_drain(overlay, manifes
     assert named(objects, "PodDisruptionBudget", "snapfit-triton")["spec"]["maxUnavailable"] == 1
     for budget in by_kind(objects, "PodDisruptionBudget"):
         assert any(selects(budget["spec"]["selector"]["matchLabels"], l) for l in pod_labels(objects))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_orchestrator_resolves_every_triton_pod_for_round_robin(overlay, manifests):
+    """Through a cluster IP each orchestrator replica's one gRPC connection reaches one Triton pod; a headless
+    Service's DNS name resolves to every ready pod, which the client's round_robin policy spreads calls over."""
+    objects = manifests[overlay]
+    url = orchestrator_environment(objects)["SNAPFIT_TRITON__GRPC_URL"]["value"]
+    match = re.fullmatch(r"dns:///([a-z0-9-]+):(\d+)", url)
+    assert match, f"{url}: the dns:/// scheme makes gRPC resolve (and re-resolve) every address"
+    service = named(objects, "Service", match[1])
+    assert service["spec"]["clusterIP"] == "None"
+    assert not service["spec"].get("publishNotReadyAddresses"), "a loading Triton pod must get no calls"
+    assert service["spec"]["selector"] == named(objects, "Service", "snapfit-triton")["spec"]["selector"]
+    [port] = service["spec"]["ports"]
+    assert port["port"] == int(match[2]) == contract.TRITON_GRPC_PORT and port["targetPort"] == "grpc"
+    refresh_s = float(orchestrator_environment(objects)["SNAPFIT_TRITON__CHANNEL_REFRESH_S"]["value"])
+    assert 0 < refresh_s <= 300, "new Triton pods get calls only once the channel is reopened"
 
 
 def test_try_on_clients_stick_to_the_replica_that_runs_their_job(manifests):
