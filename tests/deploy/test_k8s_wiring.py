@@ -117,8 +117,10 @@ def test_the_orchestrator_gets_its_secrets_replica_id_and_an_index_folder(overla
     assert variables["SNAPFIT_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "snapfit-admin", "key": "token"}
     assert variables["SNAPFIT_REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     for name in ("SNAPFIT_CATALOG__SYNC_INTERVAL_S", "SNAPFIT_CATALOG__IMPORT_LEASE_S", "SNAPFIT_WORKERS",
-                 "SNAPFIT_RATE_LIMIT__PER_CLIENT_PER_MINUTE", "SNAPFIT_RATE_LIMIT__TRUST_FORWARDED_FOR"):
+                 "SNAPFIT_RATE_LIMIT__PER_CLIENT_PER_MINUTE"):
         assert name in variables
+    # without a proxy that sets X-Forwarded-For, trusting any of its entries lets clients choose their own key
+    assert variables["SNAPFIT_RATE_LIMIT__FORWARDED_FOR_HOPS"]["value"] == "0"
     mounts = {Path(m["mountPath"]) for m in container(manifests[overlay], "Deployment", "snapfit-orchestrator",
                                                       "orchestrator")["volumeMounts"]}
     index = Path(variables["SNAPFIT_CATALOG__INDEX_PATH"]["value"])
