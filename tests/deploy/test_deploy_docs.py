@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from tests.deploy.tools import REPO_ROOT
+import yaml
+
+from tests.deploy.tools import REPO_ROOT, run, tool
 
 DEPLOY_DOC = REPO_ROOT / "docs" / "deploy.md"
 
@@ -38,3 +40,16 @@ def test_the_smoke_tests_catalog_uses_image_urls_the_reader_supplies():
         assert re.fullmatch(r"\$[A-Z_0-9]+", image), f"{image}: let the reader put a real image's URL here"
         assert re.search(rf"^{re.escape(image[1:])}=", block, flags=re.MULTILINE)
 
+
+def test_the_sample_ingress_never_exposes_metrics(tmp_path):
+    [ingress] = [doc for block in code_blocks("yaml") for doc in yaml.safe_load_all(block)
+                 if isinstance(doc, dict) and doc.get("kind") == "Ingress"]
+    (tmp_path / "ingress.yaml").write_text(yaml.safe_dump(ingress))
+    result = run([tool("kubernetes-validate"), "--strict", "-k", "1.33.0", tmp_path / "ingress.yaml"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    paths = [(p["path"], p["pathType"]) for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths
+    for path, path_type in paths:
+        assert path_type in ("Prefix", "Exact"), path_type
+        exposed = "/metrics" == path or (path_type == "Prefix" and "/metrics".startswith(path.rstrip("/") + "/"))
+        assert not exposed and path != "/", f"{path} ({path_type}) would route /metrics to the internet"
