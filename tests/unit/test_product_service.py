@@ -30,6 +30,19 @@ async def open_service(settings, dim: int = DIM) -> ProductService:
     return await ProductService.open(await open_catalog_store(settings.catalog.url), settings, embedding_dim=dim)
 
 
+async def two_replicas(settings, tmp_path) -> tuple[ProductService, ProductService]:
+    """Two services on one store, each with its own index folder (two replicas)."""
+    other = settings.model_copy(deep=True)
+    other.catalog.index_path = tmp_path / "other-index"
+    return await open_service(settings), await open_service(other)
+
+
+async def close_all(*services: ProductService) -> None:
+    for service in services:
+        await service.close()
+        await service.store.close()
+
+
 async def test_added_products_are_stored_and_searchable(settings):
     service = await open_service(settings)
     result = await service.add([product("a"), product("b", "dress")])
@@ -114,9 +127,7 @@ async def test_an_empty_catalog_without_the_served_width_takes_the_contracts(set
 
 
 async def test_a_second_service_on_the_same_store_follows_its_writes(settings, tmp_path):
-    other_settings = settings.model_copy(deep=True)
-    other_settings.catalog.index_path = tmp_path / "other-index"
-    writer, follower = await open_service(settings), await open_service(other_settings)
+    writer, follower = await two_replicas(settings, tmp_path)
     await writer.add([product("a"), product("b", "dress")])
     assert len(follower.index) == 0
     assert await follower.sync() == 2 and len(follower.index) == 2
@@ -127,9 +138,7 @@ async def test_a_second_service_on_the_same_store_follows_its_writes(settings, t
     hits = follower.index.search(unit_vector("b")[None], 5, ProductFilter(categories=frozenset({"top"})))
     assert [h[0] for h in hits[0]] == ["b"]
     assert await follower.sync() == 0 and follower.synced_generation == await writer.store.generation()
-    for service in (writer, follower):
-        await service.close()
-        await service.store.close()
+    await close_all(writer, follower)
 
 
 async def test_a_restart_catches_up_from_the_change_log_without_a_rebuild(settings, monkeypatch):
@@ -150,9 +159,7 @@ async def test_a_restart_catches_up_from_the_change_log_without_a_rebuild(settin
 
 
 async def test_the_follower_applies_changes_in_the_background(settings, tmp_path):
-    other_settings = settings.model_copy(deep=True)
-    other_settings.catalog.index_path = tmp_path / "other-index"
-    writer, follower = await open_service(settings), await open_service(other_settings)
+    writer, follower = await two_replicas(settings, tmp_path)
     follower.follow(0.05)
     await writer.add([product("a")])
     for _ in range(100):
@@ -160,9 +167,7 @@ async def test_the_follower_applies_changes_in_the_background(settings, tmp_path
             break
         await asyncio.sleep(0.02)
     assert "a" in follower.index
-    for service in (writer, follower):
-        await service.close()
-        await service.store.close()
+    await close_all(writer, follower)
 
 
 async def test_a_second_process_with_the_same_settings_keeps_its_index_in_another_folder(settings):
@@ -179,9 +184,7 @@ async def test_a_second_process_with_the_same_settings_keeps_its_index_in_anothe
 
 
 async def test_a_sync_never_resurrects_a_product_this_replica_deletes_meanwhile(settings, tmp_path):
-    other_settings = settings.model_copy(deep=True)
-    other_settings.catalog.index_path = tmp_path / "other-index"
-    writer, replica = await open_service(settings), await open_service(other_settings)
+    writer, replica = await two_replicas(settings, tmp_path)
     await writer.add([product("x")])
     read_started = asyncio.Event()
     store_get_many = replica.store.get_many
@@ -199,6 +202,4 @@ async def test_a_sync_never_resurrects_a_product_this_replica_deletes_meanwhile(
     await sync
     assert "x" not in replica.index
     assert await replica.sync() == 1 and "x" not in replica.index
-    for service in (writer, replica):
-        await service.close()
-        await service.store.close()
+    await close_all(writer, replica)
