@@ -14,10 +14,10 @@ the files and fails when they differ.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata as metadata
 import sys
 import tomllib
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement

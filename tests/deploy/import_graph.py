@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.metadata as metadata
 import sys
 from collections.abc import Iterable, Iterator
+from importlib import metadata
 from pathlib import Path
 
 from packaging.utils import canonicalize_name

@@ -8,7 +8,15 @@ import tomllib
 
 import pytest
 
-from tests.deploy.tools import KUSTOMIZATIONS, OVERLAYS, REPO_ROOT, by_kind, containers, named, pod_spec
+from tests.deploy.tools import (
+    KUSTOMIZATIONS,
+    OVERLAYS,
+    REPO_ROOT,
+    by_kind,
+    containers,
+    named,
+    pod_spec,
+)
 
 OUR_IMAGES = ("snapfit-triton", "snapfit-orchestrator", "snapfit-export")
 # environment variables whose values are credentials

@@ -16,8 +16,19 @@ from pydantic import BaseModel
 from orchestrator.settings import Settings
 from snapfit import contract
 from snapfit.triton.launcher import TritonLaunch, command
-from tests.deploy.tools import (EXPORT_JOBS, K8S_DIR, KUSTOMIZATIONS, OVERLAYS, REPO_ROOT, by_kind, containers,
-                                documents, named, pod_spec, render)
+from tests.deploy.tools import (
+    EXPORT_JOBS,
+    K8S_DIR,
+    KUSTOMIZATIONS,
+    OVERLAYS,
+    REPO_ROOT,
+    by_kind,
+    containers,
+    documents,
+    named,
+    pod_spec,
+    render,
+)
 
 TRITON_PORTS = {"http": contract.TRITON_HTTP_PORT, "grpc": contract.TRITON_GRPC_PORT,
                 "metrics": contract.TRITON_METRICS_PORT}
