@@ -64,12 +64,13 @@ class MaskPrediction:
     """What the SAM decoder returns for one prompt.
 
     masks: 4xHxW float32 logits at the original size (0 = single-mask token, 1-3 multimask outputs);
-    iou_predictions: 4 float32; low_res_masks: 4x256x256 float32 (feed back as mask_input).
+    iou_predictions: 4 float32; low_res_masks: 4x256x256 float32 (feed back as mask_input), or None when the
+    caller did not ask for them.
     """
 
     masks: np.ndarray
     iou_predictions: np.ndarray
-    low_res_masks: np.ndarray
+    low_res_masks: np.ndarray | None = None
 
 
 @dataclass

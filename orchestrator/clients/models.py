@@ -41,16 +41,19 @@ class ModelGateway:
 
     async def sam_masks(self, embedding: np.ndarray, orig_hw: tuple[int, int], points: np.ndarray | None,
                         labels: np.ndarray | None, box: np.ndarray | None,
-                        mask_input: np.ndarray | None = None) -> MaskPrediction:
-        """points: Nx2 (x, y) pixels of the original image, labels: N (1 positive, 0 negative), box: 4 (x0,y0,x1,y1)."""
+                        mask_input: np.ndarray | None = None, want_low_res: bool = False) -> MaskPrediction:
+        """points: Nx2 (x, y) pixels of the original image, labels: N (1 positive, 0 negative), box: 4 (x0,y0,x1,y1).
+        want_low_res: also return the 4x256x256 low-resolution logits (a megabyte a click; no API route uses
+        them), else MaskPrediction.low_res_masks is None."""
         try:
             feeds = prompt_arrays(points=points, labels=labels, box=box, orig_hw=orig_hw, mask_input=mask_input)
         except ValueError as error:
             raise InvalidInput(str(error)) from None
         feeds = {name: value.astype(np.float32) for name, value in feeds.items()}
-        out = await self.triton.infer(contract.SAM_DECODER, {"image_embeddings": embedding, **feeds},
-                                      ["masks", "iou_predictions", "low_res_masks"])
-        return MaskPrediction(out["masks"][0], out["iou_predictions"][0], out["low_res_masks"][0])
+        outputs = ["masks", "iou_predictions"] + (["low_res_masks"] if want_low_res else [])
+        out = await self.triton.infer(contract.SAM_DECODER, {"image_embeddings": embedding, **feeds}, outputs)
+        return MaskPrediction(out["masks"][0], out["iou_predictions"][0],
+                              out["low_res_masks"][0] if want_low_res else None)
 
     async def clip_image(self, images: list[np.ndarray]) -> np.ndarray:
         """images: HxWx3 uint8 RGB each -> Nx512 float32, L2-normalised."""

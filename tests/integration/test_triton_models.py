@@ -83,3 +83,22 @@ def test_classifier_probabilities_sum_to_one(grpc_client):
     probabilities = infer(grpc_client, grpcclient, "tryon_classifier", feeds, ["probabilities"])["probabilities"]
     assert probabilities.shape == (3, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_request_gets_exactly_the_outputs_it_names_and_all_when_it_names_none(tiny_repository, protocol,
+                                                                               grpc_client, http_client):
+    client, module = (grpc_client, grpcclient) if protocol == "grpc" else (http_client, httpclient)
+    feeds, _ = model_cases(tiny_repository)["sam_decoder"]
+    inputs = []
+    for name, value in feeds.items():
+        tensor = module.InferInput(name, list(value.shape), _TRITON_DTYPES[value.dtype])
+        tensor.set_data_from_numpy(value)
+        inputs.append(tensor)
+    expected = local(tiny_repository, "sam_decoder", feeds)
+    only_scores = client.infer("sam_decoder", inputs, outputs=[module.InferRequestedOutput("iou_predictions")])
+    assert only_scores.as_numpy("masks") is None and only_scores.as_numpy("low_res_masks") is None
+    np.testing.assert_allclose(only_scores.as_numpy("iou_predictions"), expected["iou_predictions"], atol=1e-5)
+    everything = client.infer("sam_decoder", inputs)
+    for name in ("masks", "iou_predictions", "low_res_masks"):
+        assert everything.as_numpy(name).shape == expected[name].shape, name

@@ -68,11 +68,20 @@ class TritonPythonModel:
 
     def execute(self, requests):
         feeds = [self._feeds(request) for request in requests]
+        wanted = [self._wanted(request) for request in requests]
         responses = [None] * len(requests)
         for indices in self._groups(feeds):
-            for index, response in zip(indices, self._run_group([feeds[i] for i in indices])):
+            group = self._run_group([feeds[i] for i in indices], [wanted[i] for i in indices])
+            for index, response in zip(indices, group):
                 responses[index] = response
         return responses
+
+    def _wanted(self, request) -> list[str]:
+        """The outputs this request asked for, in config order (all of them when it named none): ORT computes
+        and Triton ships only those (sam_decoder's full-size masks are megabytes a click that a caller
+        wanting only the IoU scores would otherwise pay for)."""
+        asked = set(request.requested_output_names())
+        return [name for name, _ in self.outputs if not asked or name in asked]
 
     def _feeds(self, request) -> dict[str, np.ndarray]:
         return {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.input_names}
@@ -86,32 +95,32 @@ class TritonPythonModel:
             groups[tuple(feed[name].shape[1:] for name in self.input_names)].append(i)
         return list(groups.values())
 
-    def _run_group(self, feeds: list[dict[str, np.ndarray]]):
+    def _run_group(self, feeds: list[dict[str, np.ndarray]], wanted: list[list[str]]):
         if len(feeds) == 1:
-            return [self._run_one(feeds[0])]
+            return [self._run_one(feeds[0], wanted[0])]
         merged = {name: np.concatenate([f[name] for f in feeds]) for name in self.input_names}
+        names = [name for name, _ in self.outputs if any(name in w for w in wanted)]
         try:
-            outputs = self._infer(merged)
+            outputs = self._infer(merged, names)
         except Exception:  # one bad request must not fail its batch-mates: retry them one by one
-            return [self._run_one(feed) for feed in feeds]
+            return [self._run_one(feed, w) for feed, w in zip(feeds, wanted)]
         sizes = np.cumsum([len(f[self.input_names[0]]) for f in feeds])[:-1]
         split = {name: np.split(value, sizes) for name, value in outputs.items()}
-        return [self._response({name: split[name][i] for name in split}) for i in range(len(feeds))]
+        return [self._response({name: split[name][i] for name in wanted[i]}) for i in range(len(feeds))]
 
-    def _run_one(self, feed: dict[str, np.ndarray]):
+    def _run_one(self, feed: dict[str, np.ndarray], wanted: list[str]):
         try:
-            return self._response(self._infer(feed))
+            return self._response(self._infer(feed, wanted))
         except Exception as error:  # ORT rejects what the config's -1 dims let through
             message = f"{self.model_name}: inference failed for this request: {error}"
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG))
 
-    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [name for name, _ in self.outputs]
+    def _infer(self, feed: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
         return dict(zip(names, self.session.run(names, feed)))
 
     def _response(self, outputs: dict[str, np.ndarray]):
         tensors = [pb_utils.Tensor(name, np.ascontiguousarray(outputs[name].astype(dtype, copy=False)))
-                   for name, dtype in self.outputs]
+                   for name, dtype in self.outputs if name in outputs]
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
     def finalize(self):
