@@ -7,14 +7,15 @@ from pathlib import Path
 
 from export.precision import Precision
 
-PROFILES = ("tiny", "base")
+PROFILES = ("tiny", "base", "cpu")
 
 
 @dataclass(frozen=True)
 class ModelChoices:
     """Which architecture and weights each network uses.
 
-    sam_variant: "tiny" | "vit_b" | "vit_l" | "vit_h"; sam_checkpoint: a segment-anything .pth.
+    sam_variant: "tiny" | "vit_b" | "vit_l" | "vit_h" | "mobile_sam" | "tiny_mobile_sam" (export.sam_models);
+    sam_checkpoint: a segment-anything .pth, or MobileSAM's mobile_sam.pt for mobile_sam.
     clip_model: "tiny", an open_clip model name ("ViT-B-16"), or "hf-hub:ORG/NAME";
     clip_pretrained: an open_clip pretrained tag or a local checkpoint file.
     clip_weights_required: the CLIP weights were asked for explicitly, so failing to load them is an error
@@ -38,6 +39,10 @@ PROFILE_DEFAULTS = {
     # without hub access the same architecture is built with random weights (and a loud warning).
     "base": ModelChoices(sam_variant="vit_b", clip_model="hf-hub:Marqo/marqo-fashionCLIP",
                          classifier_variant="efficientnet_v2_s"),
+    # base with MobileSAM's TinyViT image encoder (77.5 GFLOP against ViT-B's 972 at 1024x1024), for machines
+    # without a GPU; the decoder, CLIP and the classifier are base's: cheap next to a ViT-B encoder (docs/models.md)
+    "cpu": ModelChoices(sam_variant="mobile_sam", clip_model="hf-hub:Marqo/marqo-fashionCLIP",
+                        classifier_variant="efficientnet_v2_s"),
 }
 
 

@@ -37,7 +37,7 @@ from export.parity import ParityReport, mask_iou, max_abs_diff, min_cosine
 from export.precision import Precision
 from export.publish import publish
 from export.request import ExportRequest
-from export.sam_models import EMBED_DIM, EMBED_SIZE, IMAGE_SIZE, LOW_RES_MASK_SIZE, build_sam
+from export.sam_models import EMBED_DIM, EMBED_SIZE, IMAGE_SIZE, LOW_RES_MASK_SIZE, architecture, build_sam
 from snapfit import contract
 from snapfit.preprocessing.sam import longest_side_size, prompt_arrays, resize_for_encoder
 
@@ -338,7 +338,7 @@ def _report(model: str, request: ExportRequest) -> ParityReport:
     checkpoint = request.choices.sam_checkpoint
     return ParityReport(model=model, precision=request.precision.value,
                         source=str(checkpoint) if checkpoint else "random-init",
-                        architecture=f"segment_anything {request.choices.sam_variant}")
+                        architecture=architecture(request.choices.sam_variant))
 
 
 def _staged(tmp: str) -> Path:

@@ -12,12 +12,12 @@ from snapfit.cli.app import DEFAULT_REPOSITORY, app, console, setup_logging
 
 @app.command()
 def export(
-    profile: Annotated[str, typer.Option(help="tiny (small random models, for tests) or base (full-size architectures)")] = "base",
+    profile: Annotated[str, typer.Option(help="tiny (small random models, for tests), base (full-size architectures) or cpu (base with MobileSAM's light SAM image encoder, for machines without a GPU)")] = "base",
     repository: Annotated[Path, typer.Option(help="model repository to write into; configs are copied there if missing")] = DEFAULT_REPOSITORY,
     only: Annotated[Optional[list[str]], typer.Option(help="export just these Triton models (repeatable)")] = None,
     precision: Annotated[str, typer.Option(help="fp32, fp16 (GPU serving) or int8 (CPU serving; portable across x86 CPUs, see docs/models.md)")] = "fp32",
-    sam_variant: Annotated[Optional[str], typer.Option(help="tiny, vit_b, vit_l or vit_h")] = None,
-    sam_checkpoint: Annotated[Optional[Path], typer.Option(help="segment-anything checkpoint (.pth)")] = None,
+    sam_variant: Annotated[Optional[str], typer.Option(help="tiny, vit_b, vit_l, vit_h, mobile_sam (MobileSAM's TinyViT encoder) or tiny_mobile_sam")] = None,
+    sam_checkpoint: Annotated[Optional[Path], typer.Option(help="segment-anything checkpoint (.pth), or MobileSAM's mobile_sam.pt for mobile_sam")] = None,
     clip_model: Annotated[Optional[str], typer.Option(help="open_clip model name or hf-hub:ORG/NAME")] = None,
     clip_pretrained: Annotated[Optional[str], typer.Option(help="open_clip pretrained tag or a local checkpoint file")] = None,
     classifier_variant: Annotated[Optional[str], typer.Option(help="tiny or efficientnet_v2_s")] = None,

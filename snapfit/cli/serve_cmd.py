@@ -92,7 +92,7 @@ def serve(
 
 @app.command()
 def up(
-    profile: Annotated[Optional[str], typer.Option(help="serve this profile's models: tiny (tests) or base (full-size), exporting those the repository lacks or another profile wrote (random weights only; a checkpoint's export is never overwritten). Without it: serve what the repository holds, exporting only missing models (tiny)")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="serve this profile's models: tiny (tests), base (full-size) or cpu (base with MobileSAM's light SAM image encoder), exporting those the repository lacks or another profile wrote (random weights only; a checkpoint's export is never overwritten). Without it: serve what the repository holds, exporting only missing models (tiny)")] = None,
     repository: Annotated[Path, typer.Option(help="model repository")] = DEFAULT_REPOSITORY,
     port: Annotated[int, typer.Option(help="orchestrator HTTP port")] = contract.API_PORT,
     http_port: Annotated[int, typer.Option("--http-port", help="Triton HTTP port")] = contract.TRITON_HTTP_PORT,
