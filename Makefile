@@ -15,7 +15,8 @@ PA_DIR        := $(TOOLS)/perf_analyzer-$(PA_CLIENT_VER)
 PERF_ANALYZER := $(PA_DIR)/tritonclient-$(PA_CLIENT_VER).data/data/bin/perf_analyzer
 PA_CUDART_DIR := $(TOOLS)/cuda-runtime-$(PA_CUDART_VER)
 PA_CUDART     := $(PA_CUDART_DIR)/nvidia/cuda_runtime/lib/libcudart.so.12
-PROFILE       ?= base
+# the demo's models: full-size SAM ViT-B where a GPU is present, MobileSAM's light encoder (the cpu profile) otherwise
+PROFILE       ?= $(if $(shell command -v nvidia-smi 2>/dev/null),base,cpu)
 REPOSITORY    ?= model_repository
 # Deployment linters (tests/deploy): a venv of their own, so checkov's many pins never touch .venv.
 DEPLOY_VENV   := $(TOOLS)/deploy-venv
@@ -97,13 +98,13 @@ deploy-tools:  ## install the deployment linters into .tools/deploy-venv (kubect
 
 env: $(VENV)/.installed $(TRITONSERVER) perf-analyzer qemu deploy-tools  ## create .venv, unpack tritonserver and perf_analyzer into .tools, install qemu-user and the deployment linters
 
-export: env  ## export every model (PROFILE=base|tiny) into REPOSITORY
+export: env  ## export every model (PROFILE=cpu|base|tiny; default cpu without a GPU) into REPOSITORY
 	$(VENV)/bin/snapfit export --profile $(PROFILE) --repository $(REPOSITORY)
 
 triton: env  ## serve REPOSITORY with the CPU configs
 	$(VENV)/bin/snapfit triton --repository $(REPOSITORY)
 
-demo: env  ## export the full-size models, start Triton + the API, import a demo catalog
+demo: env  ## export the models (cpu profile without a GPU), start Triton + the API, import a demo catalog
 	$(VENV)/bin/snapfit up --profile $(PROFILE) --demo-catalog 1000
 
 # DEPLOY_TOOLS_REQUIRED: tests/deploy fail (instead of skipping) when a linter is missing
