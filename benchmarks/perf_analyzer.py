@@ -8,8 +8,10 @@ requests in flight and reports client latency percentiles plus the server's own 
 level. Its random input data is wrong for several of our models (clip_text's int64 ids must be CLIP token ids, SAM's
 decoder needs a click inside the image and a real `orig_im_size`), so every model gets an `--input-data` JSON of
 realistic requests shaped by the served model's config. Each concurrency level is one perf_analyzer run bounded by
-`--max-trials` windows and a subprocess timeout; a level that fails (unstable, rejected, timed out) becomes a row with
-`error` set instead of stopping the sweep. Only loopback servers are accepted.
+`--max-trials` windows and a subprocess timeout, and counts once perf_analyzer finds its last 3 windows within
+`--stability-percentage` (10 % by default, perf_analyzer's own default) of each other; a level that fails (never stable,
+rejected, timed out) becomes a row with `error` set, its windows kept, instead of stopping the sweep. Only loopback
+servers are accepted.
 """
 
 from __future__ import annotations
@@ -46,10 +48,17 @@ DEFAULT_MODELS = (contract.CLIP_TEXT, contract.CLIP_IMAGE, contract.TRYON_CLASSI
 QUICK_MODELS = (contract.CLIP_TEXT, contract.CLIP_IMAGE, contract.SAM_DECODER)
 DEFAULT_CONCURRENCIES = (1, 2, 4)
 QUICK_CONCURRENCIES = (1, 2)
-# perf_analyzer accepts a level once its last 3 windows' throughput and p95 lie within this many percent
-DEFAULT_STABILITY_PCT = 25.0
-# so loose it never rejects: the level is whatever the last 3 windows measured, and spread_pct says how steady
+# perf_analyzer accepts a level once its last 3 windows' throughput and p95 lie within this many percent of their mean
+DEFAULT_STABILITY_PCT = 10.0
+# windows per level before perf_analyzer gives up as unstable: 3 to fill its comparison, then room for 7 more
+DEFAULT_MAX_TRIALS = 10
+QUICK_MAX_TRIALS = 6
+# so loose it never rejects: the level is whatever the last 3 windows measured, and spread_pct says how steady; rows
+# measured with it have stable None (not judged), never True
 ANY_STABILITY_PCT = 1_000_000.0
+# perf_analyzer's message for a level that never stabilised (2.41: "Failed to obtain stable measurement within N
+# measurement windows for concurrency C. Please try to increase the --measurement-interval.")
+UNSTABLE = re.compile(r"Failed to obtain stable measurement", re.IGNORECASE)
 
 # perf_analyzer's CSV (-f) header -> row key; every latency column is in microseconds, averaged per request
 CSV_FIELDS = {
@@ -312,7 +321,7 @@ def command(binary: Path, address: str, model: str, batch: int, concurrency: int
     args = [str(binary), "-i", "grpc", "-u", address, "-m", model, "-b", str(batch),
             "--concurrency-range", str(concurrency), "--measurement-mode", "time_windows",
             "--measurement-interval", str(measurement_ms), "--max-trials", str(max_trials),
-            "--stability-percentage", str(stability_pct), "--percentile=95",
+            "--stability-percentage", f"{stability_pct:.10g}", "--percentile=95",
             "--input-data", str(data_file), "-f", str(csv_file), "-v"]
     return args + (["--streaming"] if streaming else [])
 
@@ -324,14 +333,24 @@ def _failure(output: str, returncode: int) -> str:
     return " ".join(dict.fromkeys(errors or lines[-2:]))[:500] or f"perf_analyzer exited with {returncode}"
 
 
+def _unstable(windows: dict, measurement_ms: int, max_trials: int, stability_pct: float) -> str:
+    """The error of a level perf_analyzer could not stabilise, with the spread that kept it from doing so."""
+    spread = windows["spread_pct"]
+    measured = "" if spread is None else f"; the last 3 windows' throughput spread {spread:.0f} %"
+    return (f"not stable: {len(windows['window_infer_per_s'])} of at most {max_trials} windows of {measurement_ms} ms "
+            f"never had 3 in a row within {stability_pct:g} %{measured}")
+
+
 def run_level(binary: Path, env: dict[str, str], address: str, model: str, batch: int, concurrency: int,
               data_file: Path, workdir: Path, measurement_ms: int, max_trials: int, stability_pct: float,
               timeout_s: float, streaming: bool = False) -> dict:
-    """One perf_analyzer run at one concurrency -> its parsed CSV row plus `error` (None when it measured)."""
+    """One perf_analyzer run at one concurrency -> its parsed CSV row plus `error` (None when it measured) and
+    `stable`: True when perf_analyzer accepted the level under `stability_pct`, False when it never stabilised (an
+    error row that keeps its windows), None when not judged (ANY_STABILITY_PCT, or another failure)."""
     csv_file = workdir / f"{model}-b{batch}-c{concurrency}.csv"
     argv = command(binary, address, model, batch, concurrency, data_file, csv_file, measurement_ms, max_trials,
                    stability_pct, streaming)
-    row: dict = {"concurrency": concurrency, **dict.fromkeys(RESULT_KEYS), **parse_windows("")}
+    row: dict = {"concurrency": concurrency, **dict.fromkeys(RESULT_KEYS), **parse_windows(""), "stable": None}
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as e:  # subprocess.run has already killed it
@@ -339,22 +358,26 @@ def run_level(binary: Path, env: dict[str, str], address: str, model: str, batch
         return {**row, **parse_windows(partial), "error": f"timed out after {timeout_s:g} s"}
     row.update(parse_windows(done.stdout))
     parsed = parse_csv(csv_file.read_text()) if csv_file.exists() else []
+    output = done.stdout + "\n" + done.stderr
+    if done.returncode != 0 and UNSTABLE.search(output):
+        return {**row, "stable": False, "error": _unstable(row, measurement_ms, max_trials, stability_pct)}
     if done.returncode != 0 or not parsed:
-        return {**row, "error": _failure(done.stdout + "\n" + done.stderr, done.returncode)}
-    return {**row, **parsed[0], "error": None}
+        return {**row, "error": _failure(output, done.returncode)}
+    return {**row, **parsed[0], "stable": True if stability_pct < ANY_STABILITY_PCT else None, "error": None}
 
 
 def sweep(grpc_url: str, model: str, concurrencies: Sequence[int] = DEFAULT_CONCURRENCIES, batch: int = 1,
-          measurement_ms: int = 5000, max_trials: int = 5, timeout_s: float | None = None,
+          measurement_ms: int = 5000, max_trials: int = DEFAULT_MAX_TRIALS, timeout_s: float | None = None,
           stability_pct: float = DEFAULT_STABILITY_PCT, tools_dir: Path = TOOLS_DIR) -> list[dict]:
     """One row per concurrency level for `model` served at `grpc_url` (loopback only, else ValueError).
 
     Each level is its own perf_analyzer run: `max_trials` windows of `measurement_ms` at most, stable once the last
-    3 windows' throughput and p95 lie within `stability_pct` percent; `timeout_s` bounds one level (default: the
-    windows' total twice over plus 60 s). Row: model, batch, concurrency, infer_per_s (items/s: requests x batch),
-    p50/p90/p95/p99/avg_ms (per request), the client/server breakdown in ms (server_queue_ms,
-    server_compute_infer_ms, ...), measurement settings, window_infer_per_s / window_p95_ms (every window measured)
-    with spread_pct (throughput spread of the last 3), and error: None, or why that level has no numbers.
+    3 windows' throughput and p95 lie within `stability_pct` percent (a level that never is becomes an error row with
+    stable False); `timeout_s` bounds one level (default: the windows' total twice over plus 60 s). Row: model, batch,
+    concurrency, infer_per_s (items/s: requests x batch), p50/p90/p95/p99/avg_ms (per request), the client/server
+    breakdown in ms (server_queue_ms, server_compute_infer_ms, ...), measurement settings, window_infer_per_s /
+    window_p95_ms (every window measured) with spread_pct (throughput spread of the last 3), stable (see run_level)
+    and error: None, or why that level has no numbers.
     Raises PerfAnalyzerMissing when the binary is not installed; never raises for one failing model or level.
     """
     address = loopback_address(grpc_url)
@@ -369,7 +392,7 @@ def sweep(grpc_url: str, model: str, concurrencies: Sequence[int] = DEFAULT_CONC
             data_file = workdir / f"{model}.json"
             data_file.write_text(json.dumps(input_data(model, config)))
         except Exception as e:  # noqa: BLE001 - an unknown or unloaded model is one failed row set, not a crash
-            return [{**base, "concurrency": c, **dict.fromkeys(RESULT_KEYS), **parse_windows(""),
+            return [{**base, "concurrency": c, **dict.fromkeys(RESULT_KEYS), **parse_windows(""), "stable": None,
                      "error": f"{type(e).__name__}: {e}"}
                     for c in concurrencies]
         streaming = bool(config.get("model_transaction_policy", {}).get("decoupled", False))
@@ -410,8 +433,10 @@ def render_perf_analyzer(rows: list[dict], out_dir: Path) -> str:
     measured = [r for r in rows if r.get("error") is None]
     first = rows[0]
     stability = first.get("stability_pct") or 0
-    accepted = ("its last 3 windows accepted whatever their spread" if stability >= ANY_STABILITY_PCT else
-                f"stable once its last 3 windows agree within {format_value(stability)} % on p95 and throughput")
+    accepted = ("its last 3 windows accepted whatever their spread (not judged for stability)"
+                if stability >= ANY_STABILITY_PCT else
+                f"stable once its last 3 windows agree within {format_value(stability)} % on p95 and throughput; a "
+                "level that never did is an error row")
     note = (f"perf_analyzer (gRPC, synchronous clients, realistic `--input-data` per model): each level is its own "
             f"run of up to {first.get('max_trials')} windows of {first.get('measurement_ms')} ms, {accepted} "
             "(spread % is the throughput spread of the 3 windows a level reports; a large one means the numbers "
@@ -451,11 +476,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="length of one measurement window (default 5000; --quick 2000); a window must hold "
                              "several requests, so slow models need longer ones")
     parser.add_argument("--max-trials", type=int, help="windows per level before giving up as unstable "
-                                                       "(default 5; --quick 3)")
-    parser.add_argument("--stability-pct", type=float,
-                        help="max/min spread of the last 3 windows' throughput and p95 that counts as stable "
-                             f"(default {DEFAULT_STABILITY_PCT:g}; perf_analyzer's own is 10; --quick "
-                             f"{ANY_STABILITY_PCT:g}, i.e. accept any, with the spread recorded as spread_pct)")
+                                                       f"(default {DEFAULT_MAX_TRIALS}; --quick {QUICK_MAX_TRIALS})")
+    parser.add_argument("--stability-pct", type=float, default=DEFAULT_STABILITY_PCT,
+                        help="how far (percent of their mean) the last 3 windows' throughput and p95 may lie apart "
+                             "for a level to count (default %(default)g, also with --quick); a level that never "
+                             "gets there is reported as not stable")
     parser.add_argument("--timeout-s", type=float, help="kill one level's perf_analyzer after this long "
                                                         "(default 2 x windows + 60 s)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 models, concurrency 1 and 2, short windows")
@@ -479,9 +504,8 @@ def main(argv: list[str] | None = None) -> None:
     for model in models:
         model_rows = sweep(args.grpc_url, model, concurrencies, batch=args.batch,
                            measurement_ms=args.measurement_ms or (2000 if args.quick else 5000),
-                           max_trials=args.max_trials or (3 if args.quick else 5), timeout_s=args.timeout_s,
-                           stability_pct=args.stability_pct or (ANY_STABILITY_PCT if args.quick else
-                                                                DEFAULT_STABILITY_PCT))
+                           max_trials=args.max_trials or (QUICK_MAX_TRIALS if args.quick else DEFAULT_MAX_TRIALS),
+                           timeout_s=args.timeout_s, stability_pct=args.stability_pct)
         for row in model_rows:
             status = row["error"] or f"{row['infer_per_s']:.1f} infer/s, p95 {row['p95_ms']:.1f} ms"
             print(f"{model:>18}  batch {row['batch']}, concurrency {row['concurrency']}: {status}", flush=True)

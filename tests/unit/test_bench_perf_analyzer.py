@@ -163,10 +163,10 @@ def _fake_tools(tmp_path: Path, script: str) -> Path:
     return tmp_path
 
 
-def _level(tools: Path, tmp_path: Path, timeout_s: float = 30.0) -> dict:
+def _level(tools: Path, tmp_path: Path, timeout_s: float = 30.0, stability_pct: float = 10) -> dict:
     env = pa.binary_environment(tools, base={"PATH": "/usr/bin:/bin"})
     return pa.run_level(pa.find_binary(tools), env, "127.0.0.1:8001", "clip_text", 1, 2, tmp_path / "data.json",
-                        tmp_path, measurement_ms=100, max_trials=3, stability_pct=25, timeout_s=timeout_s)
+                        tmp_path, measurement_ms=100, max_trials=3, stability_pct=stability_pct, timeout_s=timeout_s)
 
 
 def test_a_level_reads_the_csv_that_perf_analyzer_writes(tmp_path):
@@ -178,9 +178,12 @@ printf '%s\\n%s\\n' '{SAMPLE_CSV.splitlines()[0]}' '{csv_line}' > "$2"
 """)
     row = _level(tools, tmp_path)
     assert row["error"] is None and row["concurrency"] == 2 and row["infer_per_s"] == pytest.approx(52.7208)
+    assert row["stable"] is True
+    # without a threshold the level is not judged: never reported as stable
+    assert _level(tools, tmp_path, stability_pct=pa.ANY_STABILITY_PCT)["stable"] is None
 
 
-def test_an_unstable_level_becomes_an_error_row_instead_of_raising(tmp_path):
+def test_an_unstable_level_becomes_a_not_stable_error_row_instead_of_raising(tmp_path):
     tools = _fake_tools(tmp_path / "tools", """
 echo "*** Measurement Settings ***"
 echo "Request concurrency: 2"
@@ -191,8 +194,9 @@ echo "Failed to obtain stable measurement within 3 measurement windows for concu
 exit 2
 """)
     row = _level(tools, tmp_path)
-    assert row["infer_per_s"] is None and row["p95_ms"] is None
-    assert "Failed to obtain stable measurement" in row["error"] and "Settings" not in row["error"]
+    assert row["infer_per_s"] is None and row["p95_ms"] is None and row["stable"] is False
+    assert row["error"] == ("not stable: 3 of at most 3 windows of 100 ms never had 3 in a row within 10 %; "
+                            "the last 3 windows' throughput spread 374 %")
     # the windows it measured before giving up stay in the row
     assert row["window_infer_per_s"] == [90.8006, 66.6194, 19.1541]
     assert row["window_p95_ms"] == pytest.approx([13.989, 21.477, 516.915])
@@ -210,13 +214,31 @@ def test_a_level_that_hangs_is_killed_at_its_timeout(tmp_path):
     assert row["error"] == "timed out after 0.5 s" and row["infer_per_s"] is None
 
 
+def test_other_failures_keep_perf_analyzers_own_message_and_are_not_judged(tmp_path):
+    tools = _fake_tools(tmp_path / "tools", """
+echo "*** Measurement Settings ***"
+echo "error: failed to get model metadata: Request for unknown model" >&2
+exit 99
+""")
+    row = _level(tools, tmp_path)
+    assert row["stable"] is None and "unknown model" in row["error"] and "Settings" not in row["error"]
+
+
+def test_the_command_line_asks_for_10_percent_stability_even_when_quick():
+    parser = pa._parser()
+    for argv in ([], ["--quick"]):
+        assert parser.parse_args(argv).stability_pct == pa.DEFAULT_STABILITY_PCT == 10
+    assert parser.parse_args(["--stability-pct", "5"]).stability_pct == 5
+    assert pa.DEFAULT_MAX_TRIALS >= 6 and pa.QUICK_MAX_TRIALS >= 6  # 3 to fill the comparison, then room to settle
+
+
 def test_command_bounds_the_run_and_stabilises_on_p95(tmp_path):
     argv = pa.command(Path("pa"), "127.0.0.1:8001", "sam_decoder", 1, 4, tmp_path / "d.json", tmp_path / "o.csv",
-                      measurement_ms=2000, max_trials=3, stability_pct=25)
+                      measurement_ms=2000, max_trials=10, stability_pct=10)
     joined = " ".join(argv)
     for part in ("-i grpc", "-u 127.0.0.1:8001", "-m sam_decoder", "-b 1", "--concurrency-range 4",
-                 "--measurement-interval 2000", "--max-trials 3", "--percentile=95", f"-f {tmp_path / 'o.csv'}",
-                 f"--input-data {tmp_path / 'd.json'}"):
+                 "--measurement-interval 2000", "--max-trials 10", "--stability-percentage 10", "--percentile=95",
+                 f"-f {tmp_path / 'o.csv'}", f"--input-data {tmp_path / 'd.json'}"):
         assert part in joined
     assert "--streaming" not in argv
     assert "--streaming" in pa.command(Path("pa"), "127.0.0.1:8001", "ladi_vton", 1, 1, tmp_path / "d.json",
