@@ -21,6 +21,9 @@ class TritonSettings(BaseModel):
     encoder_timeout_s: float = Field(120.0, gt=0, description="deadline of a SAM encoder call (seconds on CPUs)")
     retries: int = Field(2, ge=0, description="extra attempts for transient errors (server unavailable)")
     retry_backoff_s: float = Field(0.2, ge=0, description="base of the jittered exponential backoff")
+    max_in_flight_per_model: int = Field(16, ge=1, description="calls of one model this process has in Triton at "
+                                                               "once; more answer 429 at once (the CPU configs of "
+                                                               "the fast models keep no queue bound of their own)")
     channel_refresh_s: float = Field(60.0, ge=0, description="reopen the unary gRPC channel this often, "
                                                              "re-resolving grpc_url (new Triton pods get calls); "
                                                              "0 = never")

@@ -39,6 +39,7 @@ class TritonClient:
         self._stream_client = _open(settings.grpc_url)
         self._retiring: set[asyncio.Task] = set()
         self._configs: dict[str, dict] = {}
+        self._in_flight: dict[str, int] = {}
 
     @property
     def _client(self) -> grpcclient.InferenceServerClient:
@@ -63,7 +64,22 @@ class TritonClient:
 
     async def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
                     timeout_s: float | None = None) -> dict[str, np.ndarray]:
-        """Runs `model` once. Inputs keep their numpy dtype (object arrays of bytes become BYTES)."""
+        """Runs `model` once. Inputs keep their numpy dtype (object arrays of bytes become BYTES).
+
+        Admission: at most `max_in_flight_per_model` calls of one model at once from this process; a call past
+        that is Overloaded (429) at once, so a burst never builds an unbounded queue in Triton."""
+        limit = self.settings.max_in_flight_per_model
+        if self._in_flight.get(model, 0) >= limit:
+            TRITON_ERRORS.labels(model=model, code=Overloaded.code).inc()
+            raise Overloaded(f"{model} is busy ({limit} calls in flight); retry shortly", retry_after_s=1.0)
+        self._in_flight[model] = self._in_flight.get(model, 0) + 1
+        try:
+            return await self._infer(model, inputs, outputs, timeout_s)
+        finally:
+            self._in_flight[model] -= 1
+
+    async def _infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
+                     timeout_s: float | None) -> dict[str, np.ndarray]:
         request = [self._input(name, value) for name, value in inputs.items()]
         wanted = [grpcclient.InferRequestedOutput(name) for name in outputs]
         deadline_s = timeout_s or self.settings.timeout_s

@@ -87,3 +87,25 @@ async def test_calls_are_spread_round_robin_over_every_resolved_address_and_the_
         for server in servers:
             await server.server.stop(None)
     assert not client._retiring
+
+
+async def test_calls_past_the_in_flight_limit_of_a_model_are_refused_at_once_and_others_pass(monkeypatch):
+    client = TritonClient(TritonSettings(grpc_url=f"127.0.0.1:{free_port()}", max_in_flight_per_model=2))
+    release = asyncio.Event()
+
+    async def slow_infer(model, inputs, outputs, timeout_s):
+        await release.wait()
+        return {"embeddings": np.zeros((1, 4), np.float32)}
+    monkeypatch.setattr(client, "_infer", slow_infer)
+    try:
+        held = [asyncio.create_task(client.infer("clip_image", {}, ["embeddings"])) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as refused:
+            await client.infer("clip_image", {}, ["embeddings"])
+        assert refused.value.status == 429 and refused.value.retry_after_s
+        other = asyncio.create_task(client.infer("clip_text_embed", {}, ["embeddings"]))  # its own limit
+        release.set()
+        await asyncio.gather(*held, other)
+        assert (await client.infer("clip_image", {}, ["embeddings"]))["embeddings"].shape == (1, 4)  # freed again
+    finally:
+        await client.close()
