@@ -14,6 +14,7 @@ import hmac
 from fastapi import Depends, Request, Security
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
@@ -89,10 +90,8 @@ def client_key(scope: Scope, headers: Headers, forwarded_for_hops: int) -> str:
 
 def bearer_token(headers: Headers) -> str | None:
     """The credentials of an `Authorization: Bearer ...` header; None for none or another scheme."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    scheme, token = get_authorization_scheme_param(headers.get("authorization"))
+    return token if scheme.lower() == "bearer" and token else None
 
 
 class GatedRoute(APIRoute):

@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,8 +85,8 @@ class ImportJob:
         return self.processed_rows / max(end - self.started_at, 1e-9) if self.started_at else 0.0
 
 
-_COUNTERS = ("total_rows", "processed_rows", "inserted", "updated", "unchanged", "failed", "message",
-             "started_at", "finished_at", "next_row", "resumed")
+# everything of a job's progress but its id, status and errors (those are stored on their own or encoded apart)
+_COUNTERS = tuple(f.name for f in fields(ImportJob) if f.name not in ("job_id", "status", "errors"))
 
 
 @dataclass
