@@ -149,7 +149,7 @@ def torch_module(model: str, profile: str, workdir: Path, device: str = "cpu"):
 def _unet_config(profile: str):
     from tryon.config import profile_config
 
-    return profile_config("full" if profile == "base" else profile)
+    return profile_config("full" if profile in ("base", "cpu") else profile)  # cpu changes SAM's encoder only
 
 
 def _unet_step_module(profile: str, device: str = "cpu"):
@@ -543,8 +543,9 @@ def render_model_latency(rows: list[dict], out_dir: Path) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.model_latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=("tiny", "base"), default="base",
-                        help="model sizes: tiny random networks, or the full-size architectures (default %(default)s)")
+    parser.add_argument("--profile", choices=("tiny", "base", "cpu"), default="base",
+                        help="model sizes: tiny random networks, the full-size architectures, or cpu (base with "
+                             "MobileSAM's light SAM encoder) (default %(default)s)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
                         help="models to time (default all)")
     parser.add_argument("--quick", action="store_true",
