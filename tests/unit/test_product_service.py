@@ -203,3 +203,29 @@ async def test_a_sync_never_resurrects_a_product_this_replica_deletes_meanwhile(
     assert "x" not in replica.index
     assert await replica.sync() == 1 and "x" not in replica.index
     await close_all(writer, replica)
+
+
+async def test_the_follower_outlives_a_store_outage_and_catches_up_after_it(settings, tmp_path):
+    from orchestrator.errors import StoreUnavailable
+    from orchestrator.metrics import INDEX_SYNC_ERRORS
+
+    writer, follower = await two_replicas(settings, tmp_path)
+    changes_since = follower.store.changes_since
+    outage = {"left": 3}
+
+    async def flaky_changes_since(generation):
+        if outage["left"]:
+            outage["left"] -= 1
+            raise StoreUnavailable("the store is down")
+        return await changes_since(generation)
+    follower.store.changes_since = flaky_changes_since
+    errors_before = INDEX_SYNC_ERRORS._value.get()
+    follower.follow(0.02)
+    await writer.add([product("a")])
+    for _ in range(200):
+        if "a" in follower.index:
+            break
+        await asyncio.sleep(0.02)
+    assert "a" in follower.index and outage["left"] == 0
+    assert INDEX_SYNC_ERRORS._value.get() == errors_before + 3
+    await close_all(writer, follower)
