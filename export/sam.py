@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from copy import deepcopy as copy_module
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
+from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.utils.onnx import SamOnnxModel
 
 from export import onnx_io
@@ -124,13 +126,44 @@ class SamDecoderOnnx(SamOnnxModel):
 
 
 class _PromptAndMaskDecoders(torch.nn.Module):
-    """The parts of Sam that SamOnnxModel.forward reads."""
+    """The parts of Sam that SamOnnxModel.forward reads, with LayerNorm2d exported as one fused op.
+
+    The mask decoder's upscaling LayerNorm2d (and the prompt encoder's two) are written as mean / pow / sqrt over
+    channels, which export as ~10 elementwise ONNX nodes over a 64x128x128 map (measured 8 ms of the decoder's
+    70 ms on one core); ChannelsLastLayerNorm computes the same normalisation with one LayerNormalization node.
+    Copies, so the torch Sam used as the parity reference keeps its original modules.
+    """
 
     def __init__(self, sam: Sam) -> None:
         super().__init__()
-        self.prompt_encoder = sam.prompt_encoder
-        self.mask_decoder = sam.mask_decoder
+        self.prompt_encoder = _with_fused_layer_norms(sam.prompt_encoder)
+        self.mask_decoder = _with_fused_layer_norms(sam.mask_decoder)
         self.mask_threshold = sam.mask_threshold
+
+
+class ChannelsLastLayerNorm(torch.nn.Module):
+    """segment-anything's LayerNorm2d (normalise each pixel over channels) as F.layer_norm on an NHWC view.
+
+    x: [B, C, H, W] -> [B, C, H, W]; shares the original module's weight and bias.
+    """
+
+    def __init__(self, layer_norm: LayerNorm2d) -> None:
+        super().__init__()
+        self.weight, self.bias, self.eps = layer_norm.weight, layer_norm.bias, layer_norm.eps
+        self.channels = int(layer_norm.weight.shape[0])  # a Python int, so the exported shape is static
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normalised = F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), self.weight, self.bias, self.eps)
+        return normalised.permute(0, 3, 1, 2)
+
+
+def _with_fused_layer_norms(module: torch.nn.Module) -> torch.nn.Module:
+    copy = copy_module(module)
+    for name, child in list(copy.named_modules()):
+        if isinstance(child, LayerNorm2d):
+            parent_name, _, attribute = name.rpartition(".")
+            setattr(copy.get_submodule(parent_name) if parent_name else copy, attribute, ChannelsLastLayerNorm(child))
+    return copy
 
 
 # ---------------------------------------------------------------- sam_encoder
