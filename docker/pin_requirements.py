@@ -28,10 +28,11 @@ DOCKER_DIR = REPO_ROOT / "docker"
 REFRESH_COMMAND = ".venv/bin/python docker/pin_requirements.py"
 
 # What the Python-backend models import (model_repository/*/1/model.py: ladi_vton -> tryon -> torch, diffusers,
-# transformers; clip_tokenizer -> open_clip) and the onnxruntime_cpu runner of the CPU configs (onnxruntime).
+# transformers; clip_tokenizer -> open_clip) and the onnxruntime_cpu runner of the CPU configs (onnxruntime; onnx
+# to prune a graph to the outputs of its output_sets).
 # mediapipe is not here: only the orchestrator detects poses (tryon.preprocess), the backend never imports it.
 TRITON_ROOTS = ("torch", "diffusers", "transformers", "safetensors", "open_clip_torch", "numpy", "pillow",
-                "onnxruntime")
+                "onnxruntime", "onnx")
 # What `snapfit serve` imports: orchestrator/ (FastAPI, FAISS, stores, Triton client, mediapipe poses via
 # tryon.preprocess) and snapfit.cli's module level (typer, rich). No torch: nothing on that path imports it.
 ORCHESTRATOR_ROOTS = ("fastapi", "uvicorn", "python-multipart", "httpx", "sse-starlette", "pydantic",

@@ -8,6 +8,12 @@ model's config, the file from `default_model_filename`, session knobs from `para
     intra_op_num_threads   threads for one inference (default: ORT's choice)
     inter_op_num_threads   threads across independent graph branches
     graph_optimization_level   disable_all | basic | extended | all (default all)
+    allow_spinning         1 (ORT's default) lets idle intra-op threads spin for work; 0 makes them sleep, for
+                           instances that share cores with other instances
+    output_sets            ;-separated lists of ,-separated output names, e.g. "low_res_masks,iou_predictions":
+                           a request asking for exactly one of these sets runs a copy of the graph pruned to
+                           those outputs, so nodes that only feed other outputs are not computed (ONNX Runtime
+                           runs every node of a graph whatever outputs a call names)
 
 With max_batch_size > 0 the requests Triton's dynamic batcher hands over together are concatenated along
 axis 0, run once, and split again; requests whose non-batch shapes differ run separately. A request that
@@ -42,7 +48,33 @@ def _session_options(parameters: dict[str, str]) -> ort.SessionOptions:
     for knob in ("intra_op_num_threads", "inter_op_num_threads"):
         if knob in parameters:
             setattr(options, knob, int(parameters[knob]))
+    if "allow_spinning" in parameters:
+        if parameters["allow_spinning"] not in ("0", "1"):
+            raise ValueError(f"allow_spinning must be 0 or 1, got {parameters['allow_spinning']!r}")
+        options.add_session_config_entry("session.intra_op.allow_spinning", parameters["allow_spinning"])
     return options
+
+
+def _output_sets(parameters: dict[str, str], outputs: list[str]) -> list[frozenset[str]]:
+    """The `output_sets` parameter as sets of output names, each a strict, non-empty subset of `outputs`."""
+    sets = []
+    for text in filter(None, (part.strip() for part in parameters.get("output_sets", "").split(";"))):
+        names = frozenset(name.strip() for name in text.split(",") if name.strip())
+        unknown = names - set(outputs)
+        if unknown or not names or names == set(outputs):
+            raise ValueError(f"output_sets entry {text!r} must name some, not all, of the outputs {outputs}"
+                             + (f"; unknown: {sorted(unknown)}" if unknown else ""))
+        sets.append(names)
+    return sets
+
+
+def _pruned_graph(path: str, inputs: list[str], outputs: list[str]) -> bytes:
+    """The ONNX graph at `path` cut down to the nodes `outputs` depend on, serialised."""
+    import onnx
+    import onnx.utils
+
+    model = onnx.load(path)
+    return onnx.utils.Extractor(model).extract_model(inputs, outputs).SerializeToString()
 
 
 class TritonPythonModel:
@@ -56,7 +88,8 @@ class TritonPythonModel:
         if not os.path.exists(path):
             raise pb_utils.TritonModelException(
                 f"{self.model_name}: {path} does not exist; run `snapfit export` first")
-        self.session = ort.InferenceSession(path, _session_options(parameters), providers=["CPUExecutionProvider"])
+        options = _session_options(parameters)
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]
         self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]]
         graph_inputs = {i.name for i in self.session.get_inputs()}
@@ -65,6 +98,13 @@ class TritonPythonModel:
         if missing:
             raise pb_utils.TritonModelException(
                 f"{self.model_name}: config names tensors the ONNX graph lacks: {sorted(missing)}")
+        # {output names: (session of the graph pruned to them, the inputs that graph still reads)}
+        self.pruned: dict[frozenset[str], tuple[ort.InferenceSession, list[str]]] = {}
+        for names in _output_sets(parameters, [name for name, _ in self.outputs]):
+            ordered = [name for name, _ in self.outputs if name in names]
+            session = ort.InferenceSession(_pruned_graph(path, self.input_names, ordered), options,
+                                           providers=["CPUExecutionProvider"])
+            self.pruned[names] = (session, [i.name for i in session.get_inputs()])
 
     def execute(self, requests):
         feeds = [self._feeds(request) for request in requests]
@@ -116,7 +156,11 @@ class TritonPythonModel:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG))
 
     def _infer(self, feed: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
-        return dict(zip(names, self.session.run(names, feed)))
+        pruned = self.pruned.get(frozenset(names))
+        if pruned is None:
+            return dict(zip(names, self.session.run(names, feed)))
+        session, reads = pruned
+        return dict(zip(names, session.run(names, {name: feed[name] for name in reads})))
 
     def _response(self, outputs: dict[str, np.ndarray]):
         tensors = [pb_utils.Tensor(name, np.ascontiguousarray(outputs[name].astype(dtype, copy=False)))
