@@ -63,14 +63,27 @@ class ProductFilter:
 class MaskPrediction:
     """What the SAM decoder returns for one prompt.
 
-    masks: 4xHxW float32 logits at the original size (0 = single-mask token, 1-3 multimask outputs);
-    iou_predictions: 4 float32; low_res_masks: 4x256x256 float32 (feed back as mask_input), or None when the
-    caller did not ask for them.
+    Mask 0 is the single-mask token, 1-3 the multimask outputs. iou_predictions: 4 float32; orig_hw: the photo's
+    (H, W); low_res_masks: 4x256x256 float32 logits (also what a later prompt feeds back as mask_input); masks:
+    4xHxW float32 logits at the photo's size when the decoder returned them, else None and `logits` upsamples
+    the low-resolution ones as the decoder graph would.
     """
 
-    masks: np.ndarray
     iou_predictions: np.ndarray
+    orig_hw: tuple[int, int]
     low_res_masks: np.ndarray | None = None
+    masks: np.ndarray | None = None
+
+    def logits(self, indices: list[int]) -> np.ndarray:
+        """len(indices)xHxW float32 logits at the photo's size (mask = logits > 0). CPU work of a few
+        milliseconds when upsampling: call it off the event loop."""
+        if self.masks is not None:
+            return self.masks[indices]
+        if self.low_res_masks is None:
+            raise ValueError("this prediction carries no masks")
+        from snapfit.preprocessing.sam_upscale import upscale_masks  # OpenCV, only where masks are upsampled
+
+        return upscale_masks(self.low_res_masks[indices], self.orig_hw)
 
 
 @dataclass

@@ -13,13 +13,13 @@ from orchestrator.errors import InvalidInput
 
 def encode_rle(mask: np.ndarray) -> dict:
     """HxW bool -> COCO uncompressed RLE {"size": [H, W], "counts": [...]}: column-major runs, zeros first."""
-    flat = np.asarray(mask, dtype=bool).flatten(order="F")
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate([[0], changes, [flat.size]])
-    counts = np.diff(bounds).tolist()
+    height, width = mask.shape
+    flat = np.ascontiguousarray(np.asarray(mask, dtype=bool).T).reshape(-1)  # column-major order
+    bounds = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
+    counts = np.diff(bounds)
     if flat.size and flat[0]:
-        counts = [0, *counts]
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
+        counts = np.concatenate([[0], counts])
+    return {"size": [int(height), int(width)], "counts": counts.tolist()}
 
 
 def decode_rle(rle: dict, expected_hw: tuple[int, int] | None = None) -> np.ndarray:

@@ -19,6 +19,9 @@ from snapfit.preprocessing.classifier import resize_for_classifier
 from snapfit.preprocessing.clip import resize_and_crop
 from snapfit.preprocessing.sam import prompt_arrays, resize_for_encoder
 
+# what a click asks sam_decoder for; its CPU config serves this set from a graph pruned to it (output_sets)
+CLICK_OUTPUTS = ["low_res_masks", "iou_predictions"]
+
 
 class ModelGateway:
     """Every model the services call (the Protocols of services/dependencies.py), served by one Triton."""
@@ -41,19 +44,20 @@ class ModelGateway:
 
     async def sam_masks(self, embedding: np.ndarray, orig_hw: tuple[int, int], points: np.ndarray | None,
                         labels: np.ndarray | None, box: np.ndarray | None,
-                        mask_input: np.ndarray | None = None, want_low_res: bool = False) -> MaskPrediction:
+                        mask_input: np.ndarray | None = None) -> MaskPrediction:
         """points: Nx2 (x, y) pixels of the original image, labels: N (1 positive, 0 negative), box: 4 (x0,y0,x1,y1).
-        want_low_res: also return the 4x256x256 low-resolution logits (a megabyte a click; no API route uses
-        them), else MaskPrediction.low_res_masks is None."""
+
+        Asks the decoder for its low-resolution logits and scores only (1 MB instead of the 4 photo-size
+        logit maps, 3 MB each at 1024x768, that its `masks` output would ship); MaskPrediction.logits upsamples
+        the masks the caller keeps (snapfit/preprocessing/sam_upscale.py)."""
         try:
             feeds = prompt_arrays(points=points, labels=labels, box=box, orig_hw=orig_hw, mask_input=mask_input)
         except ValueError as error:
             raise InvalidInput(str(error)) from None
         feeds = {name: value.astype(np.float32) for name, value in feeds.items()}
-        outputs = ["masks", "iou_predictions"] + (["low_res_masks"] if want_low_res else [])
-        out = await self.triton.infer(contract.SAM_DECODER, {"image_embeddings": embedding, **feeds}, outputs)
-        return MaskPrediction(out["masks"][0], out["iou_predictions"][0],
-                              out["low_res_masks"][0] if want_low_res else None)
+        out = await self.triton.infer(contract.SAM_DECODER, {"image_embeddings": embedding, **feeds},
+                                      CLICK_OUTPUTS)
+        return MaskPrediction(out["iou_predictions"][0], orig_hw, low_res_masks=out["low_res_masks"][0])
 
     async def clip_image(self, images: list[np.ndarray]) -> np.ndarray:
         """images: HxWx3 uint8 RGB each -> Nx512 float32, L2-normalised."""
@@ -83,7 +87,7 @@ class ModelGateway:
         embedding = await self.sam_embedding(image)
         prediction = await self.sam_masks(embedding, image.shape[:2], points, labels, None)
         best = 1 + int(np.argmax(prediction.iou_predictions[1:]))
-        mask = prediction.masks[best] > 0
+        mask = (await asyncio.to_thread(prediction.logits, [best]))[0] > 0
         return mask if mask.any() else None
 
     async def tryon(self, *, person: np.ndarray, garment: np.ndarray, keypoints: np.ndarray, inpaint_mask: np.ndarray,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,10 +39,10 @@ class SegmentService:
             labels=np.asarray(labels, dtype=np.float32) if points else None,
             box=np.asarray(box, dtype=np.float32) if box is not None else None,
         )
-        logits = prediction.masks[MULTIMASK_OUTPUTS]
         scores = prediction.iou_predictions[MULTIMASK_OUTPUTS]
-        order = np.argsort(-scores, kind="stable")
-        return [ScoredMask(mask=logits[i] > 0.0, score=float(scores[i])) for i in order]
+        order = [int(i) for i in np.argsort(-scores, kind="stable")]
+        logits = await asyncio.to_thread(prediction.logits, [MULTIMASK_OUTPUTS.start + i for i in order])
+        return [ScoredMask(mask=mask > 0.0, score=float(scores[i])) for mask, i in zip(logits, order)]
 
 
 def _validate_prompt(points, labels, box, width: int, height: int) -> None:

@@ -102,3 +102,15 @@ def test_a_request_gets_exactly_the_outputs_it_names_and_all_when_it_names_none(
     everything = client.infer("sam_decoder", inputs)
     for name in ("masks", "iou_predictions", "low_res_masks"):
         assert everything.as_numpy(name).shape == expected[name].shape, name
+
+
+def test_the_click_output_set_served_from_the_pruned_graph_matches_the_full_graph(tiny_repository, grpc_client):
+    """sam_decoder's CPU config names low_res_masks + iou_predictions as an output set: those requests run a copy
+    of the graph without the photo-size upsampling, and must answer exactly what the whole graph computes."""
+    from orchestrator.clients.models import CLICK_OUTPUTS
+
+    feeds, _ = model_cases(tiny_repository)["sam_decoder"]
+    expected = local(tiny_repository, "sam_decoder", feeds)
+    served = infer(grpc_client, grpcclient, "sam_decoder", feeds, CLICK_OUTPUTS)
+    for name in CLICK_OUTPUTS:
+        np.testing.assert_allclose(served[name], expected[name], atol=1e-5, err_msg=name)

@@ -63,7 +63,7 @@ class FakeModels:
         masks = np.full((4, h, w), -1.0, np.float32)
         for i in range(4):
             masks[i, : i + 1] = 1.0
-        return MaskPrediction(masks, self.ious, np.zeros((4, 256, 256), np.float32))
+        return MaskPrediction(self.ious, orig_hw, np.zeros((4, 256, 256), np.float32), masks)
 
     async def clip_image(self, images: list[np.ndarray]) -> np.ndarray:
         vectors = np.stack([unit_vector(f"image:{int(image.sum())}") for image in images])
