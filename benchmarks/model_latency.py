@@ -45,6 +45,9 @@ QUICK_BATCHES = (1, 8)
 SAM_ENCODER_MAX_BATCH = 8
 UNBATCHED_MODELS = {contract.SAM_DECODER, UNET_STEP}  # no batch axis (the UNet step's batch is CFG's fixed 2)
 ITEMS_PER_CALL = {UNET_STEP: 2}  # a UNet step denoises the conditional and unconditional latents together
+# the outputs the orchestrator asks for, requested alike from Triton and from the in-process session (outputs cost
+# serialisation: sam_decoder's full-size `masks` are megabytes a click); a model not named here: all its outputs
+REQUESTED_OUTPUTS: dict[str, tuple[str, ...]] = {contract.SAM_DECODER: ("low_res_masks", "iou_predictions")}
 SEED = 0
 
 Feeds = dict[str, np.ndarray]
@@ -270,7 +273,8 @@ def _triton_call(subject: Subject, feeds: Feeds, grpc_url: str, batch: int) -> C
         infer_input = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
         infer_input.set_data_from_numpy(array)
         inputs.append(infer_input)
-    outputs = [grpcclient.InferRequestedOutput(o["name"]) for o in config["output"]]
+    names = REQUESTED_OUTPUTS.get(subject.model) or [o["name"] for o in config["output"]]
+    outputs = [grpcclient.InferRequestedOutput(name) for name in names]
     return lambda: client.infer(subject.model, inputs, outputs=outputs, client_timeout=600)
 
 
@@ -287,7 +291,8 @@ def variant_call(subject: Subject, variant: str, feeds: Feeds, sessions: dict, d
         if precision not in sessions:
             sessions[precision], _ = open_session(subject.onnx_paths[precision], threads=os.cpu_count())
         session = sessions[precision]
-        return lambda: session.run(None, feeds)
+        wanted = REQUESTED_OUTPUTS.get(subject.model)
+        return lambda: session.run(list(wanted) if wanted else None, feeds)
     if variant.startswith("triton_"):
         if not triton_grpc_url:
             raise ValueError("no Triton server given (triton_grpc_url)")
@@ -327,7 +332,9 @@ def measure(subject: Subject, variant: str, batch: int, iterations: int, max_sec
     items = ITEMS_PER_CALL.get(subject.model, batch)
     row: dict = {"model": subject.model, "profile": profile, "device": device, "variant": variant, "batch": items,
                  "threads": variant_threads(subject.model, variant, device, triton_grpc_url),
-                 "int8_settings": subject.int8_settings if variant == "ort_int8" else None}
+                 "int8_settings": subject.int8_settings if variant == "ort_int8" else None,
+                 "outputs": ", ".join(REQUESTED_OUTPUTS[subject.model]) if subject.model in REQUESTED_OUTPUTS
+                 and variant.startswith(("ort_", "triton_")) else None}
     try:
         call = variant_call(subject, variant, subject.make_feeds(batch), sessions, device, triton_grpc_url, batch)
         summary = LatencySummary.from_seconds(time_calls(call, warmup=warmup, iterations=iterations,
@@ -382,14 +389,16 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
         sam_encoder_max_batch: int = SAM_ENCODER_MAX_BATCH, workdir: Path | None = None, device: str = "cpu",
         onnx_repositories: dict[str, Path] | None = None, triton_grpc_url: str | None = None,
         peaks: dict[str, float] | None = None, warmup: int = 1,
-        export_missing: Sequence[str] = ("fp32", "int8")) -> list[dict]:
+        export_missing: Sequence[str] = ("fp32", "int8"), variant_max_batch: dict[str, int] | None = None
+        ) -> list[dict]:
     """Rows for every model x variant x batch (see `variants_for`, `model_batches`), in that order.
 
     workdir: scratch folder for exports (default: a temporary folder removed afterwards); onnx_repositories:
     reuse these {"fp32", "int8"} repositories instead; triton_grpc_url: a Triton serving the fp32 repository
     (adds triton_fp32 rows); peaks: precision -> GFLOP/s (benchmarks.flops.best_peaks), adds efficiency fields;
     warmup: untimed calls before each measurement (0 for a smoke run: the first call then counts, allocations and all);
-    export_missing: precisions exported when `onnx_repositories` lacks them (others get error rows).
+    export_missing: precisions exported when `onnx_repositories` lacks them (others get error rows);
+    variant_max_batch: {variant: largest batch it is timed at} (e.g. {"torch_bf16": 1} where bf16 is known slow).
     """
     from rich.progress import Progress
 
@@ -403,13 +412,18 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
     cuda = device.startswith("cuda")
     plan = {m: (model_batches(m, sorted(set(batches)), sam_encoder_max_batch),
                 variants_for(m, device, triton=bool(triton_grpc_url))) for m in models}
+    limits = variant_max_batch or {}
+
+    def timed(batch: int, variants: Sequence[str]) -> list[str]:
+        return [v for v in variants if batch <= limits.get(v, batch)]
+
     rows: list[dict] = []
     flops: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
         root = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(
             prefix="snapfit-model-latency-")))
         progress = stack.enter_context(Progress(disable=not show_progress, transient=True))
-        task = progress.add_task("models", total=sum(len(b) * len(v) for b, v in plan.values()))
+        task = progress.add_task("models", total=sum(len(timed(b, v)) for bs, v in plan.values() for b in bs))
         for model, (model_batch_sizes, variants) in plan.items():
             progress.update(task, description=f"{model}: preparing")
             try:
@@ -422,15 +436,15 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
                     rows += [{"model": model, "profile": profile, "device": device, "variant": variant,
                               "batch": ITEMS_PER_CALL.get(model, batch), "threads": None, "int8_settings": None,
                               **dict.fromkeys(TIMING_KEYS),
-                              "error": reason} for variant in variants]
-                progress.advance(task, len(model_batch_sizes) * len(variants))
+                              "error": reason} for variant in timed(batch, variants)]
+                progress.advance(task, sum(len(timed(b, variants)) for b in model_batch_sizes))
                 continue
             counted = flops_per_item(subject, device)
             if counted:
                 flops[model] = counted
             sessions: dict = {}
             for batch in model_batch_sizes:
-                for variant in variants:
+                for variant in timed(batch, variants):
                     progress.update(task, description=f"{model} {variant} batch {batch}")
                     rows.append(measure(subject, variant, batch, iterations, max_seconds, sessions, profile, device,
                                         triton_grpc_url, warmup))
@@ -495,6 +509,10 @@ def _intro(rows: list[dict]) -> str:
         how = ("torch eager under inference_mode (bf16 = autocast); ONNX Runtime CPUExecutionProvider with one "
                "intra-op thread per core; triton_fp32 = the same fp32 ONNX model served by Triton (CPU config), "
                "one gRPC call per batch from this process")
+        chosen = {r["model"]: r["outputs"] for r in rows if r.get("outputs")}
+        if chosen:
+            how += ("; ONNX Runtime and Triton both return only the outputs the orchestrator asks for ("
+                    + "; ".join(f"{m}: {o}" for m, o in chosen.items()) + "), every other model all of its outputs")
     return (f"Profile {rows[0].get('profile', '?')}, device {device}; {how}. p50/p95/p99 per call of one batch; "
             "items/s = batch x calls / total seconds; speedup = torch fp32 p50 / variant p50 at the same batch; "
             "GFLOP/s = counted FLOPs (torch flop counter: matmuls, convolutions, attention) x batch / p50, and "

@@ -9,14 +9,14 @@ import pytest
 from benchmarks.model_latency import (
     UNET_STEP, add_speedups, model_batches, run, serving_overhead, variants_for,
 )
-from benchmarks.report import write_report
+from benchmarks.report import profile_sections, write_report
 
 MODELS = ["clip_text", "tryon_classifier", UNET_STEP]
 BATCHES = [1, 2]
 LOCAL_VARIANTS = ("torch_fp32", "torch_bf16", "ort_fp32", "ort_int8")
 ROW_FIELDS = {"model", "profile", "device", "variant", "batch", "threads", "count", "mean_ms", "p50_ms", "p95_ms", "p99_ms",
               "min_ms", "max_ms", "items_per_s", "speedup_vs_torch_fp32", "error", "gflop_per_item",
-              "achieved_gflops", "peak_gflops", "peak_fraction", "int8_settings"}
+              "achieved_gflops", "peak_gflops", "peak_fraction", "int8_settings", "outputs"}
 PEAKS = {"fp32": 100.0, "bf16": 50.0, "int8": 400.0}
 
 
@@ -33,6 +33,18 @@ def test_every_row_has_every_field_and_was_timed(tiny_rows):
         assert 1 <= row["count"] <= 2
         assert row["p50_ms"] > 0 and row["items_per_s"] > 0
     json.dumps(tiny_rows)
+
+
+def test_the_sam_decoder_returns_the_orchestrators_outputs_and_bf16_stops_at_its_max_batch(tmp_path):
+    rows = run(["clip_text", "sam_decoder"], "tiny", [1, 2], iterations=1, max_seconds=1.0, show_progress=False,
+               workdir=tmp_path, warmup=0, variant_max_batch={"torch_bf16": 1})
+    assert all(r["error"] is None for r in rows), rows
+    decoder = {r["variant"]: r["outputs"] for r in rows if r["model"] == "sam_decoder"}
+    assert decoder["ort_fp32"] == decoder["ort_int8"] == "low_res_masks, iou_predictions"
+    assert decoder["torch_fp32"] is None
+    assert all(r["outputs"] is None for r in rows if r["model"] != "sam_decoder")
+    text = {(r["variant"], r["batch"]) for r in rows if r["model"] == "clip_text"}
+    assert ("torch_bf16", 1) in text and ("torch_bf16", 2) not in text and ("ort_fp32", 2) in text
 
 
 def test_every_onnx_model_and_batch_is_timed_in_the_four_local_variants_and_the_unet_step_in_torch(tiny_rows):
@@ -128,7 +140,7 @@ def test_write_report_renders_a_table_per_model_and_the_plots(tiny_rows, tmp_pat
         assert f"![{model} latency](model_latency_{model}.png)" in text
     assert "| variant | batch | threads | p50 ms |" in text and "| ort_int8 | 2 |" in text
     assert (tmp_path / "model_latency_speedup.png").stat().st_size > 0
-    assert json.loads((tmp_path / "results.json").read_text())["sections"]["model_latency"] == tiny_rows
+    assert profile_sections(json.loads((tmp_path / "results.json").read_text()))["model_latency"] == tiny_rows
 
 
 def test_a_model_that_cannot_be_prepared_gets_error_rows_and_the_others_still_run(monkeypatch, tmp_path):
