@@ -24,7 +24,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.report import Column, format_value, markdown_table, register_section
 from snapfit import contract
+
+SECTION = "import_throughput"
 
 
 def _decoded_images(catalog_csv: Path) -> list[np.ndarray]:
@@ -80,6 +83,30 @@ async def measure(grpc_url: str, rows: int, batch_size: int, workdir: Path) -> d
     result["import_over_clip"] = result["import_rows_per_s"] / result["clip_image_per_s"]
     result["import_over_both_models"] = result["import_rows_per_s"] / result["both_models_per_s"]
     return result
+
+
+def _percent(value: object) -> str:
+    return "—" if value is None else f"{100 * value:.0f} %"
+
+
+COLUMNS: list[Column] = [
+    ("rows", "rows", format_value), ("batch size", "batch_size", format_value),
+    ("clip_image images/s", "clip_image_per_s", format_value),
+    ("tryon_classifier images/s", "classifier_per_s", format_value),
+    ("both models images/s", "both_models_per_s", format_value), ("import rows/s", "import_rows_per_s", format_value),
+    ("import / clip_image", "import_over_clip", _percent),
+    ("import / both models", "import_over_both_models", _percent)]
+
+
+@register_section(SECTION, "Catalog import throughput")
+def render_import_throughput(rows: list[dict], out_dir: Path) -> str:
+    if not rows:
+        return "_no rows_"
+    return ("A synthetic catalog imported through the in-process API on the run's Triton (CSV -> files -> decode -> "
+            "tryon_classifier and clip_image -> store -> index), next to each model alone and both models one after "
+            "the other on the same decoded images, at the import batch size (the gateway splits it at each "
+            "model's max_batch_size). The target compares the import with the models' best batch in model_latency."
+            "\n\n" + markdown_table(rows, COLUMNS))
 
 
 def main() -> None:

@@ -1,7 +1,13 @@
-"""Benchmark results as files: results.json (raw), report.md (machine + one table per section) and PNG plots.
+"""Benchmark results as files: results.json (raw), report.md (machine, targets, one table per section) and PNG plots.
 
-    results = {"machine": machine_info(), "sections": {"faiss_scale": [row, ...], ...}}
+    results = {"machine": machine_info(), "profiles": {"cpu": {"sections": {"faiss_scale": [row, ...], ...}},
+                                                       "base": {"sections": {...}}}}
     write_report(results, Path("benchmarks/results/intel-xeon-2.50ghz-2c-cpu"))
+
+Runs of different model profiles (`snapfit bench --profile cpu`, then `--profile base`) share one machine folder,
+each under its own key; the report shows issue 12's targets with one column per profile first (benchmarks.targets),
+then every section per profile. A results.json from before profiles ({"machine", "sections"}) loads as the "base"
+profile. With more than one profile, each profile's plots go to a subfolder named after it.
 
 A section is a list of flat dict rows. A section with a registered renderer gets its own table and plots; any other
 section is rendered as a table of all its fields. To add one:
@@ -15,12 +21,14 @@ section is rendered as a table of all its fields. To add one:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
+DEFAULT_PROFILE = "base"  # what a results.json written before profiles measured
 
 # (header, row key, formatter); the formatter gets the raw value, which may be missing (None)
 Column = tuple[str, str, Callable[[object], str]]
@@ -45,14 +53,32 @@ def register_section(name: str, title: str) -> Callable[[Renderer], Renderer]:
     return register
 
 
+def normalize_results(results: dict) -> dict:
+    """{"machine", "profiles": {profile: {"sections": {...}}}}; the pre-profile {"machine", "sections"} layout
+    becomes the "base" profile."""
+    profiles = {name: {"sections": dict(body.get("sections", {}))}
+                for name, body in results.get("profiles", {}).items()}
+    if "sections" in results:
+        profiles.setdefault(DEFAULT_PROFILE, {"sections": {}})["sections"] = {
+            **results["sections"], **profiles.get(DEFAULT_PROFILE, {}).get("sections", {})}
+    return {"machine": results.get("machine", {}), "profiles": profiles}
+
+
+def profile_sections(results: dict, profile: str = DEFAULT_PROFILE) -> dict[str, list[dict]]:
+    """The sections of one profile (empty when the results have none of it)."""
+    return normalize_results(results)["profiles"].get(profile, {}).get("sections", {})
+
+
 def load_results(out_dir: Path) -> dict:
-    """The results.json already in `out_dir` (so a run adds its section to the others), else an empty dict."""
+    """The results.json already in `out_dir` (so a run adds its section to the others), normalised (see
+    `normalize_results`), else an empty result."""
     path = Path(out_dir) / RESULTS_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    return normalize_results(json.loads(path.read_text()) if path.exists() else {})
 
 
-def save_section(section: str, rows: list[dict], out_dir: Path | None = None) -> Path:
-    """Adds one benchmark's rows to the machine's results (keeping the other sections) and re-renders the report.
+def save_section(section: str, rows: list[dict], out_dir: Path | None = None, profile: str = DEFAULT_PROFILE) -> Path:
+    """Adds one benchmark's rows to the machine's results under `profile` (keeping the other sections and profiles)
+    and re-renders the report.
 
     out_dir: default benchmarks/results/<machine-id>. Returns the report.md path.
     """
@@ -62,22 +88,38 @@ def save_section(section: str, rows: list[dict], out_dir: Path | None = None) ->
     out_dir = Path(out_dir) if out_dir else Path(__file__).parent / "results" / machine_id(info)
     results = load_results(out_dir)
     results["machine"] = info
-    results.setdefault("sections", {})[section] = rows
+    results["profiles"].setdefault(profile, {"sections": {}})["sections"][section] = rows
     return write_report(results, out_dir)
 
 
 def write_report(results: dict, out_dir: Path) -> Path:
     """Writes results.json, report.md and each section's PNGs into `out_dir`; returns the report.md path.
 
-    results: {"machine": dict from machine_info(), "sections": {section name: list of flat dict rows}}.
+    results: {"machine": dict from machine_info(), "profiles": {profile: {"sections": {section name: list of flat
+    dict rows}}}}, or the pre-profile {"machine", "sections"} (the "base" profile).
     """
+    from benchmarks.targets import INPUT_SECTIONS, render_targets  # imports this module: a late import
+
+    results = normalize_results(results)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    profiles = {name: body["sections"] for name, body in results["profiles"].items()}
     parts = ["# Benchmark report", "", machine_markdown(results.get("machine", {}))]
-    for name, rows in results.get("sections", {}).items():
-        section = SECTIONS.get(name, Section(name.replace("_", " ").capitalize(), render_generic))
-        parts += ["", f"## {section.title}", "", section.render(rows, out_dir)]
+    if any(INPUT_SECTIONS & set(sections) for sections in profiles.values()):
+        names = ", ".join(profiles)
+        parts += ["", f"## Targets (issue 12), profile{'s' * (len(profiles) > 1)} {names}", "",
+                  render_targets(profiles)]
+    several = len(profiles) > 1
+    for profile, sections in profiles.items():
+        plots = out_dir / profile if several else out_dir
+        plots.mkdir(parents=True, exist_ok=True)
+        for name, rows in sections.items():
+            section = SECTIONS.get(name, Section(name.replace("_", " ").capitalize(), render_generic))
+            body = section.render(rows, plots)
+            if several:  # the renderers link their plots by file name, relative to the folder they wrote them in
+                body = re.sub(r"(!\[[^\]]*\]\()([^)/]+\))", rf"\g<1>{profile}/\g<2>", body)
+            parts += ["", f"## {section.title}{f' ({profile} profile)' if several else ''}", "", body]
     report = out_dir / REPORT_FILE
     report.write_text("\n".join(parts).rstrip() + "\n")
     return report

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from benchmarks.http_load import SCENARIOS, run, seed_catalog
-from benchmarks.report import save_section
+from benchmarks.report import profile_sections, save_section
 from tests.integration.orchestrator_process import running_orchestrator, store_url
 
 pytestmark = pytest.mark.integration
@@ -32,5 +32,5 @@ def test_every_scenario_runs_without_errors_against_the_real_stack(triton_server
     out = tmp_path / "report"
     report = save_section("http_load", rows, out)
     assert "## Orchestrator HTTP load" in report.read_text()
-    assert json.loads((out / "results.json").read_text())["sections"]["http_load"] == rows
+    assert profile_sections(json.loads((out / "results.json").read_text()))["http_load"] == rows
     assert (out / "http_load_throughput.png").stat().st_size > 0 and (out / "http_load_p95.png").stat().st_size > 0

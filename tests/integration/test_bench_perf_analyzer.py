@@ -7,7 +7,7 @@ import json
 import pytest
 
 from benchmarks import perf_analyzer as pa
-from benchmarks.report import save_section
+from benchmarks.report import profile_sections, save_section
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_a_model_the_server_does_not_have_is_an_error_row(triton_server):
 def test_save_section_writes_results_report_and_plots(sweep_rows, tmp_path):
     report = save_section(pa.SECTION, sweep_rows, tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["sections"][pa.SECTION] == sweep_rows
+    assert profile_sections(results)[pa.SECTION] == sweep_rows
     text = report.read_text()
     assert "Triton gRPC concurrency sweep (perf_analyzer)" in text
     assert all(model in text for model in MODELS)

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.faiss_scale import main, recall_at_k, run, scaled_factory, synthetic_embeddings
 from benchmarks.machine import machine_id, machine_info
-from benchmarks.report import markdown_table, write_report
+from benchmarks.report import markdown_table, normalize_results, profile_sections, write_report
 
 ROW_FIELDS = {"index", "factory", "search_params", "n_vectors", "dim", "k", "queries", "faiss_threads", "build_s",
               "search_count", "search_mean_ms", "search_p50_ms", "search_p95_ms", "search_p99_ms", "search_min_ms",
@@ -66,7 +66,8 @@ def test_write_report_creates_json_markdown_and_plots(tiny_rows, tmp_path):
     results = {"machine": {"cpu_model": "Test CPU", "versions": {"numpy": "1.26"}},
                "sections": {"faiss_scale": tiny_rows, "something_new": [{"a": 1, "b": 0.5}]}}
     report = write_report(results, tmp_path / "out")
-    assert json.loads((tmp_path / "out" / "results.json").read_text()) == results
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == normalize_results(results)
+    assert normalize_results(results)["profiles"]["base"]["sections"] == results["sections"]
     text = report.read_text()
     assert "versions.numpy" in text and "recall@10" in text and "| a | b |" in text
     assert list((tmp_path / "out").glob("*.png"))
@@ -80,7 +81,7 @@ def test_cli_quick_run_adds_its_section_to_existing_results(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"sections": {"other": [{"x": 1}]}}))
     main(["--sizes", "600", "--dim", "16", "--queries", "5", "--factory", "IVF4,Flat", "--iterations", "2",
           "--out", str(tmp_path)])
-    sections = json.loads((tmp_path / "results.json").read_text())["sections"]
+    sections = profile_sections(json.loads((tmp_path / "results.json").read_text()))
     assert set(sections) == {"other", "faiss_scale"}
 
 

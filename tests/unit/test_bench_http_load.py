@@ -33,7 +33,7 @@ from benchmarks.http_load import (
     seed_catalog,
     seed_store,
 )
-from benchmarks.report import save_section
+from benchmarks.report import profile_sections, save_section
 from tests.conftest import free_port
 
 ROW_FIELDS = {"scenario", "concurrency", "requests", "ok", "errors", "error_kinds", "duration_s", "throughput_rps",
@@ -220,14 +220,14 @@ def test_the_report_section_has_a_table_and_both_plots(tmp_path):
     assert "## Orchestrator HTTP load" in report and "429×1" in report
     assert (tmp_path / "http_load_throughput.png").stat().st_size > 0
     assert (tmp_path / "http_load_p95.png").stat().st_size > 0
-    assert json.loads((tmp_path / "results.json").read_text())["sections"]["http_load"] == rows
+    assert profile_sections(json.loads((tmp_path / "results.json").read_text()))["http_load"] == rows
 
 
 def test_the_command_line_writes_the_section_for_a_quick_run(api, tmp_path, capsys):
     fake, base = api
     main(["--url", base, "--quick", "--scenarios", "search_text", "search_image", "--max-requests", "3",
           "--warmup", "0", "--out", str(tmp_path)])
-    rows = json.loads((tmp_path / "results.json").read_text())["sections"]["http_load"]
+    rows = profile_sections(json.loads((tmp_path / "results.json").read_text()))["http_load"]
     assert [(r["scenario"], r["concurrency"], r["requests"]) for r in rows] == [
         ("search_text", 1, 3), ("search_text", 2, 3), ("search_image", 1, 3), ("search_image", 2, 3)]
     assert "Orchestrator HTTP load" in capsys.readouterr().out

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from benchmarks.model_latency import UNET_STEP
 from benchmarks.original import ORIGINAL, compare
-from benchmarks.suite import FULL, GPU, QUICK, RESULTS_ROOT, STEPS, BenchRun
+from benchmarks.report import load_results
+from benchmarks.suite import FULL, GPU, QUICK, RESULTS_ROOT, STEPS, BenchRun, Recorder
 
 INFO = {"cpu_model": "Intel(R) Xeon(R) Processor @ 2.50GHz", "logical_cores": 2, "gpu": None,
         "versions": {"torch": "2.14.1", "onnxruntime": "1.32.0"}}
@@ -28,9 +28,45 @@ def test_budgets_follow_the_mode_and_the_device():
     assert BenchRun().steps() == STEPS
 
 
-@pytest.mark.parametrize("only, steps", [(("faiss",), ("faiss",)), (("http", "peaks"), ("peaks", "http"))])
+@pytest.mark.parametrize("only, steps", [(("faiss",), ("faiss",)), (("http", "peaks"), ("peaks", "http")),
+                                         (("import", "http"), ("http", "import"))])
 def test_only_picks_steps_in_the_suites_order(only, steps):
     assert BenchRun(only=only).steps() == steps
+
+
+def test_the_cpu_profile_skips_what_does_not_depend_on_its_sam_encoder_unless_asked():
+    cpu = BenchRun(profile="cpu")
+    assert "faiss" not in cpu.steps() and {"models", "triton", "http", "import"} <= set(cpu.steps())
+    assert BenchRun(profile="cpu", only=("faiss",)).steps() == ("faiss",)
+    assert UNET_STEP not in cpu.models() and UNET_STEP in BenchRun().models()
+
+
+def test_the_full_budget_keeps_the_targets_numbers_meaningful():
+    assert FULL.http_requests >= 30 and 1 in FULL.http_concurrency and FULL.search_calls >= 30
+    assert FULL.iterations >= 30 and 1 in FULL.perf_concurrency and 1 in FULL.batches
+    assert FULL.variant_limits() == {"torch_bf16": 1}
+
+
+def test_a_second_profile_joins_the_machine_folder_and_a_rerun_replaces_only_its_own_sections(tmp_path):
+    Recorder(tmp_path, INFO, keep_other_sections=False, render=False, profile="base").save("faiss_scale", [{"x": 1}])
+    cpu = Recorder(tmp_path, INFO, keep_other_sections=False, render=False, profile="cpu")
+    cpu.save("http_load", [{"y": 1}])
+    assert set(load_results(tmp_path)["profiles"]) == {"base", "cpu"}
+    Recorder(tmp_path, INFO, keep_other_sections=False, render=False, profile="cpu").save("run", [{"z": 1}])
+    profiles = load_results(tmp_path)["profiles"]
+    assert profiles["cpu"]["sections"] == {"run": [{"z": 1}]}  # a full rerun of cpu starts its sections afresh
+    assert profiles["base"]["sections"] == {"faiss_scale": [{"x": 1}]}
+    Recorder(tmp_path, INFO, keep_other_sections=True, render=False, profile="base").save("run", [{"w": 1}])
+    assert set(load_results(tmp_path)["profiles"]["base"]["sections"]) == {"faiss_scale", "run"}
+
+
+def test_the_triton_step_asks_perf_analyzer_for_a_real_stability_threshold(monkeypatch):
+    from benchmarks import perf_analyzer, suite
+
+    calls = []
+    monkeypatch.setattr(perf_analyzer, "sweep", lambda url, model, **kw: calls.append(kw) or [])
+    suite._perf_analyzer("127.0.0.1:8001", FULL)
+    assert calls and all(kw["stability_pct"] == 10.0 and kw["max_trials"] == FULL.perf_max_trials for kw in calls)
 
 
 def http_row(scenario: str, concurrency: int, p50_ms: float | None, p95_ms: float | None) -> dict:
