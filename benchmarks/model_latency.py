@@ -45,8 +45,9 @@ QUICK_BATCHES = (1, 8)
 SAM_ENCODER_MAX_BATCH = 8
 UNBATCHED_MODELS = {contract.SAM_DECODER, UNET_STEP}  # no batch axis (the UNet step's batch is CFG's fixed 2)
 ITEMS_PER_CALL = {UNET_STEP: 2}  # a UNet step denoises the conditional and unconditional latents together
-# the outputs the orchestrator asks for, requested alike from Triton and from the in-process session (outputs cost
-# serialisation: sam_decoder's full-size `masks` are megabytes a click); a model not named here: all its outputs
+# the outputs the orchestrator asks for, requested alike from Triton and from the in-process session, which runs the
+# graph pruned to them as the served CPU config does (`output_sets`): sam_decoder's full-size `masks` are megabytes a
+# click that neither side computes; a model not named here: all its outputs, full graph
 REQUESTED_OUTPUTS: dict[str, tuple[str, ...]] = {contract.SAM_DECODER: ("low_res_masks", "iou_predictions")}
 SEED = 0
 
@@ -278,6 +279,22 @@ def _triton_call(subject: Subject, feeds: Feeds, grpc_url: str, batch: int) -> C
     return lambda: client.infer(subject.model, inputs, outputs=outputs, client_timeout=600)
 
 
+def pruned_session(path: Path, inputs: Sequence[str], outputs: Sequence[str], threads: int | None = None):
+    """An in-process CPU session of the graph at `path` cut down to the nodes `outputs` depend on: what the served
+    CPU config runs for a request naming exactly those outputs (its `output_sets`; ONNX Runtime runs every node
+    of a graph whatever outputs a call names, so the full graph would time work the served one skips)."""
+    import onnx
+    import onnx.utils
+    import onnxruntime as ort
+
+    graph = onnx.utils.Extractor(onnx.load(str(path))).extract_model(list(inputs), list(outputs))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
 def variant_call(subject: Subject, variant: str, feeds: Feeds, sessions: dict, device: str = "cpu",
                  triton_grpc_url: str | None = None, batch: int = 1) -> Callable[[], object]:
     """A no-argument callable running one inference of `variant` on `feeds`."""
@@ -288,11 +305,15 @@ def variant_call(subject: Subject, variant: str, feeds: Feeds, sessions: dict, d
         if precision not in subject.onnx_paths:
             raise ValueError(f"{subject.model} has no {precision} ONNX model here (not exported yet: a full "
                              f"`snapfit bench` or `snapfit export --precision {precision}` writes it)")
-        if precision not in sessions:
-            sessions[precision], _ = open_session(subject.onnx_paths[precision], threads=os.cpu_count())
-        session = sessions[precision]
         wanted = REQUESTED_OUTPUTS.get(subject.model)
-        return lambda: session.run(list(wanted) if wanted else None, feeds)
+        if precision not in sessions:
+            sessions[precision] = (pruned_session(subject.onnx_paths[precision], subject.input_names, wanted,
+                                                  os.cpu_count()) if wanted else
+                                   open_session(subject.onnx_paths[precision], threads=os.cpu_count())[0])
+        session = sessions[precision]
+        used = {i.name for i in session.get_inputs()}
+        graph_feeds = {name: value for name, value in feeds.items() if name in used}
+        return lambda: session.run(list(wanted) if wanted else None, graph_feeds)
     if variant.startswith("triton_"):
         if not triton_grpc_url:
             raise ValueError("no Triton server given (triton_grpc_url)")
@@ -511,7 +532,8 @@ def _intro(rows: list[dict]) -> str:
                "one gRPC call per batch from this process")
         chosen = {r["model"]: r["outputs"] for r in rows if r.get("outputs")}
         if chosen:
-            how += ("; ONNX Runtime and Triton both return only the outputs the orchestrator asks for ("
+            how += ("; ONNX Runtime (on the graph pruned to them, as the served config's output_sets) and Triton "
+                    "both return only the outputs the orchestrator asks for ("
                     + "; ".join(f"{m}: {o}" for m, o in chosen.items()) + "), every other model all of its outputs")
     return (f"Profile {rows[0].get('profile', '?')}, device {device}; {how}. p50/p95/p99 per call of one batch; "
             "items/s = batch x calls / total seconds; speedup = torch fp32 p50 / variant p50 at the same batch; "

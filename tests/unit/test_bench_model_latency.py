@@ -7,9 +7,16 @@ import json
 import pytest
 
 from benchmarks.model_latency import (
-    UNET_STEP, add_speedups, model_batches, run, serving_overhead, variants_for,
+    UNET_STEP,
+    add_speedups,
+    model_batches,
+    pruned_session,
+    run,
+    serving_overhead,
+    variants_for,
 )
 from benchmarks.report import profile_sections, write_report
+from snapfit.contract import input_names
 
 MODELS = ["clip_text", "tryon_classifier", UNET_STEP]
 BATCHES = [1, 2]
@@ -45,6 +52,10 @@ def test_the_sam_decoder_returns_the_orchestrators_outputs_and_bf16_stops_at_its
     assert all(r["outputs"] is None for r in rows if r["model"] != "sam_decoder")
     text = {(r["variant"], r["batch"]) for r in rows if r["model"] == "clip_text"}
     assert ("torch_bf16", 1) in text and ("torch_bf16", 2) not in text and ("ort_fp32", 2) in text
+    # in process as served: the graph pruned to those outputs, so the photo-size masks are not computed either
+    (graph,) = (tmp_path / "sam_decoder" / "fp32").rglob("model.onnx")
+    session = pruned_session(graph, input_names("sam_decoder"), ["low_res_masks", "iou_predictions"])
+    assert [o.name for o in session.get_outputs()] == ["low_res_masks", "iou_predictions"]
 
 
 def test_every_onnx_model_and_batch_is_timed_in_the_four_local_variants_and_the_unet_step_in_torch(tiny_rows):
