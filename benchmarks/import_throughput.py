@@ -95,7 +95,7 @@ COLUMNS: list[Column] = [
     ("tryon_classifier images/s", "classifier_per_s", format_value),
     ("both models images/s", "both_models_per_s", format_value), ("import rows/s", "import_rows_per_s", format_value),
     ("import / clip_image", "import_over_clip", _percent),
-    ("import / both models", "import_over_both_models", _percent)]
+    ("import / both models", "import_over_both_models", _percent), ("error", "error", format_value)]
 
 
 @register_section(SECTION, "Catalog import throughput")

@@ -173,6 +173,8 @@ class Recorder:
     def __init__(self, out_dir: Path, info: dict, keep_other_sections: bool, render: bool = True,
                  profile: str = "base"):
         self.out_dir, self.render, self.profile = out_dir, render, profile
+        if render:
+            _register_renderers()
         previous = load_results(out_dir)
         profiles = previous["profiles"]
         if not keep_other_sections:
@@ -192,6 +194,16 @@ class Recorder:
         path = self.out_dir / RESULTS_FILE
         path.write_text(json.dumps(self.results, indent=2) + "\n")
         return path
+
+
+def _register_renderers() -> None:
+    """Imports every step's module so that each section renders with its own tables and plots, also the sections
+    another run (or profile) left in the folder; a module whose libraries this machine lacks renders generically."""
+    import importlib
+
+    for module in ("faiss_scale", "http_load", "import_throughput", "perf_analyzer", "search_models"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"benchmarks.{module}")
 
 
 def run_bench(run: BenchRun, console: Console | None = None, show_progress: bool = True) -> Path:
@@ -306,8 +318,12 @@ def _import(grpc_url: str, budget: Budget, workdir: Path) -> tuple[str, list[dic
 
     folder = workdir / "import"
     folder.mkdir(parents=True, exist_ok=True)
-    return import_throughput.SECTION, [asyncio.run(import_throughput.measure(
-        grpc_url, budget.import_rows, budget.import_batch_size, folder))]
+    try:
+        row = asyncio.run(import_throughput.measure(grpc_url, budget.import_rows, budget.import_batch_size, folder))
+    except Exception as error:  # noqa: BLE001 - a failed import is a row that says why; the FAISS step still runs
+        row = {"rows": budget.import_rows, "batch_size": budget.import_batch_size,
+               "error": f"{type(error).__name__}: {error}"}
+    return import_throughput.SECTION, [row]
 
 
 def _embedding_dim(repository: Path) -> int:
