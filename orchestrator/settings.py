@@ -27,6 +27,10 @@ class TritonSettings(BaseModel):
     channel_refresh_s: float = Field(60.0, ge=0, description="reopen the unary gRPC channel this often, "
                                                              "re-resolving grpc_url (new Triton pods get calls); "
                                                              "0 = never")
+    shared_memory: bool = Field(False, description="send large inputs through Triton's system shared memory; only "
+                                                   "for one Triton on this host (`snapfit up` turns it on)")
+    shared_memory_min_bytes: int = Field(256 * 1024, ge=1, description="inputs this large or larger use shared "
+                                                                       "memory when it is on (a SAM embedding: 4 MB)")
 
 
 class ImageSettings(BaseModel):

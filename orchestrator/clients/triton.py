@@ -23,6 +23,7 @@ import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from orchestrator.clients.shared_memory import InputRegions
 from orchestrator.errors import InvalidInput, ModelUnavailable, Overloaded
 from orchestrator.metrics import TRITON_CALL_SECONDS, TRITON_ERRORS
 from orchestrator.settings import TritonSettings
@@ -40,6 +41,7 @@ class TritonClient:
         self._retiring: set[asyncio.Task] = set()
         self._configs: dict[str, dict] = {}
         self._in_flight: dict[str, int] = {}
+        self._regions = InputRegions() if settings.shared_memory else None
 
     @property
     def _client(self) -> grpcclient.InferenceServerClient:
@@ -59,6 +61,8 @@ class TritonClient:
         for task in retiring:
             task.cancel()  # each closes its client on the way out
         await asyncio.gather(*retiring, return_exceptions=True)
+        if self._regions is not None:
+            await self._regions.close(self._unary_client)
         await self._unary_client.close()
         await self._stream_client.close()
 
@@ -80,14 +84,20 @@ class TritonClient:
 
     async def _infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
                      timeout_s: float | None) -> dict[str, np.ndarray]:
-        request = [self._input(name, value) for name, value in inputs.items()]
         wanted = [grpcclient.InferRequestedOutput(name) for name in outputs]
         deadline_s = timeout_s or self.settings.timeout_s
         for attempt in range(self.settings.retries + 1):
             started = time.perf_counter()
+            request, regions = await self._request(inputs)
             try:
                 result = await self._client.infer(model, request, outputs=wanted, client_timeout=deadline_s)
             except InferenceServerException as error:
+                if regions and _lost_shared_memory(error):
+                    # Triton restarted and forgot the regions: register them again on the next attempt
+                    log.warning("Triton lost its shared-memory registrations (%s); registering again", error)
+                    self._regions.forget_registrations()
+                    if attempt < self.settings.retries:
+                        continue
                 translated = translate_error(model, error)
                 TRITON_ERRORS.labels(model=model, code=translated.code).inc()
                 if not _transient(error) or attempt == self.settings.retries:
@@ -95,9 +105,31 @@ class TritonClient:
                 await asyncio.sleep(self.settings.retry_backoff_s * (2 ** attempt) * random.uniform(0.5, 1.5))
                 continue
             finally:
+                for region in regions:
+                    self._regions.release(region)
                 TRITON_CALL_SECONDS.labels(model=model).observe(time.perf_counter() - started)
             return {name: result.as_numpy(name) for name in outputs}
         raise AssertionError("unreachable")
+
+    async def _request(self, inputs: Mapping[str, np.ndarray]) -> tuple[list[grpcclient.InferInput], list]:
+        """The request's inputs, the large ones in shared-memory regions when that is on (and those regions)."""
+        request, regions = [], []
+        min_bytes = self.settings.shared_memory_min_bytes
+        try:
+            for name, value in inputs.items():
+                if self._regions is not None and value.dtype != np.object_ and value.nbytes >= min_bytes:
+                    tensor, region = await self._regions.put(self._client, name, value,
+                                                             np_to_triton_dtype(value.dtype))
+                    regions.append(region)
+                    request.append(tensor)
+                else:
+                    request.append(self._input(name, value))
+        except InferenceServerException as error:
+            for region in regions:
+                self._regions.release(region)
+            raise ModelUnavailable(f"Triton refused a shared-memory region: {error.message()}",
+                                   retry_after_s=RETRY_AFTER_S) from None
+        return request, regions
 
     async def stream(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
                      timeout_s: float | None = None) -> AsyncIterator[dict[str, np.ndarray]]:
@@ -197,6 +229,10 @@ async def _close_later(client: grpcclient.InferenceServerClient, delay_s: float)
 def _transient(error: InferenceServerException) -> bool:
     status = str(error.status() or "")
     return "UNAVAILABLE" in status and not _queue_full(error)
+
+
+def _lost_shared_memory(error: InferenceServerException) -> bool:
+    return "shared memory region" in str(error.message() or "").lower()
 
 
 def _queue_full(error: InferenceServerException) -> bool:

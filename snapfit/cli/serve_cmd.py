@@ -130,6 +130,8 @@ def up(
         server.stop()
         raise typer.Exit(0)
     os.environ["SNAPFIT_TRITON__GRPC_URL"] = server.grpc_url
+    # Triton runs on this host: large inputs (a click's 4 MB SAM embedding) go through shared memory
+    os.environ.setdefault("SNAPFIT_TRITON__SHARED_MEMORY", "true")
     # the catalog-changing endpoints need a token: the caller's, or a fresh one for this start
     os.environ["SNAPFIT_ADMIN_TOKEN"] = os.environ.get("SNAPFIT_ADMIN_TOKEN") or secrets.token_urlsafe(32)
     settings = Settings(port=port)
