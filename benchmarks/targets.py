@@ -114,7 +114,7 @@ def tail_ratios(sections: Sections) -> dict[str, dict]:
     for row in sections.get(PERF_SECTION, []):
         if (row.get("concurrency") == 1 and row.get("batch", 1) == 1 and not row.get("error")
                 and row.get("p50_ms") and row.get("p99_ms")):
-            stability = "" if row.get("stable") else " (not judged for stability)"
+            stability = "" if row.get("stable") else ", not judged for stability"
             result[row["model"]] = {"ratio": row["p99_ms"] / row["p50_ms"], "count": None,
                                     "source": f"perf_analyzer concurrency 1{stability}"}
     return result
