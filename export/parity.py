@@ -70,6 +70,8 @@ class ParityReport:
     quantization: how a reduced-precision variant was made (None for fp32); exporting_cpu: model, instruction
     set and int8/bf16 flags of the machine that ran the export and measured `metrics`; cpu_checks: the same
     metrics on emulated CPUs (`snapfit export --emulated-cpu`). The model is installed only if all pass.
+    int8_gate: for `--precision auto`, the int8 export's quality on the demo catalog next to the fp32 one
+    (export.int8_gate.GateResult.to_dict, plus `served`: the precision installed because of it); None otherwise.
     """
 
     model: str
@@ -86,6 +88,7 @@ class ParityReport:
     quantization: dict | None = None
     exporting_cpu: dict = field(default_factory=dict)
     cpu_checks: list[CpuCheck] = field(default_factory=list)
+    int8_gate: dict | None = None
 
     def add(self, name: str, value: float, threshold: float, higher_is_better: bool) -> None:
         self.metrics[name] = Metric(float(value), float(threshold), higher_is_better)

@@ -15,7 +15,7 @@ def export(
     profile: Annotated[str, typer.Option(help="tiny (small random models, for tests), base (full-size architectures) or cpu (base with MobileSAM's light SAM image encoder, for machines without a GPU)")] = "base",
     repository: Annotated[Path, typer.Option(help="model repository to write into; configs are copied there if missing")] = DEFAULT_REPOSITORY,
     only: Annotated[Optional[list[str]], typer.Option(help="export just these Triton models (repeatable)")] = None,
-    precision: Annotated[str, typer.Option(help="fp32, fp16 (GPU serving) or int8 (CPU serving; portable across x86 CPUs, see docs/models.md)")] = "fp32",
+    precision: Annotated[Optional[str], typer.Option(help="auto (export fp32 and int8, serve int8 for each model whose int8 export passes the quality gate on the demo catalog, fp32 otherwise; the cpu profile's default), fp32 (the default of tiny and base), fp16 (GPU serving) or int8 (CPU serving, no gate; portable across x86 CPUs); see docs/models.md")] = None,
     sam_variant: Annotated[Optional[str], typer.Option(help="tiny, vit_b, vit_l, vit_h, mobile_sam (MobileSAM's TinyViT encoder) or tiny_mobile_sam")] = None,
     sam_checkpoint: Annotated[Optional[Path], typer.Option(help="segment-anything checkpoint (.pth), or MobileSAM's mobile_sam.pt for mobile_sam")] = None,
     clip_model: Annotated[Optional[str], typer.Option(help="open_clip model name or hf-hub:ORG/NAME")] = None,

@@ -23,7 +23,9 @@ ALLOWED = {
     "snapfit.preprocessing": ("snapfit.contract",),
     "snapfit.triton": ("snapfit.contract", "snapfit.repository_layout"),
     "tryon": ("snapfit.contract",),
-    "export": ("snapfit.contract", "snapfit.preprocessing", "snapfit.repository_layout", "tryon"),
+    # export.int8_gate measures int8 exports on the demo catalog
+    "export": ("snapfit.contract", "snapfit.preprocessing", "snapfit.repository_layout", "snapfit.demo_catalog",
+               "tryon"),
     "orchestrator": ("snapfit.contract", "snapfit.preprocessing", "tryon.preprocess", "tryon.compose"),
     "snapfit.demo_catalog": (),
     "snapfit.repository_layout": ("snapfit.contract",),
