@@ -92,24 +92,30 @@ def save_section(section: str, rows: list[dict], out_dir: Path | None = None, pr
     return write_report(results, out_dir)
 
 
+# Summaries shown before the sections, each {profile: {section: rows}} -> markdown lines (benchmarks.targets
+# registers the targets table when imported; a registry, so this module imports none of its renderers)
+SUMMARIES: list[Callable[[dict[str, dict[str, list[dict]]]], list[str]]] = []
+
+
+def register_summary(render: Callable[[dict[str, dict[str, list[dict]]]], list[str]]):
+    SUMMARIES.append(render)
+    return render
+
+
 def write_report(results: dict, out_dir: Path) -> Path:
     """Writes results.json, report.md and each section's PNGs into `out_dir`; returns the report.md path.
 
     results: {"machine": dict from machine_info(), "profiles": {profile: {"sections": {section name: list of flat
     dict rows}}}}, or the pre-profile {"machine", "sections"} (the "base" profile).
     """
-    from benchmarks.targets import INPUT_SECTIONS, render_targets  # imports this module: a late import
-
     results = normalize_results(results)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     profiles = {name: body["sections"] for name, body in results["profiles"].items()}
     parts = ["# Benchmark report", "", machine_markdown(results.get("machine", {}))]
-    if any(INPUT_SECTIONS & set(sections) for sections in profiles.values()):
-        names = ", ".join(profiles)
-        parts += ["", f"## Targets (issue 12), profile{'s' * (len(profiles) > 1)} {names}", "",
-                  render_targets(profiles)]
+    for summary in SUMMARIES:
+        parts += summary(profiles)
     several = len(profiles) > 1
     for profile, sections in profiles.items():
         plots = out_dir / profile if several else out_dir

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from benchmarks.report import Column, format_value, markdown_table
+from benchmarks.report import Column, format_value, markdown_table, register_summary
 from snapfit import contract
 
 Sections = Mapping[str, list[dict]]
@@ -268,3 +268,12 @@ def render_targets(profiles: Mapping[str, Sections]) -> str:
     if notes:
         parts += ["", "Details:", "", *notes]
     return "\n".join(parts)
+
+
+@register_summary
+def targets_summary(profiles: Mapping[str, Sections]) -> list[str]:
+    """The report's targets section (before every other one), when the run has any row the targets read."""
+    if not any(INPUT_SECTIONS & set(sections) for sections in profiles.values()):
+        return []
+    names = ", ".join(profiles)
+    return ["", f"## Targets (issue 12), profile{'s' * (len(profiles) > 1)} {names}", "", render_targets(profiles)]
