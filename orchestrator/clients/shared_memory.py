@@ -7,25 +7,55 @@ request names the region instead of carrying the bytes. Regions are pooled (one 
 sized to powers of two) and registered once each. Only for one Triton on the same host: a region registered with
 one server means nothing to another (`snapfit up` turns it on; the Kubernetes manifests leave it off).
 
-The regions are Python's `multiprocessing.shared_memory` objects (tritonclient 2.51's own helpers import
-`pkg_resources`, which current setuptools no longer ships).
+A region is a file in /dev/shm, where Linux keeps POSIX shared memory (Triton's shm_open("/name") opens the
+same object), mapped here with mmap. Not tritonclient's helpers: version 2.51 imports `pkg_resources`, which
+current setuptools no longer ships; and not `multiprocessing.shared_memory`, which starts a resource-tracker
+process in whatever process uses it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import mmap
 import os
 import secrets
 from dataclasses import dataclass
-from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 
+SHM_FOLDER = Path("/dev/shm")
+
+
+class SharedMemory:
+    """A new POSIX shared-memory object /dev/shm/<name> of `size` bytes, mapped into this process."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name, self.size = name, size
+        fd = os.open(SHM_FOLDER / name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            self.buf = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+
+    @property
+    def key(self) -> str:
+        """What Triton's register call takes (shm_open's name)."""
+        return f"/{self.name}"
+
+    def array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return np.ndarray(shape, dtype, buffer=self.buf)
+
+    def remove(self) -> None:
+        self.buf.close()
+        (SHM_FOLDER / self.name).unlink(missing_ok=True)
+
 
 @dataclass
 class Region:
-    """name: Triton's name for it and the POSIX shared-memory object /dev/shm/<name>; size in bytes."""
+    """One pooled region: Triton knows it by `name`, the shared-memory object's name too; size in bytes."""
 
     name: str
     size: int
@@ -33,7 +63,7 @@ class Region:
 
     @property
     def key(self) -> str:
-        return f"/{self.name}"
+        return self.memory.key
 
 
 class InputRegions:
@@ -50,7 +80,7 @@ class InputRegions:
                   dtype: str) -> tuple[grpcclient.InferInput, Region]:
         """An InferInput whose data lies in a registered region (written here); release the region after the call."""
         region = await self._acquire(client, value.nbytes)
-        np.ndarray(value.shape, value.dtype, buffer=region.memory.buf)[...] = value
+        region.memory.array(value.shape, value.dtype)[...] = value
         tensor = grpcclient.InferInput(name, list(value.shape), dtype)
         tensor.set_shared_memory(region.name, value.nbytes)
         return tensor, region
@@ -69,8 +99,7 @@ class InputRegions:
                     await client.unregister_system_shared_memory(region.name)
                 except Exception:  # Triton already gone: the region is removed below all the same
                     pass
-            region.memory.close()
-            region.memory.unlink()
+            region.memory.remove()
         self._created, self._free = [], []
         self._registered.clear()
 
@@ -84,7 +113,7 @@ class InputRegions:
                 size = 1 << max(nbytes - 1, 1).bit_length()
                 index = len(self._created)
                 name = f"{self.prefix}-{index}"
-                region = Region(name, size, SharedMemory(name=name, create=True, size=size))
+                region = Region(name, size, SharedMemory(name, size))
                 self._created.append(region)
             if region.name not in self._registered:
                 try:
