@@ -8,8 +8,10 @@ For each model and profile ("tiny", or "base" = SAM vit_b, CLIP ViT-B-16, Effici
 UNet, all random-init and seeded) the exporter itself (`export.runner.export_models`) writes the fp32 and int8 ONNX
 models (into a scratch folder, or reused from `onnx_repositories`), and the torch side is the very wrapper module it
 exported (same builder, same seed), so both sides take the served inputs: UINT8 HWC images, int64 token ids, SAM
-prompts. `triton_fp32` sends the same inputs over gRPC to a Triton serving the fp32 repository. The try-on UNet
-step (one classifier-free-guidance call, batch 2) has torch rows only: it is served by the Python backend in torch.
+prompts. `triton_fp32` (`triton_int8` where the served repository holds int8: the cpu profile) sends the same
+inputs to the served model (gRPC; inputs of 256 KB or more through shared memory, as the orchestrator sends them
+when Triton shares its host). The try-on UNet step (one classifier-free-guidance call, batch 2) has torch rows
+only: it is served by the Python backend in torch.
 Every (model, variant, batch) is timed until `iterations` calls or `max_seconds`; `speedup_vs_torch_fp32` is
 torch_fp32's p50 over the variant's p50 at the same batch, in the same run. The report goes to `--out` (default
 benchmarks/results/<machine-id>/).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -101,10 +104,24 @@ def model_batches(model: str, batches: Sequence[int], sam_encoder_max_batch: int
     return list(batches)
 
 
+def served_precision(repository: Path | None, model: str) -> str:
+    """The precision of the model.onnx `repository` serves for `model` (its parity.json; fp32 when unrecorded):
+    the cpu profile serves int8 wherever the int8 quality gate passed."""
+    import json
+
+    parity = Path(repository or "") / model / "1" / "parity.json"
+    if repository is None or not parity.exists():
+        return "fp32"
+    return str(json.loads(parity.read_text()).get("precision") or "fp32")
+
+
 def onnx_paths(model: str, profile: str, repositories: dict[str, Path],
-               export_missing: Sequence[str] = ("fp32", "int8")) -> dict[str, Path]:
+               export_missing: Sequence[str] = ("fp32", "int8"), served_repository: Path | None = None
+               ) -> dict[str, Path]:
     """model.onnx per precision ("fp32", "int8") in `repositories`, exporting those not already there when their
-    precision is in `export_missing` (others are left out, so their variant reports why).
+    precision is in `export_missing` (others are left out, so their variant reports why). With
+    `served_repository`, the precision it serves comes from there: the in-process row then times the very file
+    Triton serves.
 
     A repository that `snapfit export` already filled (e.g. by `make demo`) is reused as it is, whatever weights
     it was exported with: latency does not depend on them.
@@ -114,7 +131,11 @@ def onnx_paths(model: str, profile: str, repositories: dict[str, Path],
     from export.runner import export_models
 
     paths = {}
+    served = served_precision(served_repository, model) if served_repository else None
     for precision, repository in repositories.items():
+        if precision == served and (Path(served_repository) / model / "1" / "model.onnx").exists():
+            paths[precision] = Path(served_repository) / model / "1" / "model.onnx"
+            continue
         path = Path(repository) / model / "1" / "model.onnx"
         if not path.exists() and precision not in export_missing:
             continue
@@ -225,7 +246,8 @@ INPUT_NAMES = {**{model: contract.input_names(model) for model in contract.ONNX_
 
 
 def prepare_subject(model: str, profile: str, workdir: Path, onnx_repositories: dict[str, Path] | None = None,
-                    device: str = "cpu", export_missing: Sequence[str] = ("fp32", "int8")) -> Subject:
+                    device: str = "cpu", export_missing: Sequence[str] = ("fp32", "int8"),
+                    served_repository: Path | None = None) -> Subject:
     """Builds `model`'s torch module and input maker, and finds or exports its ONNX files when it has any.
 
     onnx_repositories: {"fp32": repo, "int8": repo} to reuse (and fill, for the precisions in `export_missing`);
@@ -235,7 +257,7 @@ def prepare_subject(model: str, profile: str, workdir: Path, onnx_repositories: 
         raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     if onnx_repositories is None:
         onnx_repositories = {p: Path(workdir) / p for p in ("fp32", "int8")}
-    paths = (onnx_paths(model, profile, onnx_repositories, export_missing)
+    paths = (onnx_paths(model, profile, onnx_repositories, export_missing, served_repository)
              if model in ONNX_MODELS and onnx_repositories else {})
     return Subject(model, torch_module(model, profile, workdir, device), INPUT_NAMES[model],
                    feed_maker(model, profile, workdir), paths)
@@ -259,24 +281,73 @@ def _torch_call(subject: Subject, variant: str, feeds: Feeds, device: str) -> Ca
 
 
 def _triton_call(subject: Subject, feeds: Feeds, grpc_url: str, batch: int) -> Callable[[], object]:
-    """One gRPC infer of the served fp32 model with `feeds`; refuses batches above the served max_batch_size."""
+    """One gRPC infer of the served model with `feeds`; refuses batches above the served max_batch_size.
+
+    Inputs as large as the orchestrator's shared-memory threshold go through Triton's system shared memory, as the
+    orchestrator sends them when Triton shares its host (`snapfit up`; orchestrator/clients/shared_memory.py), so
+    the serving overhead measured here is the one a click pays."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import np_to_triton_dtype
+
+    from orchestrator.settings import TritonSettings
 
     client = grpcclient.InferenceServerClient(grpc_url)
     config = client.get_model_config(subject.model, as_json=True)["config"]
     served_max = int(config.get("max_batch_size", 0))
     if served_max and batch > served_max:
         raise ValueError(f"batch {batch} is above the served max_batch_size {served_max}")
-    inputs = []
+    inputs, regions = [], []
+    min_bytes = TritonSettings().shared_memory_min_bytes
     for name in subject.input_names:
         array = np.ascontiguousarray(feeds[name])
         infer_input = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-        infer_input.set_data_from_numpy(array)
+        if array.nbytes >= min_bytes:
+            regions.append(_shared_input(client, infer_input, array))
+        else:
+            infer_input.set_data_from_numpy(array)
         inputs.append(infer_input)
     names = REQUESTED_OUTPUTS.get(subject.model) or [o["name"] for o in config["output"]]
     outputs = [grpcclient.InferRequestedOutput(name) for name in names]
-    return lambda: client.infer(subject.model, inputs, outputs=outputs, client_timeout=600)
+    return _ServedCall(lambda: client.infer(subject.model, inputs, outputs=outputs, client_timeout=600), client,
+                       regions)
+
+
+def _shared_input(client, infer_input, array: np.ndarray):
+    """Puts `array` into a new registered shared-memory region that `infer_input` names; returns the region."""
+    from orchestrator.clients.shared_memory import SharedMemory
+
+    name = f"snapfit-bench-{os.getpid()}-{next(_REGION_NUMBERS)}"
+    memory = SharedMemory(name, array.nbytes)
+    memory.array(array.shape, array.dtype)[...] = array
+    client.register_system_shared_memory(name, memory.key, array.nbytes)
+    infer_input.set_shared_memory(name, array.nbytes)
+    return memory
+
+
+_REGION_NUMBERS = itertools.count()  # region names unique within this process
+
+
+class _ServedCall:
+    """A Triton call; its shared-memory regions are unregistered and removed when it is dropped."""
+
+    def __init__(self, call: Callable[[], object], client, regions: list) -> None:
+        import weakref
+
+        self._call = call
+        weakref.finalize(self, _release_regions, client, regions)
+
+    def __call__(self) -> object:
+        return self._call()
+
+
+def _release_regions(client, regions: list) -> None:
+    for memory in regions:
+        try:
+            client.unregister_system_shared_memory(memory.name)
+        except Exception:  # noqa: BLE001 - the server may be gone: the region is removed all the same
+            pass
+        memory.remove()
+    client.close()
 
 
 def pruned_session(path: Path, inputs: Sequence[str], outputs: Sequence[str], threads: int | None = None):
@@ -376,15 +447,18 @@ def add_speedups(rows: list[dict]) -> list[dict]:
 
 
 def serving_overhead(rows: Sequence[dict]) -> list[dict]:
-    """Per model at batch 1: Triton-served p50 over in-process ONNX Runtime p50 (same fp32 model), and the
+    """Per model at batch 1: Triton-served p50 over in-process ONNX Runtime p50 (same model file: fp32, or int8
+    where the served repository holds int8), and the
     difference in ms: what gRPC, (de)serialisation, the scheduler and the Python backend add (and, where the
     served config gives a call fewer threads than the in-process session, that too: see `served_threads`)."""
     by_key = {(r["model"], r["variant"], r["batch"]): r for r in rows}
     result = []
     for model in dict.fromkeys(r["model"] for r in rows):
-        served, local = by_key.get((model, "triton_fp32", 1)), by_key.get((model, "ort_fp32", 1))
+        precision = next((p for p in ("fp32", "int8") if (model, f"triton_{p}", 1) in by_key), "fp32")
+        served, local = by_key.get((model, f"triton_{precision}", 1)), by_key.get((model, f"ort_{precision}", 1))
         if served and local and served["p50_ms"] and local["p50_ms"]:
-            result.append({"model": model, "ort_threads": local.get("threads"), "served_threads":
+            result.append({"model": model, "precision": precision, "ort_threads": local.get("threads"),
+                           "served_threads":
                            served.get("threads"), "ort_p50_ms": local["p50_ms"], "triton_p50_ms": served["p50_ms"],
                            "overhead_ms": served["p50_ms"] - local["p50_ms"],
                            "ratio": served["p50_ms"] / local["p50_ms"]})
@@ -410,8 +484,8 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
         sam_encoder_max_batch: int = SAM_ENCODER_MAX_BATCH, workdir: Path | None = None, device: str = "cpu",
         onnx_repositories: dict[str, Path] | None = None, triton_grpc_url: str | None = None,
         peaks: dict[str, float] | None = None, warmup: int = 1,
-        export_missing: Sequence[str] = ("fp32", "int8"), variant_max_batch: dict[str, int] | None = None
-        ) -> list[dict]:
+        export_missing: Sequence[str] = ("fp32", "int8"), variant_max_batch: dict[str, int] | None = None,
+        served_repository: Path | None = None) -> list[dict]:
     """Rows for every model x variant x batch (see `variants_for`, `model_batches`), in that order.
 
     workdir: scratch folder for exports (default: a temporary folder removed afterwards); onnx_repositories:
@@ -419,7 +493,9 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
     (adds triton_fp32 rows); peaks: precision -> GFLOP/s (benchmarks.flops.best_peaks), adds efficiency fields;
     warmup: untimed calls before each measurement (0 for a smoke run: the first call then counts, allocations and all);
     export_missing: precisions exported when `onnx_repositories` lacks them (others get error rows);
-    variant_max_batch: {variant: largest batch it is timed at} (e.g. {"torch_bf16": 1} where bf16 is known slow).
+    variant_max_batch: {variant: largest batch it is timed at} (e.g. {"torch_bf16": 1} where bf16 is known slow);
+    served_repository: the repository Triton serves: its Triton rows are named after the precision it serves
+    (triton_int8 where the cpu profile's int8 gate passed) and the in-process row of that precision times its file.
     """
     from rich.progress import Progress
 
@@ -432,7 +508,8 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
         raise ValueError(f"batch sizes must be >= 1, got {list(batches)}")
     cuda = device.startswith("cuda")
     plan = {m: (model_batches(m, sorted(set(batches)), sam_encoder_max_batch),
-                variants_for(m, device, triton=bool(triton_grpc_url))) for m in models}
+                tuple(f"triton_{served_precision(served_repository, m)}" if v == "triton_fp32" else v
+                      for v in variants_for(m, device, triton=bool(triton_grpc_url)))) for m in models}
     limits = variant_max_batch or {}
 
     def timed(batch: int, variants: Sequence[str]) -> list[str]:
@@ -449,7 +526,7 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
             progress.update(task, description=f"{model}: preparing")
             try:
                 subject = prepare_subject(model, profile, root / model, {} if cuda else onnx_repositories, device,
-                                          export_missing)
+                                          export_missing, served_repository)
                 subject.module = subject.module.to(device)
             except Exception as error:  # noqa: BLE001 - e.g. a library missing on this machine: the others still run
                 reason = f"could not prepare {model}: {type(error).__name__}: {error}"
@@ -493,8 +570,8 @@ COLUMNS: list[Column] = [
     ("GFLOP/s", "achieved_gflops", format_value), ("of peak", "peak_fraction", _percent),
     ("calls", "count", format_value)]
 OVERHEAD_COLUMNS: list[Column] = [
-    ("model", "model", format_value), ("in-process threads", "ort_threads", format_value),
-    ("served threads per call", "served_threads", format_value),
+    ("model", "model", format_value), ("precision", "precision", format_value),
+    ("in-process threads", "ort_threads", format_value), ("served threads per call", "served_threads", format_value),
     ("ONNX Runtime in-process p50 ms", "ort_p50_ms", format_value),
     ("Triton gRPC p50 ms", "triton_p50_ms", format_value), ("added ms", "overhead_ms", format_value),
     ("Triton / in-process", "ratio", _speedup)]
@@ -528,7 +605,7 @@ def _intro(rows: list[dict]) -> str:
         how = "torch eager under inference_mode on the GPU (fp16/bf16 = autocast), synchronised after each call"
     else:
         how = ("torch eager under inference_mode (bf16 = autocast); ONNX Runtime CPUExecutionProvider with one "
-               "intra-op thread per core; triton_fp32 = the same fp32 ONNX model served by Triton (CPU config), "
+               "intra-op thread per core; triton_fp32 / triton_int8 = the served ONNX model (its precision) through Triton (CPU config), "
                "one gRPC call per batch from this process")
         chosen = {r["model"]: r["outputs"] for r in rows if r.get("outputs")}
         if chosen:
@@ -551,7 +628,7 @@ def render_model_latency(rows: list[dict], out_dir: Path) -> str:
     overhead = serving_overhead(rows)
     if overhead:
         parts += ["", "**Serving overhead** (batch 1, same fp32 ONNX model): Triton over gRPC vs an in-process "
-                  "ONNX Runtime session.", "", markdown_table(overhead, OVERHEAD_COLUMNS)]
+                  "ONNX Runtime session of the same model file.", "", markdown_table(overhead, OVERHEAD_COLUMNS)]
     if any(r["batch"] == 1 for r in rows):
         bars = speedup_plot(rows, out_dir / "model_latency_speedup.png")
         parts += ["", f"![speedup at batch 1]({bars.name})"]

@@ -68,7 +68,9 @@ def serving_orchestrator(grpc_url: str, workdir: Path, store_url: str, extra_env
     # the load comes from one client (this machine): the per-client rate limit would measure itself
     env = dict(os.environ, SNAPFIT_TRITON__GRPC_URL=grpc_url, SNAPFIT_CATALOG__URL=store_url,
                SNAPFIT_CATALOG__INDEX_PATH=str(workdir / "index"), SNAPFIT_HOST="127.0.0.1",
-               SNAPFIT_RATE_LIMIT__PER_CLIENT_PER_MINUTE="0", **(extra_env or {}))
+               SNAPFIT_RATE_LIMIT__PER_CLIENT_PER_MINUTE="0",
+               # Triton runs on this host, as with `snapfit up`, which sends large inputs through shared memory
+               SNAPFIT_TRITON__SHARED_MEMORY="true", **(extra_env or {}))
     base = f"http://127.0.0.1:{port}"
     with open(workdir / "orchestrator.log", "wb") as log:
         process = subprocess.Popen([str(Path(sys.executable).with_name("snapfit")), "serve", "--port", str(port)],

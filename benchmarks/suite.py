@@ -153,6 +153,12 @@ class BenchRun:
             return Path(self.out)
         return (self.scratch / f"{machine_id(info)}-quick") if self.quick else RESULTS_ROOT / machine_id(info)
 
+    def fp32_repository(self) -> Path:
+        """Where fp32 exports come from: the served repository when it serves fp32 (base), else a scratch one (the
+        cpu profile serves int8 where its gate passed; model_latency then takes that precision from the served
+        repository itself)."""
+        return self.repository if self.profile != "cpu" else self.scratch / f"{self.profile}-fp32-repository"
+
     def int8_repository(self) -> Path:
         return self.scratch / f"{self.profile}-int8-repository"
 
@@ -197,11 +203,12 @@ class Recorder:
 
 
 def _register_renderers() -> None:
-    """Imports every step's module so that each section renders with its own tables and plots, also the sections
-    another run (or profile) left in the folder; a module whose libraries this machine lacks renders generically."""
+    """Imports every step's module (and the targets summary) so that each section renders with its own tables and
+    plots, also the sections another run (or profile) left in the folder; a module whose libraries this machine
+    lacks renders generically."""
     import importlib
 
-    for module in ("faiss_scale", "http_load", "import_throughput", "perf_analyzer", "search_models"):
+    for module in ("faiss_scale", "http_load", "import_throughput", "perf_analyzer", "search_models", "targets"):
         with contextlib.suppress(ImportError):
             importlib.import_module(f"benchmarks.{module}")
 
@@ -240,10 +247,10 @@ def run_bench(run: BenchRun, console: Console | None = None, show_progress: bool
             rows = model_latency.run(
                 run.models(), run.profile, budget.batches, budget.iterations, budget.max_seconds,
                 show_progress=show_progress, sam_encoder_max_batch=1 if cpu else model_latency.SAM_ENCODER_MAX_BATCH,
-                device=run.device, onnx_repositories={"fp32": run.repository, "int8": run.int8_repository()}
+                device=run.device, onnx_repositories={"fp32": run.fp32_repository(), "int8": run.int8_repository()}
                 if cpu else {}, triton_grpc_url=triton.grpc_url if triton else None, peaks=peaks, warmup=budget.warmup,
                 export_missing=("fp32",) if run.quick else ("fp32", "int8"),
-                variant_max_batch=budget.variant_limits())
+                variant_max_batch=budget.variant_limits(), served_repository=run.repository if cpu else None)
             recorder.save(model_latency.SECTION, rows)
         if "triton" in steps:
             _step(console, "Triton gRPC concurrency sweep (perf_analyzer)")

@@ -31,7 +31,7 @@ PERF_SECTION = "perf_analyzer"
 SEARCH_MODELS_SECTION = "search_models"
 IMPORT_SECTION = "import_throughput"
 INPUT_SECTIONS = {HTTP_SECTION, MODEL_SECTION, PERF_SECTION, SEARCH_MODELS_SECTION, IMPORT_SECTION}
-SERVED_VARIANT = "triton_fp32"
+SERVED_VARIANTS = ("triton_fp32", "triton_int8")  # named after the precision served
 LOCAL_VARIANT = "ort_fp32"
 # below this many calls a p99 is close to the sample's maximum: the report says so
 FEW_CALLS = 100
@@ -108,7 +108,7 @@ def tail_ratios(sections: Sections) -> dict[str, dict]:
     perf_analyzer's level 1 when the run has it without error, else model_latency's triton_fp32 batch-1 row."""
     result: dict[str, dict] = {}
     for row in sections.get(MODEL_SECTION, []):
-        if row.get("variant") == SERVED_VARIANT and row.get("batch") == 1 and row.get("p50_ms") and row.get("p99_ms"):
+        if row.get("variant") in SERVED_VARIANTS and row.get("batch") == 1 and row.get("p50_ms") and row.get("p99_ms"):
             result[row["model"]] = {"ratio": row["p99_ms"] / row["p50_ms"], "count": row.get("count"),
                                     "source": "model_latency triton_fp32 batch 1"}
     for row in sections.get(PERF_SECTION, []):
@@ -123,7 +123,7 @@ def tail_ratios(sections: Sections) -> dict[str, dict]:
 def best_items_per_s(sections: Sections, model: str) -> tuple[float, int] | None:
     """(items/s, batch) of `model`'s fastest triton_fp32 batch in model_latency, else None."""
     rows = [r for r in sections.get(MODEL_SECTION, [])
-            if r.get("model") == model and r.get("variant") == SERVED_VARIANT and r.get("items_per_s")]
+            if r.get("model") == model and r.get("variant") in SERVED_VARIANTS and r.get("items_per_s")]
     best = max(rows, key=lambda r: r["items_per_s"], default=None)
     return (best["items_per_s"], best["batch"]) if best else None
 

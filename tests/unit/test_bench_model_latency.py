@@ -105,9 +105,26 @@ def test_serving_overhead_is_the_triton_p50_over_the_in_process_ort_p50_at_batch
             {"model": "m", "variant": "triton_fp32", "batch": 1, "p50_ms": 5.0},
             {"model": "m", "variant": "triton_fp32", "batch": 8, "p50_ms": 50.0},
             {"model": "n", "variant": "ort_fp32", "batch": 1, "p50_ms": 4.0},
-            {"model": "n", "variant": "triton_fp32", "batch": 1, "p50_ms": None}]
-    assert serving_overhead(rows) == [{"model": "m", "ort_threads": None, "served_threads": None, "ort_p50_ms": 4.0, "triton_p50_ms": 5.0, "overhead_ms": 1.0,
-                                       "ratio": 1.25}]
+            {"model": "n", "variant": "triton_fp32", "batch": 1, "p50_ms": None},
+            # the cpu profile serves int8 where its gate passed: compared with the in-process int8 session
+            {"model": "q", "variant": "ort_fp32", "batch": 1, "p50_ms": 9.0},
+            {"model": "q", "variant": "ort_int8", "batch": 1, "p50_ms": 2.0},
+            {"model": "q", "variant": "triton_int8", "batch": 1, "p50_ms": 2.5}]
+    assert serving_overhead(rows) == [
+        {"model": "m", "precision": "fp32", "ort_threads": None, "served_threads": None, "ort_p50_ms": 4.0,
+         "triton_p50_ms": 5.0, "overhead_ms": 1.0, "ratio": 1.25},
+        {"model": "q", "precision": "int8", "ort_threads": None, "served_threads": None, "ort_p50_ms": 2.0,
+         "triton_p50_ms": 2.5, "overhead_ms": 0.5, "ratio": 1.25}]
+
+
+def test_the_served_precision_comes_from_the_served_models_parity_json(tmp_path):
+    from benchmarks.model_latency import served_precision
+
+    (tmp_path / "clip_text" / "1").mkdir(parents=True)
+    (tmp_path / "clip_text" / "1" / "parity.json").write_text('{"precision": "int8"}')
+    assert served_precision(tmp_path, "clip_text") == "int8"
+    assert served_precision(tmp_path, "clip_image") == "fp32"  # nothing recorded
+    assert served_precision(None, "clip_text") == "fp32"
 
 
 def test_speedup_is_the_torch_fp32_p50_over_the_variant_p50_at_the_same_batch(tiny_rows):
