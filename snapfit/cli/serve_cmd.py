@@ -107,15 +107,26 @@ def up(
     import secrets
 
     import uvicorn
+    from pydantic import ValidationError
 
     from orchestrator.app import create_app
     from orchestrator.settings import Settings
     from snapfit.triton.launcher import TritonLaunch, TritonLaunchError, TritonPorts, TritonServer
 
     setup_logging(False)
-    _export_what_the_profile_lacks(profile, repository)
     server = TritonServer(TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port)),
                           log_path=Path("runs") / "tritonserver.log")
+    os.environ["SNAPFIT_TRITON__GRPC_URL"] = server.grpc_url
+    # Triton runs on this host: large inputs (a click's 4 MB SAM embedding) go through shared memory
+    os.environ.setdefault("SNAPFIT_TRITON__SHARED_MEMORY", "true")
+    # the catalog-changing endpoints need a token: the caller's, or a fresh one for this start
+    os.environ["SNAPFIT_ADMIN_TOKEN"] = os.environ.get("SNAPFIT_ADMIN_TOKEN") or secrets.token_urlsafe(32)
+    try:  # settings are checked before anything starts, so a bad SNAPFIT_* variable leaves nothing running
+        settings = Settings(port=port)
+    except ValidationError as error:
+        console.print(f"[bold red]invalid settings (SNAPFIT_* variables):[/] {error}")
+        raise typer.Exit(2)
+    _export_what_the_profile_lacks(profile, repository)
     Path("runs").mkdir(exist_ok=True)
     with _recording_stop_signals() as stop_requested:
         try:
@@ -129,27 +140,21 @@ def up(
     if not ready:
         server.stop()
         raise typer.Exit(0)
-    os.environ["SNAPFIT_TRITON__GRPC_URL"] = server.grpc_url
-    # Triton runs on this host: large inputs (a click's 4 MB SAM embedding) go through shared memory
-    os.environ.setdefault("SNAPFIT_TRITON__SHARED_MEMORY", "true")
-    # the catalog-changing endpoints need a token: the caller's, or a fresh one for this start
-    os.environ["SNAPFIT_ADMIN_TOKEN"] = os.environ.get("SNAPFIT_ADMIN_TOKEN") or secrets.token_urlsafe(32)
-    settings = Settings(port=port)
-    if demo_catalog:
-        _import_demo_catalog_when_ready(settings, demo_catalog)
-    console.print(f"[green]snapfit is up[/]: API http://localhost:{port} (docs at /docs), "
-                  f"Triton gRPC {server.grpc_url}, metrics {server.metrics_url}")
-    # plain print, one line, no markup: scripts read it
-    print(f"admin token: {settings.admin_token.get_secret_value()}", flush=True)
     # uvicorn shuts down on SIGTERM and then re-raises the signal with the handler that was installed before it;
     # with the default handler that kills this process before `finally` could stop tritonserver
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
+        if demo_catalog:
+            _import_demo_catalog_when_ready(settings, demo_catalog)
+        console.print(f"[green]snapfit is up[/]: API http://localhost:{port} (docs at /docs), "
+                      f"Triton gRPC {server.grpc_url}, metrics {server.metrics_url}")
+        # plain print, one line, no markup: scripts read it
+        print(f"admin token: {settings.admin_token.get_secret_value()}", flush=True)
         uvicorn.run(create_app(settings), host=settings.host, port=port, log_level="warning",
                     timeout_graceful_shutdown=10)
     except KeyboardInterrupt:
         pass
-    finally:
+    finally:  # whatever ended the API (a signal, a failed start), the server we started stops with it
         signal.signal(signal.SIGTERM, previous_sigterm)
         code = server.stop()
         console.print(f"stopped the orchestrator and tritonserver (exit code {code})")

@@ -9,6 +9,7 @@ runner, which every `configs/cpu.pbtxt` names as its backend.
 from __future__ import annotations
 
 import os
+import socket
 import shutil
 import signal
 import subprocess
@@ -120,6 +121,17 @@ def server_environment() -> dict[str, str]:
     return env
 
 
+def port_is_free(port: int) -> bool:
+    """True when a TCP listener could bind `port` on every interface, as tritonserver does."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 class TritonServer:
     """One tritonserver child process; `stop()` ends exactly that process."""
 
@@ -146,6 +158,11 @@ class TritonServer:
         if missing:
             raise TritonLaunchError(f"no exported model.onnx for {', '.join(missing)} in {self.launch.repository}; "
                                     "run `snapfit export` first")
+        busy = [port for port in (self.launch.ports.http, self.launch.ports.grpc, self.launch.ports.metrics)
+                if not port_is_free(port)]
+        if busy:  # else this server would fail to bind while another one answered our readiness checks
+            raise TritonLaunchError(f"port {', '.join(map(str, busy))} already in use (another tritonserver?); "
+                                    "stop it or choose other ports (--http-port, --grpc-port, --metrics-port)")
         prepare_backends(self.launch)
         if self.log_path:
             self._log_file = open(self.log_path, "ab")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from snapfit.triton.launcher import (
     TritonServer,
     command,
     missing_exports,
+    port_is_free,
     prepare_backends,
 )
 
@@ -59,3 +61,25 @@ def test_backend_directory_links_the_generic_onnxruntime_runner(tmp_path):
     assert runner.is_symlink() and "TritonPythonModel" in runner.read_text()
     assert (backends / "python" / "libtriton_python.so").exists()
     assert prepare_backends(launch) == backends  # idempotent
+
+
+def exported_repository(root: Path) -> Path:
+    (root / "clip_text" / "1").mkdir(parents=True)
+    (root / "clip_text" / "config.pbtxt").write_text('name: "clip_text"\n')
+    (root / "clip_text" / "1" / "model.onnx").write_bytes(b"not a model, never loaded")
+    return root
+
+
+def test_a_port_in_use_is_refused_before_anything_starts(tmp_path):
+    """Else the new server dies binding it while another server on that port answers the readiness checks."""
+    with socket.socket() as listener:
+        listener.bind(("0.0.0.0", 0))
+        listener.listen()
+        busy = listener.getsockname()[1]
+        assert not port_is_free(busy)
+        server = TritonServer(TritonLaunch(repository=exported_repository(tmp_path), ports=TritonPorts(grpc=busy)))
+        with pytest.raises(TritonLaunchError, match="already in use") as refused:
+            server.start()
+        assert str(busy) in str(refused.value)
+    assert server.process is None
+    assert port_is_free(busy)
