@@ -9,9 +9,9 @@ runner, which every `configs/cpu.pbtxt` names as its backend.
 from __future__ import annotations
 
 import os
-import socket
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
