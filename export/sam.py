@@ -131,13 +131,16 @@ class _PromptAndMaskDecoders(torch.nn.Module):
     The mask decoder's upscaling LayerNorm2d (and the prompt encoder's two) are written as mean / pow / sqrt over
     channels, which export as ~10 elementwise ONNX nodes over a 64x128x128 map (measured 8 ms of the decoder's
     70 ms on one core); ChannelsLastLayerNorm computes the same normalisation with one LayerNormalization node.
-    Copies, so the torch Sam used as the parity reference keeps its original modules.
+    The upscaling's two transposed convolutions become matrix products (ChannelsLastUpscaling), which int8
+    export quantises. Copies, so the torch Sam used as the parity reference keeps its original modules.
     """
 
     def __init__(self, sam: Sam) -> None:
         super().__init__()
         self.prompt_encoder = _with_fused_layer_norms(sam.prompt_encoder)
         self.mask_decoder = _with_fused_layer_norms(sam.mask_decoder)
+        if ChannelsLastUpscaling.fits(sam.mask_decoder.output_upscaling):
+            self.mask_decoder.output_upscaling = ChannelsLastUpscaling(sam.mask_decoder.output_upscaling)
         self.mask_threshold = sam.mask_threshold
 
 
@@ -155,6 +158,58 @@ class ChannelsLastLayerNorm(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         normalised = F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), self.weight, self.bias, self.eps)
         return normalised.permute(0, 3, 1, 2)
+
+
+class ChannelsLastUpscaling(torch.nn.Module):
+    """The mask decoder's output_upscaling (ConvTranspose 2x2/2, LayerNorm2d, GELU, ConvTranspose 2x2/2, GELU)
+    computed channels-last: a 2x2 stride-2 transposed convolution writes each input pixel's 2x2 output block
+    independently, so it is a matrix product [pixels, C_in] x [C_in, 2*2*C_out] followed by a pixel shuffle.
+    Exported that way it is MatMul nodes (which int8 export quantises; ConvTranspose stays fp32 and was the
+    decoder's slowest op, ~6 of ~30 ms here) and the LayerNorm needs no transposes.
+
+    x: [B, C_in, H, W] -> [B, C_out2, 4H, 4W]; weights derived from (and numerically equal to) the original's.
+    """
+
+    def __init__(self, upscaling: torch.nn.Sequential) -> None:
+        super().__init__()
+        first, norm, self.act1, second, self.act2 = upscaling
+        self.first_weight, self.first_bias, self.first_out = self._as_matrix(first)
+        self.second_weight, self.second_bias, self.second_out = self._as_matrix(second)
+        self.norm_weight, self.norm_bias, self.eps = norm.weight, norm.bias, norm.eps
+
+    @staticmethod
+    def fits(upscaling: torch.nn.Module) -> bool:
+        """Whether `upscaling` has the layout segment-anything's MaskDecoder builds."""
+        if not isinstance(upscaling, torch.nn.Sequential) or len(upscaling) != 5:
+            return False
+        first, norm, _, second, _ = upscaling
+        return (all(isinstance(conv, torch.nn.ConvTranspose2d) and conv.kernel_size == (2, 2)
+                    and conv.stride == (2, 2) and conv.padding == (0, 0) and conv.output_padding == (0, 0)
+                    and conv.groups == 1 and conv.dilation == (1, 1) and conv.bias is not None
+                    for conv in (first, second))
+                and isinstance(norm, LayerNorm2d))
+
+    @staticmethod
+    def _as_matrix(conv: torch.nn.ConvTranspose2d) -> tuple[torch.nn.Parameter, torch.nn.Parameter, int]:
+        """weight [C_in, C_out, 2, 2] -> ([2*2*C_out, C_in] ordered (dy, dx, c_out), bias [2*2*C_out], C_out)."""
+        in_channels, out_channels = int(conv.weight.shape[0]), int(conv.weight.shape[1])
+        weight = conv.weight.detach().permute(2, 3, 1, 0).reshape(4 * out_channels, in_channels)
+        bias = conv.bias.detach().repeat(4)
+        return torch.nn.Parameter(weight.clone()), torch.nn.Parameter(bias.clone()), out_channels
+
+    @staticmethod
+    def _shuffle(x: torch.Tensor, out_channels: int) -> torch.Tensor:
+        """[B, H, W, 2*2*C] ordered (dy, dx, c) -> [B, 2H, 2W, C]."""
+        batch, height, width = x.shape[0], x.shape[1], x.shape[2]
+        x = x.reshape(batch, height, width, 2, 2, out_channels).permute(0, 1, 3, 2, 4, 5)
+        return x.reshape(batch, height * 2, width * 2, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.linear(x.permute(0, 2, 3, 1), self.first_weight, self.first_bias)
+        x = self._shuffle(x, self.first_out)
+        x = self.act1(F.layer_norm(x, (self.first_out,), self.norm_weight, self.norm_bias, self.eps))
+        x = self.act2(self._shuffle(F.linear(x, self.second_weight, self.second_bias), self.second_out))
+        return x.permute(0, 3, 1, 2)
 
 
 def _with_fused_layer_norms(module: torch.nn.Module) -> torch.nn.Module:

@@ -1,5 +1,6 @@
 """sam_encoder / sam_decoder exports: installed only when they match torch, and they keep matching on new inputs."""
 
+import copy
 import json
 
 import numpy as np
@@ -171,3 +172,25 @@ def test_all_published_variants_keep_the_tiny_interface():
 
 def test_registry_points_at_the_sam_exporters():
     assert resolve("sam_encoder") is sam.export_encoder and resolve("sam_decoder") is sam.export_decoder
+
+
+def test_channels_last_upscaling_equals_the_transposed_convolutions(tiny_sam):
+    """The exported decoder's output_upscaling (matrix products + pixel shuffle) computes what SAM's
+    ConvTranspose / LayerNorm2d / GELU stack computes, for weights that are not the initialisation's."""
+    original = tiny_sam.mask_decoder.output_upscaling
+    assert sam.ChannelsLastUpscaling.fits(original)
+    reference = copy.deepcopy(original)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+        channels = reference[0].in_channels
+        x = torch.randn(2, channels, 8, 6, generator=generator)
+        expected, got = reference(x), sam.ChannelsLastUpscaling(reference)(x)
+    assert got.shape == expected.shape == (2, reference[3].out_channels, 32, 24)
+    assert max_abs_diff(got.numpy(), expected.numpy()) < 1e-4 * float(expected.abs().max())
+
+
+def test_upscaling_of_another_layout_is_left_alone():
+    other = torch.nn.Sequential(torch.nn.ConvTranspose2d(8, 4, 3, 2), torch.nn.GELU())
+    assert not sam.ChannelsLastUpscaling.fits(other)
