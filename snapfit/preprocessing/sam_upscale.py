@@ -27,12 +27,20 @@ def prepadded_size(orig_hw: tuple[int, int], frame: int = contract.SAM_FRAME) ->
 
 
 def upscale_masks(low_res: np.ndarray, orig_hw: tuple[int, int]) -> np.ndarray:
-    """low_res: [N, 256, 256] float32 logits (N <= 512) -> [N, H, W] float32 logits at the photo's size."""
+    """low_res: [N, 256, 256] float32 logits -> [N, H, W] float32 logits at the photo's size.
+
+    Column-major: the result is a transposed view of [N, W, H] memory. Bilinear resizing is separable, so resizing
+    each mask's transpose gives the transpose of the resized mask, and the masks come out in the column-major
+    order COCO run-length encoding reads (orchestrator.masks.encode_rle then needs no transposing copy; a
+    threshold like `logits > 0` keeps the layout). One mask at a time: OpenCV's single-channel resize is
+    faster here than one over channels-last stacks.
+    """
     height, width = orig_hw
-    count = low_res.shape[0]
-    channels_last = np.ascontiguousarray(np.moveaxis(np.asarray(low_res, dtype=np.float32), 0, -1))
-    frame = cv2.resize(channels_last, (contract.SAM_FRAME, contract.SAM_FRAME), interpolation=cv2.INTER_LINEAR)
     crop_h, crop_w = prepadded_size(orig_hw)
-    cropped = frame.reshape(contract.SAM_FRAME, contract.SAM_FRAME, count)[:crop_h, :crop_w]
-    full = cv2.resize(np.ascontiguousarray(cropped), (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.moveaxis(full.reshape(height, width, count), -1, 0)
+    logits = np.asarray(low_res, dtype=np.float32)
+    transposed = np.empty((logits.shape[0], width, height), dtype=np.float32)
+    for index, mask in enumerate(logits):
+        frame = cv2.resize(np.ascontiguousarray(mask.T), (contract.SAM_FRAME, contract.SAM_FRAME),
+                           interpolation=cv2.INTER_LINEAR)
+        cv2.resize(frame[:crop_w, :crop_h], (height, width), dst=transposed[index], interpolation=cv2.INTER_LINEAR)
+    return transposed.transpose(0, 2, 1)
