@@ -191,6 +191,9 @@ class _Core:
     def search(self, queries: np.ndarray, k: int, product_filter: ProductFilter | None,
                nprobe: int, ef_search: int, replica: faiss.Index | None) -> list[list[tuple[str, float]]]:
         """queries: QxD float32; returns Q lists of (product id, inner product), best first."""
+        # OpenMP's thread count is per calling thread: a request's worker thread starts with one per core,
+        # whose spinning costs a single query more than it parallelises
+        faiss.omp_set_num_threads(1)
         selector, n_candidates = None, len(self.slot_of)
         if (product_filter is not None and not product_filter.is_empty) or self.n_tombstones:
             mask = self.table.mask(product_filter)

@@ -59,9 +59,9 @@ class SearchService:
 
     async def query_vector(self, query: SearchQuery) -> np.ndarray:
         """D float32, L2-normalised."""
-        image_vector = await self._image_vector(query)
         text = (query.text or "").strip()
-        text_vector = (await self.models.clip_text([text]))[0] if text else None
+        # the two towers are independent: ask Triton for both at once
+        image_vector, text_vector = await asyncio.gather(self._image_vector(query), self._text_vector(text))
         if image_vector is None and text_vector is None:
             raise InvalidInput("give an image_id with a mask, an image, or text to search with")
         if image_vector is None:
@@ -73,6 +73,9 @@ class SearchService:
             raise InvalidInput("image_weight must be between 0 and 1")
         fused = weight * image_vector + (1.0 - weight) * text_vector
         return (fused / max(float(np.linalg.norm(fused)), 1e-12)).astype(np.float32)
+
+    async def _text_vector(self, text: str) -> np.ndarray | None:
+        return (await self.models.clip_text([text]))[0] if text else None
 
     async def _image_vector(self, query: SearchQuery) -> np.ndarray | None:
         if query.image_id is not None:
