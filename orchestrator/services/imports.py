@@ -178,8 +178,10 @@ class ImportPipeline:
     async def _embed_and_store(self, job: ImportJob, batch: _Prepared) -> None:
         result = UpsertResult()
         if batch.rows:
-            probabilities, embeddings = await asyncio.gather(self.models.tryon_probability(batch.pixels),
-                                                             self.models.clip_image(batch.pixels))
+            # one model after the other: at once, their ONNX Runtime threads fight over a CPU's cores (each
+            # config already uses every core); the next batch's images load meanwhile (_produce)
+            probabilities = await self.models.tryon_probability(batch.pixels)
+            embeddings = await self.models.clip_image(batch.pixels)
             products = []
             for row, source_hash, probability, embedding in zip(batch.rows, batch.source_hashes, probabilities,
                                                                 embeddings):
