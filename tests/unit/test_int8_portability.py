@@ -63,8 +63,8 @@ def test_emulated_haswell_adds_uint8_int8_products_in_saturating_int16(tmp_path)
 
 # QEMU's speed on ONNX Runtime's int8 kernels depends on the host: on a 2-core AMD EPYC the whole `make test`, this
 # emulated export included, took 10 minutes, while on a 2-core Xeon (AVX-512 + AMX, 2026-12-05) one tiny SAM-encoder
-# image alone ran for over 4 minutes under emulation (0.4 s natively) and the export passed 15 minutes. Past this budget the test stops the export and skips, saying so,
-# instead of holding `make test` for half an hour.
+# image alone ran for over 4 minutes under emulation (0.4 s natively) and the export passed 15 minutes. Past this
+# budget the test stops the export and skips, saying so, instead of holding `make test` for half an hour.
 EMULATED_EXPORT_BUDGET_S = 480
 
 
