@@ -90,3 +90,20 @@ def test_bench_stops_with_the_message_when_the_repository_must_not_be_overwritte
                                  "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "would overwrite it" in " ".join(result.output.split())
+
+
+def test_up_refuses_bad_settings_before_it_starts_anything(tmp_path, monkeypatch):
+    """A bad SNAPFIT_* value used to surface only after tritonserver was up, which then kept running."""
+    from snapfit.triton.launcher import TritonServer
+
+    def must_not_start(self):
+        raise AssertionError("tritonserver started despite invalid settings")
+
+    monkeypatch.setattr(TritonServer, "start", must_not_start)
+    for name in ("SNAPFIT_TRITON__GRPC_URL", "SNAPFIT_TRITON__SHARED_MEMORY"):  # `up` sets them for this process:
+        monkeypatch.setenv(name, "")  # recorded, so teardown restores what was there (or removes them)
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SNAPFIT_ADMIN_TOKEN", "short")
+    result = runner.invoke(app, ["up", "--repository", str(tmp_path / "repo")])
+    assert result.exit_code == 2, result.output
+    assert "invalid settings" in result.output and "admin_token" in result.output
