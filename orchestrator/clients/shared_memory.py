@@ -1,11 +1,13 @@
-"""Large request tensors through Triton's system shared memory, when the orchestrator and Triton share a host.
+"""Large tensors through Triton's system shared memory, when the orchestrator and Triton share a host.
 
-A click sends the photo's 4 MB SAM embedding; over gRPC those bytes are serialised into the request, copied
-through the socket and parsed again in Triton. With `SNAPFIT_TRITON__SHARED_MEMORY=true` an input of at least
-`shared_memory_min_bytes` is written once into a POSIX shared-memory region that Triton has registered, and the
-request names the region instead of carrying the bytes. Regions are pooled (one per call in flight, reused,
-sized to powers of two) and registered once each. Only for one Triton on the same host: a region registered with
-one server means nothing to another (`snapfit up` turns it on; the Kubernetes manifests leave it off).
+A click sends the photo's 4 MB SAM embedding and gets back 1 MB of low-resolution mask logits; over gRPC those
+bytes are serialised, copied through the socket and parsed again on the other side. With
+`SNAPFIT_TRITON__SHARED_MEMORY=true` an input of at least `shared_memory_min_bytes` is written once into a POSIX
+shared-memory region that Triton has registered, and the request names the region instead of carrying the bytes;
+an output whose size the model's config fixes, and that is as large, is written by Triton into such a region.
+Regions are pooled (one per tensor of a call in flight, reused, sized to powers of two) and registered once each.
+Only for one Triton on the same host: a region registered with one server means nothing to another (`snapfit up`
+turns it on; the Kubernetes manifests leave it off).
 
 A region is a file in /dev/shm, where Linux keeps POSIX shared memory (Triton's shm_open("/name") opens the
 same object), mapped here with mmap. Not tritonclient's helpers: version 2.51 imports `pkg_resources`, which
@@ -66,8 +68,8 @@ class Region:
         return self.memory.key
 
 
-class InputRegions:
-    """A pool of registered shared-memory regions for request inputs; one region holds one tensor of one call."""
+class Regions:
+    """A pool of registered shared-memory regions; one region holds one input or output tensor of one call."""
 
     def __init__(self) -> None:
         self.prefix = f"snapfit-{os.getpid()}-{secrets.token_hex(4)}"
@@ -84,6 +86,20 @@ class InputRegions:
         tensor = grpcclient.InferInput(name, list(value.shape), dtype)
         tensor.set_shared_memory(region.name, value.nbytes)
         return tensor, region
+
+    async def output(self, client: grpcclient.InferenceServerClient, name: str,
+                     nbytes: int) -> tuple[grpcclient.InferRequestedOutput, Region]:
+        """An InferRequestedOutput that Triton writes into a region of at least `nbytes`; read it with `read`
+        before releasing the region."""
+        region = await self._acquire(client, nbytes)
+        tensor = grpcclient.InferRequestedOutput(name)
+        tensor.set_shared_memory(region.name, nbytes)
+        return tensor, region
+
+    @staticmethod
+    def read(region: Region, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A copy of the tensor Triton wrote into `region` (the region goes back to the pool after the call)."""
+        return region.memory.array(shape, dtype).copy()
 
     def release(self, region: Region) -> None:
         self._free.append(region)

@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
-from orchestrator.clients.shared_memory import InputRegions
+from orchestrator.clients.shared_memory import Region, Regions
 from orchestrator.errors import InvalidInput, ModelUnavailable, Overloaded
 from orchestrator.metrics import TRITON_CALL_SECONDS, TRITON_ERRORS
 from orchestrator.settings import TritonSettings
@@ -41,7 +41,7 @@ class TritonClient:
         self._retiring: set[asyncio.Task] = set()
         self._configs: dict[str, dict] = {}
         self._in_flight: dict[str, int] = {}
-        self._regions = InputRegions() if settings.shared_memory else None
+        self._regions = Regions() if settings.shared_memory else None
 
     @property
     def _client(self) -> grpcclient.InferenceServerClient:
@@ -84,13 +84,16 @@ class TritonClient:
 
     async def _infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str],
                      timeout_s: float | None) -> dict[str, np.ndarray]:
-        wanted = [grpcclient.InferRequestedOutput(name) for name in outputs]
         deadline_s = timeout_s or self.settings.timeout_s
+        shared_outputs = await self._shared_output_sizes(model, inputs, outputs)
         for attempt in range(self.settings.retries + 1):
             started = time.perf_counter()
             request, regions = await self._request(inputs)
             try:
+                wanted, output_regions = await self._requested_outputs(outputs, shared_outputs)
+                regions.extend(output_regions.values())
                 result = await self._client.infer(model, request, outputs=wanted, client_timeout=deadline_s)
+                return {name: self._output(result, name, output_regions.get(name)) for name in outputs}
             except InferenceServerException as error:
                 if regions and _lost_shared_memory(error):
                     # Triton restarted and forgot the regions: register them again on the next attempt
@@ -108,8 +111,56 @@ class TritonClient:
                 for region in regions:
                     self._regions.release(region)
                 TRITON_CALL_SECONDS.labels(model=model).observe(time.perf_counter() - started)
-            return {name: result.as_numpy(name) for name in outputs}
         raise AssertionError("unreachable")
+
+    async def _shared_output_sizes(self, model: str, inputs: Mapping[str, np.ndarray],
+                                   outputs: Sequence[str]) -> dict[str, int]:
+        """{output: bytes} for the asked outputs that Triton should write into shared memory: shared memory is on,
+        the config fixes the output's size (a batched model's batch is the inputs' first axis) and it is at least
+        `shared_memory_min_bytes` (a click's low_res_masks: 1 MB). Empty when the config cannot be read: the call
+        itself then says why Triton is unavailable."""
+        if self._regions is None:
+            return {}
+        try:
+            config = await self._config(model)
+        except ModelUnavailable:
+            return {}
+        batch = [len(next(iter(inputs.values())))] if config.get("max_batch_size", 0) > 0 and inputs else []
+        sizes = {}
+        for tensor in config.get("output", []):
+            dims = batch + [int(d) for d in tensor["dims"]]
+            dtype = triton_to_np_dtype(str(tensor.get("data_type", "")).removeprefix("TYPE_"))
+            if tensor["name"] not in outputs or min(dims, default=0) < 0 or dtype in (None, np.object_):
+                continue
+            nbytes = int(np.prod(dims)) * np.dtype(dtype).itemsize
+            if nbytes >= self.settings.shared_memory_min_bytes:
+                sizes[tensor["name"]] = nbytes
+        return sizes
+
+    async def _requested_outputs(self, outputs: Sequence[str], shared: Mapping[str, int]
+                                 ) -> tuple[list[grpcclient.InferRequestedOutput], dict[str, Region]]:
+        """The call's requested outputs, those in `shared` backed by pooled shared-memory regions (returned too)."""
+        wanted, regions = [], {}
+        try:
+            for name in outputs:
+                if name in shared:
+                    tensor, regions[name] = await self._regions.output(self._client, name, shared[name])
+                else:
+                    tensor = grpcclient.InferRequestedOutput(name)
+                wanted.append(tensor)
+        except InferenceServerException as error:
+            for region in regions.values():
+                self._regions.release(region)
+            raise ModelUnavailable(f"Triton refused a shared-memory region: {error.message()}",
+                                   retry_after_s=RETRY_AFTER_S) from None
+        return wanted, regions
+
+    @staticmethod
+    def _output(result, name: str, region: Region | None) -> np.ndarray:
+        if region is None:
+            return result.as_numpy(name)
+        tensor = result.get_output(name)
+        return Regions.read(region, tuple(int(d) for d in tensor.shape), triton_to_np_dtype(tensor.datatype))
 
     async def _request(self, inputs: Mapping[str, np.ndarray]) -> tuple[list[grpcclient.InferInput], list]:
         """The request's inputs, the large ones in shared-memory regions when that is on (and those regions)."""
@@ -175,6 +226,11 @@ class TritonClient:
             if tensor["name"] == output:
                 return [int(d) for d in tensor["dims"]]
         raise ModelUnavailable(f"{model} serves no output named {output!r}")
+
+    async def optional_inputs(self, model: str) -> frozenset[str]:
+        """Inputs the model's served config lets a request leave out (`optional: true`)."""
+        return frozenset(tensor["name"] for tensor in (await self._config(model)).get("input", [])
+                         if tensor.get("optional", False))
 
     async def _config(self, model: str) -> dict:
         """The model's served config as JSON (cached once read)."""

@@ -1,5 +1,5 @@
-"""Large inputs through Triton's system shared memory give the same answers as inputs sent over gRPC, survive a
-Triton that forgot its registrations, and leave nothing in /dev/shm once the client closes."""
+"""Large inputs and outputs through Triton's system shared memory give the same answers as tensors sent over gRPC,
+survive a Triton that forgot its registrations, and leave nothing in /dev/shm once the client closes."""
 
 from __future__ import annotations
 
@@ -23,14 +23,18 @@ def _decoder_feeds(tiny_repository) -> dict[str, np.ndarray]:
     return samples.sam_decoder_feeds(encoder_output(tiny_repository))
 
 
-def test_shared_memory_inputs_answer_like_grpc_inputs_and_survive_lost_registrations(tiny_repository, triton_server):
+def test_shared_memory_tensors_answer_like_grpc_tensors_and_survive_lost_registrations(tiny_repository, triton_server):
     feeds = _decoder_feeds(tiny_repository)
 
     async def scenario():
         plain = TritonClient(TritonSettings(grpc_url=triton_server.grpc_url))
-        shared = TritonClient(TritonSettings(grpc_url=triton_server.grpc_url, shared_memory=True))
+        # a low bound, so the tiny decoder's low_res_masks (fixed dims in its config) come back through a region too
+        shared = TritonClient(TritonSettings(grpc_url=triton_server.grpc_url, shared_memory=True,
+                                             shared_memory_min_bytes=1024))
         try:
             expected = await plain.infer("sam_decoder", feeds, CLICK_OUTPUTS)
+            shared_outputs = await shared._shared_output_sizes("sam_decoder", feeds, CLICK_OUTPUTS)
+            assert set(shared_outputs) == {"low_res_masks"}, shared_outputs
             first = await asyncio.gather(*(shared.infer("sam_decoder", feeds, CLICK_OUTPUTS) for _ in range(3)))
             prefix = shared._regions.prefix
             created = sorted(p.name for p in Path("/dev/shm").glob(f"{prefix}-*"))
