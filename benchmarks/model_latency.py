@@ -52,6 +52,10 @@ ITEMS_PER_CALL = {UNET_STEP: 2}  # a UNet step denoises the conditional and unco
 # graph pruned to them as the served CPU config does (`output_sets`): sam_decoder's full-size `masks` are megabytes a
 # click that neither side computes; a model not named here: all its outputs, full graph
 REQUESTED_OUTPUTS: dict[str, tuple[str, ...]] = {contract.SAM_DECODER: ("low_res_masks", "iou_predictions")}
+# inputs a click leaves out where the served config makes them optional (sam_decoder's CPU config folds them as
+# zeros: `zero_when_absent`); the in-process session runs the graph with them as those constants, Triton gets a
+# request without them where its config allows (else with them)
+CONSTANT_INPUTS: dict[str, tuple[str, ...]] = {contract.SAM_DECODER: ("mask_input", "has_mask_input")}
 SEED = 0
 
 Feeds = dict[str, np.ndarray]
@@ -283,11 +287,12 @@ def _torch_call(subject: Subject, variant: str, feeds: Feeds, device: str) -> Ca
 def _triton_call(subject: Subject, feeds: Feeds, grpc_url: str, batch: int) -> Callable[[], object]:
     """One gRPC infer of the served model with `feeds`; refuses batches above the served max_batch_size.
 
-    Inputs as large as the orchestrator's shared-memory threshold go through Triton's system shared memory, as the
-    orchestrator sends them when Triton shares its host (`snapfit up`; orchestrator/clients/shared_memory.py), so
-    the serving overhead measured here is the one a click pays."""
+    Inputs as large as the orchestrator's shared-memory threshold go through Triton's system shared memory, and
+    outputs that large whose size the config fixes come back through it (copied out, as the orchestrator reads
+    them), as when Triton shares its host (`snapfit up`; orchestrator/clients/shared_memory.py), so the serving
+    overhead measured here is the one a click pays."""
     import tritonclient.grpc as grpcclient
-    from tritonclient.utils import np_to_triton_dtype
+    from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype
 
     from orchestrator.settings import TritonSettings
 
@@ -298,7 +303,12 @@ def _triton_call(subject: Subject, feeds: Feeds, grpc_url: str, batch: int) -> C
         raise ValueError(f"batch {batch} is above the served max_batch_size {served_max}")
     inputs, regions = [], []
     min_bytes = TritonSettings().shared_memory_min_bytes
+    optional = {tensor["name"] for tensor in config["input"] if tensor.get("optional", False)}
+    constant = set(CONSTANT_INPUTS.get(subject.model, ()))
+    left_out = constant if constant <= optional else set()
     for name in subject.input_names:
+        if name in left_out:
+            continue
         array = np.ascontiguousarray(feeds[name])
         infer_input = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
         if array.nbytes >= min_bytes:
@@ -307,20 +317,45 @@ def _triton_call(subject: Subject, feeds: Feeds, grpc_url: str, batch: int) -> C
             infer_input.set_data_from_numpy(array)
         inputs.append(infer_input)
     names = REQUESTED_OUTPUTS.get(subject.model) or [o["name"] for o in config["output"]]
-    outputs = [grpcclient.InferRequestedOutput(name) for name in names]
-    return _ServedCall(lambda: client.infer(subject.model, inputs, outputs=outputs, client_timeout=600), client,
-                       regions)
+    outputs, shared_outputs = [], {}
+    for tensor in config["output"]:
+        if tensor["name"] not in names:
+            continue
+        requested = grpcclient.InferRequestedOutput(tensor["name"])
+        dims = ([batch] if served_max else []) + [int(d) for d in tensor["dims"]]
+        dtype = triton_to_np_dtype(tensor["data_type"].removeprefix("TYPE_"))
+        nbytes = int(np.prod(dims)) * np.dtype(dtype).itemsize if min(dims) >= 0 and dtype != np.object_ else 0
+        if nbytes >= min_bytes:
+            memory = _shared_region(client, nbytes)
+            requested.set_shared_memory(memory.name, nbytes)
+            regions.append(memory)
+            shared_outputs[tensor["name"]] = memory
+        outputs.append(requested)
+
+    def call():
+        result = client.infer(subject.model, inputs, outputs=outputs, client_timeout=600)
+        for name, memory in shared_outputs.items():
+            tensor = result.get_output(name)
+            memory.array(tuple(tensor.shape), triton_to_np_dtype(tensor.datatype)).copy()
+        return result
+
+    return _ServedCall(call, client, regions)
 
 
 def _shared_input(client, infer_input, array: np.ndarray):
     """Puts `array` into a new registered shared-memory region that `infer_input` names; returns the region."""
+    memory = _shared_region(client, array.nbytes)
+    memory.array(array.shape, array.dtype)[...] = array
+    infer_input.set_shared_memory(memory.name, array.nbytes)
+    return memory
+
+
+def _shared_region(client, nbytes: int):
+    """A new shared-memory region of `nbytes`, registered with the server."""
     from orchestrator.clients.shared_memory import SharedMemory
 
-    name = f"snapfit-bench-{os.getpid()}-{next(_REGION_NUMBERS)}"
-    memory = SharedMemory(name, array.nbytes)
-    memory.array(array.shape, array.dtype)[...] = array
-    client.register_system_shared_memory(name, memory.key, array.nbytes)
-    infer_input.set_shared_memory(name, array.nbytes)
+    memory = SharedMemory(f"snapfit-bench-{os.getpid()}-{next(_REGION_NUMBERS)}", nbytes)
+    client.register_system_shared_memory(memory.name, memory.key, nbytes)
     return memory
 
 
@@ -350,20 +385,22 @@ def _release_regions(client, regions: list) -> None:
     client.close()
 
 
-def pruned_session(path: Path, inputs: Sequence[str], outputs: Sequence[str], threads: int | None = None):
-    """An in-process CPU session of the graph at `path` cut down to the nodes `outputs` depend on: what the served
-    CPU config runs for a request naming exactly those outputs (its `output_sets`; ONNX Runtime runs every node
-    of a graph whatever outputs a call names, so the full graph would time work the served one skips)."""
-    import onnx
-    import onnx.utils
+def pruned_session(path: Path, inputs: Sequence[str], outputs: Sequence[str], threads: int | None = None,
+                   constants: Feeds | None = None):
+    """An in-process CPU session of the graph at `path` cut down to the nodes `outputs` depend on, with `constants`
+    folded in: what the served CPU config runs for a click naming exactly those outputs and leaving those inputs
+    out (its `output_sets` and `zero_when_absent`; ONNX Runtime runs every node of a graph whatever outputs a call
+    names, so the full graph would time work the served one skips)."""
     import onnxruntime as ort
 
-    graph = onnx.utils.Extractor(onnx.load(str(path))).extract_model(list(inputs), list(outputs))
+    from snapfit.triton.graph_variants import specialised_graph
+
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(specialised_graph(str(path), inputs, outputs, constants), options,
+                                providers=["CPUExecutionProvider"])
 
 
 def variant_call(subject: Subject, variant: str, feeds: Feeds, sessions: dict, device: str = "cpu",
@@ -378,8 +415,9 @@ def variant_call(subject: Subject, variant: str, feeds: Feeds, sessions: dict, d
                              f"`snapfit bench` or `snapfit export --precision {precision}` writes it)")
         wanted = REQUESTED_OUTPUTS.get(subject.model)
         if precision not in sessions:
+            constants = {name: feeds[name] for name in CONSTANT_INPUTS.get(subject.model, ())}
             sessions[precision] = (pruned_session(subject.onnx_paths[precision], subject.input_names, wanted,
-                                                  os.cpu_count()) if wanted else
+                                                  os.cpu_count(), constants) if wanted else
                                    open_session(subject.onnx_paths[precision], threads=os.cpu_count())[0])
         session = sessions[precision]
         used = {i.name for i in session.get_inputs()}
@@ -609,9 +647,12 @@ def _intro(rows: list[dict]) -> str:
                "one gRPC call per batch from this process")
         chosen = {r["model"]: r["outputs"] for r in rows if r.get("outputs")}
         if chosen:
+            constant = "; ".join(f"{m}: {', '.join(i)}" for m, i in CONSTANT_INPUTS.items())
             how += ("; ONNX Runtime (on the graph pruned to them, as the served config's output_sets) and Triton "
                     "both return only the outputs the orchestrator asks for ("
-                    + "; ".join(f"{m}: {o}" for m, o in chosen.items()) + "), every other model all of its outputs")
+                    + "; ".join(f"{m}: {o}" for m, o in chosen.items()) + "), every other model all of its outputs; "
+                    f"a click's constant inputs ({constant}, zeros) are folded into the in-process graph and left out "
+                    "of the Triton request where the served config makes them optional (its zero_when_absent)")
     return (f"Profile {rows[0].get('profile', '?')}, device {device}; {how}. p50/p95/p99 per call of one batch; "
             "items/s = batch x calls / total seconds; speedup = torch fp32 p50 / variant p50 at the same batch; "
             "GFLOP/s = counted FLOPs (torch flop counter: matmuls, convolutions, attention) x batch / p50, and "
