@@ -21,6 +21,8 @@ from snapfit.preprocessing.sam import prompt_arrays, resize_for_encoder
 
 # what a click asks sam_decoder for; its CPU config serves this set from a graph pruned to it (output_sets)
 CLICK_OUTPUTS = ["low_res_masks", "iou_predictions"]
+# the inputs of a prompt without a previous mask (zeros and 0), left out where the served config makes them optional
+NO_MASK_INPUTS = frozenset({"mask_input", "has_mask_input"})
 
 
 class ModelGateway:
@@ -55,6 +57,9 @@ class ModelGateway:
         except ValueError as error:
             raise InvalidInput(str(error)) from None
         feeds = {name: value.astype(np.float32) for name, value in feeds.items()}
+        if mask_input is None and NO_MASK_INPUTS <= await self.triton.optional_inputs(contract.SAM_DECODER):
+            # the CPU config then runs a graph with the mask branch folded away (its zero_when_absent)
+            feeds = {name: value for name, value in feeds.items() if name not in NO_MASK_INPUTS}
         out = await self.triton.infer(contract.SAM_DECODER, {"image_embeddings": embedding, **feeds},
                                       CLICK_OUTPUTS)
         return MaskPrediction(out["iou_predictions"][0], orig_hw, low_res_masks=out["low_res_masks"][0])

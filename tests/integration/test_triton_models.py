@@ -114,3 +114,27 @@ def test_the_click_output_set_served_from_the_pruned_graph_matches_the_full_grap
     served = infer(grpc_client, grpcclient, "sam_decoder", feeds, CLICK_OUTPUTS)
     for name in CLICK_OUTPUTS:
         np.testing.assert_allclose(served[name], expected[name], atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("outputs", [None, "click"])
+def test_a_click_without_mask_inputs_runs_the_folded_graph_and_answers_as_with_zeros(tiny_repository, grpc_client,
+                                                                                      outputs):
+    """The CPU config makes mask_input and has_mask_input optional (zero_when_absent): a request without them runs
+    a graph in which they are constant zeros, and must answer what the whole graph computes for zeros."""
+    from orchestrator.clients.models import CLICK_OUTPUTS, NO_MASK_INPUTS
+
+    feeds, all_outputs = model_cases(tiny_repository)["sam_decoder"]
+    names = CLICK_OUTPUTS if outputs == "click" else all_outputs
+    assert not feeds["has_mask_input"].any() and not feeds["mask_input"].any()
+    expected = local(tiny_repository, "sam_decoder", feeds)
+    without = {name: value for name, value in feeds.items() if name not in NO_MASK_INPUTS}
+    served = infer(grpc_client, grpcclient, "sam_decoder", without, names)
+    for name in names:
+        np.testing.assert_allclose(served[name], expected[name], atol=1e-5, err_msg=name)
+
+
+def test_a_click_with_only_one_of_the_mask_inputs_is_refused(tiny_repository, grpc_client):
+    feeds, _ = model_cases(tiny_repository)["sam_decoder"]
+    del feeds["has_mask_input"]
+    with pytest.raises(Exception, match="send all or none"):
+        infer(grpc_client, grpcclient, "sam_decoder", feeds, ["iou_predictions"])

@@ -2,7 +2,8 @@
 
 Triton 2.51 leaves one in 7 to 35 sequential requests of a model with a `default_queue_policy` (size or timeout)
 waiting ~500 ms in its queue (docs/serving.md); the CPU configs of the fast batching models have no policy for
-that reason. A slow model keeps its bounded queue, which must still answer "Exceeds maximum queue size".
+that reason, and neither has `sam_decoder`'s one-instance CPU config. A slow model keeps its bounded queue, which
+must still answer "Exceeds maximum queue size".
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from tests.integration import samples
+from tests.integration.test_triton_models import encoder_output
 
 pytestmark = pytest.mark.integration
 
@@ -28,24 +30,27 @@ def _clip_ids() -> np.ndarray:
 
 
 FEEDS = {
-    "clip_text": lambda: {"input_ids": _clip_ids()},
-    "clip_image": lambda: samples.clip_image_feeds(batch=1),
-    "tryon_classifier": lambda: samples.tryon_classifier_feeds(batch=1),
+    "clip_text": lambda repository: {"input_ids": _clip_ids()},
+    "clip_image": lambda repository: samples.clip_image_feeds(batch=1),
+    "tryon_classifier": lambda repository: samples.tryon_classifier_feeds(batch=1),
+    # one instance, no queue policy on CPU: the orchestrator's admission limit bounds its calls
+    "sam_decoder": lambda repository: samples.sam_decoder_feeds(encoder_output(repository)),
 }
+DTYPES = {np.dtype(np.uint8): "UINT8", np.dtype(np.int64): "INT64", np.dtype(np.float32): "FP32"}
 
 
 def _inputs(feeds: dict[str, np.ndarray]) -> list[grpcclient.InferInput]:
     inputs = []
     for name, array in feeds.items():
-        tensor = grpcclient.InferInput(name, list(array.shape), "UINT8" if array.dtype == np.uint8 else "INT64")
+        tensor = grpcclient.InferInput(name, list(array.shape), DTYPES[array.dtype])
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
     return inputs
 
 
 @pytest.mark.parametrize("model", sorted(FEEDS))
-def test_sequential_requests_have_no_half_second_queue_waits(grpc_client, model):
-    inputs = _inputs(FEEDS[model]())
+def test_sequential_requests_have_no_half_second_queue_waits(grpc_client, tiny_repository, model):
+    inputs = _inputs(FEEDS[model](tiny_repository))
     for _ in range(5):
         grpc_client.infer(model, inputs)
     latencies_ms = []

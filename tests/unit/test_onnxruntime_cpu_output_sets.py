@@ -13,6 +13,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from snapfit.triton.graph_variants import specialised_graph
+
 RUNNER = Path(__file__).resolve().parents[2] / "snapfit" / "triton" / "backends" / "onnxruntime_cpu" / "model.py"
 
 
@@ -48,7 +50,7 @@ def two_output_graph(tmp_path) -> Path:
 
 
 def test_the_pruned_graph_keeps_only_the_nodes_of_its_outputs(runner, two_output_graph):
-    pruned = onnx.load_from_string(runner._pruned_graph(str(two_output_graph), ["x"], ["small"]))
+    pruned = onnx.load_from_string(specialised_graph(str(two_output_graph), ["x"], ["small"]))
     assert [node.op_type for node in pruned.graph.node] == ["Add"]
     assert [output.name for output in pruned.graph.output] == ["small"]
     session = ort.InferenceSession(pruned.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -70,3 +72,34 @@ def test_allow_spinning_accepts_only_0_or_1(runner):
     runner._session_options({"allow_spinning": "0"})
     with pytest.raises(ValueError, match="allow_spinning"):
         runner._session_options({"allow_spinning": "yes"})
+
+
+def test_constant_inputs_are_folded_into_the_graph(tmp_path):
+    """y = x + m * h: with m and h constant zeros the graph reads only x and answers x."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    m = helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, 4])
+    h = helper.make_tensor_value_info("h", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Mul", ["m", "h"], ["mh"]), helper.make_node("Add", ["x", "mh"], ["y"])]
+    graph = helper.make_graph(nodes, "masked", [x, m, h], [y])
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    zeros = {"m": np.zeros((1, 4), np.float32), "h": np.zeros(1, np.float32)}
+    folded = ort.InferenceSession(specialised_graph(str(path), ["x", "m", "h"], None, zeros),
+                                  providers=["CPUExecutionProvider"])
+    assert [i.name for i in folded.get_inputs()] == ["x"]
+    value = np.arange(4, dtype=np.float32)[None]
+    np.testing.assert_array_equal(folded.run(["y"], {"x": value})[0], value)
+
+
+def test_zero_when_absent_names_only_optional_inputs_with_fixed_dims(runner, monkeypatch):
+    monkeypatch.setattr(runner, "pb_utils", types.SimpleNamespace(triton_string_to_numpy=lambda _: np.float32))
+    inputs = [{"name": "x", "data_type": "TYPE_FP32", "dims": [1, 4]},
+              {"name": "m", "data_type": "TYPE_FP32", "dims": [1, 4], "optional": True},
+              {"name": "v", "data_type": "TYPE_FP32", "dims": [-1], "optional": True}]
+    zeros = runner._zero_inputs({"zero_when_absent": "m"}, inputs)
+    assert list(zeros) == ["m"] and zeros["m"].shape == (1, 4) and not zeros["m"].any()
+    assert runner._zero_inputs({}, inputs) == {}
+    for bad in ("x", "v", "nonexistent"):
+        with pytest.raises(ValueError, match="zero_when_absent"):
+            runner._zero_inputs({"zero_when_absent": bad}, inputs)

@@ -14,6 +14,11 @@ model's config, the file from `default_model_filename`, session knobs from `para
                            a request asking for exactly one of these sets runs a copy of the graph pruned to
                            those outputs, so nodes that only feed other outputs are not computed (ONNX Runtime
                            runs every node of a graph whatever outputs a call names)
+    zero_when_absent       ,-separated input names, each `optional: true` in the config with fixed dims: a request
+                           that omits all of them runs a copy of the graph in which they are constant zeros, so
+                           ONNX Runtime folds away what depends only on them at load time (sam_decoder: the
+                           mask_input branch, which a click without a previous mask multiplies by
+                           has_mask_input = 0). A request must send all of them or none.
 
 With max_batch_size > 0 the requests Triton's dynamic batcher hands over together are concatenated along
 axis 0, run once, and split again; requests whose non-batch shapes differ run separately. A request that
@@ -29,6 +34,8 @@ from collections import defaultdict
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
+
+from snapfit.triton.graph_variants import specialised_graph
 
 _OPTIMIZATION_LEVELS = {
     "disable_all": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -68,13 +75,20 @@ def _output_sets(parameters: dict[str, str], outputs: list[str]) -> list[frozens
     return sets
 
 
-def _pruned_graph(path: str, inputs: list[str], outputs: list[str]) -> bytes:
-    """The ONNX graph at `path` cut down to the nodes `outputs` depend on, serialised."""
-    import onnx
-    import onnx.utils
-
-    model = onnx.load(path)
-    return onnx.utils.Extractor(model).extract_model(inputs, outputs).SerializeToString()
+def _zero_inputs(parameters: dict[str, str], config_inputs: list[dict]) -> dict[str, np.ndarray]:
+    """The `zero_when_absent` parameter as {input name: its zeros}; each named input must be optional with fixed
+    dims in the config."""
+    by_name = {tensor["name"]: tensor for tensor in config_inputs}
+    zeros = {}
+    for name in filter(None, (part.strip() for part in parameters.get("zero_when_absent", "").split(","))):
+        tensor = by_name.get(name)
+        if tensor is None or not tensor.get("optional", False):
+            raise ValueError(f"zero_when_absent names {name!r}, which is not an optional input of the config")
+        dims = [int(d) for d in tensor["dims"]]
+        if min(dims, default=0) < 0:
+            raise ValueError(f"zero_when_absent input {name!r} needs fixed dims, got {dims}")
+        zeros[name] = np.zeros(dims, dtype=pb_utils.triton_string_to_numpy(tensor["data_type"]))
+    return zeros
 
 
 class TritonPythonModel:
@@ -89,28 +103,42 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(
                 f"{self.model_name}: {path} does not exist; run `snapfit export` first")
         options = _session_options(parameters)
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input_names = [i["name"] for i in config["input"]]
         self.outputs = [(o["name"], pb_utils.triton_string_to_numpy(o["data_type"])) for o in config["output"]]
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         graph_inputs = {i.name for i in self.session.get_inputs()}
         graph_outputs = {o.name for o in self.session.get_outputs()}
         missing = (set(self.input_names) - graph_inputs) | ({n for n, _ in self.outputs} - graph_outputs)
         if missing:
             raise pb_utils.TritonModelException(
                 f"{self.model_name}: config names tensors the ONNX graph lacks: {sorted(missing)}")
-        # {output names: (session of the graph pruned to them, the inputs that graph still reads)}
-        self.pruned: dict[frozenset[str], tuple[ort.InferenceSession, list[str]]] = {}
-        for names in _output_sets(parameters, [name for name, _ in self.outputs]):
-            ordered = [name for name, _ in self.outputs if name in names]
-            session = ort.InferenceSession(_pruned_graph(path, self.input_names, ordered), options,
-                                           providers=["CPUExecutionProvider"])
-            self.pruned[names] = (session, [i.name for i in session.get_inputs()])
+        zeros = _zero_inputs(parameters, config["input"])
+        self.zero_inputs = frozenset(zeros)
+        # {(output names or None for all, inputs sent as zeros): (session, the inputs its graph still reads)}
+        self.sessions: dict[tuple[frozenset[str] | None, bool], tuple[ort.InferenceSession, list[str]]] = {
+            (None, False): (self.session, [i.name for i in self.session.get_inputs()])}
+        self.output_sets = set(_output_sets(parameters, [name for name, _ in self.outputs]))
+        for names in [None, *self.output_sets]:
+            ordered = None if names is None else [name for name, _ in self.outputs if name in names]
+            for folded in (False, True) if zeros else (False,):
+                if (names, folded) in self.sessions:
+                    continue
+                graph = specialised_graph(path, self.input_names, ordered, zeros if folded else None)
+                session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+                self.sessions[(names, folded)] = (session, [i.name for i in session.get_inputs()])
 
     def execute(self, requests):
         feeds = [self._feeds(request) for request in requests]
         wanted = [self._wanted(request) for request in requests]
         responses = [None] * len(requests)
-        for indices in self._groups(feeds):
+        for index, feed in enumerate(feeds):
+            absent = set(self.input_names) - set(feed)
+            if absent and absent != self.zero_inputs:  # Triton lets any optional input be left out
+                message = (f"{self.model_name}: send all or none of {sorted(self.zero_inputs)}; this request "
+                           f"lacks {sorted(absent)}")
+                responses[index] = pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG))
+        for indices in self._groups([f if r is None else None for f, r in zip(feeds, responses)]):
             group = self._run_group([feeds[i] for i in indices], [wanted[i] for i in indices])
             for index, response in zip(indices, group):
                 responses[index] = response
@@ -124,21 +152,25 @@ class TritonPythonModel:
         return [name for name, _ in self.outputs if not asked or name in asked]
 
     def _feeds(self, request) -> dict[str, np.ndarray]:
-        return {name: pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in self.input_names}
+        """The request's inputs by name; optional ones it left out are absent."""
+        tensors = {name: pb_utils.get_input_tensor_by_name(request, name) for name in self.input_names}
+        return {name: tensor.as_numpy() for name, tensor in tensors.items() if tensor is not None}
 
-    def _groups(self, feeds: list[dict[str, np.ndarray]]) -> list[list[int]]:
-        """Request indices that can share one session run: same non-batch shapes (batched models only)."""
+    def _groups(self, feeds: list[dict[str, np.ndarray] | None]) -> list[list[int]]:
+        """Request indices that can share one session run: same inputs and non-batch shapes (batched models only).
+        None marks a request already answered."""
         if not self.batched:
-            return [[i] for i in range(len(feeds))]
+            return [[i] for i, feed in enumerate(feeds) if feed is not None]
         groups: dict[tuple, list[int]] = defaultdict(list)
         for i, feed in enumerate(feeds):
-            groups[tuple(feed[name].shape[1:] for name in self.input_names)].append(i)
+            if feed is not None:
+                groups[tuple(feed[name].shape[1:] if name in feed else None for name in self.input_names)].append(i)
         return list(groups.values())
 
     def _run_group(self, feeds: list[dict[str, np.ndarray]], wanted: list[list[str]]):
         if len(feeds) == 1:
             return [self._run_one(feeds[0], wanted[0])]
-        merged = {name: np.concatenate([f[name] for f in feeds]) for name in self.input_names}
+        merged = {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}
         names = [name for name, _ in self.outputs if any(name in w for w in wanted)]
         try:
             outputs = self._infer(merged, names)
@@ -156,10 +188,9 @@ class TritonPythonModel:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG))
 
     def _infer(self, feed: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
-        pruned = self.pruned.get(frozenset(names))
-        if pruned is None:
-            return dict(zip(names, self.session.run(names, feed)))
-        session, reads = pruned
+        output_set = frozenset(names) if frozenset(names) in self.output_sets else None
+        folded = bool(self.zero_inputs) and not self.zero_inputs & set(feed)
+        session, reads = self.sessions[(output_set, folded)]
         return dict(zip(names, session.run(names, {name: feed[name] for name in reads})))
 
     def _response(self, outputs: dict[str, np.ndarray]):
@@ -169,3 +200,4 @@ class TritonPythonModel:
 
     def finalize(self):
         self.session = None
+        self.sessions = {}
