@@ -36,8 +36,8 @@ TRITON_ROOTS = ("torch", "diffusers", "transformers", "safetensors", "open_clip_
 # What `snapfit serve` imports: orchestrator/ (FastAPI, FAISS, stores, Triton client, mediapipe poses via
 # tryon.preprocess) and snapfit.cli's module level (typer, rich). No torch: nothing on that path imports it.
 ORCHESTRATOR_ROOTS = ("fastapi", "uvicorn", "python-multipart", "httpx", "sse-starlette", "pydantic",
-                      "pydantic-settings", "faiss-cpu", "pymongo", "prometheus-client", "tritonclient", "protobuf",
-                      "numpy", "pillow", "mediapipe", "typer", "rich")
+                      "pydantic-settings", "faiss-cpu", "pymongo", "prometheus-client", "orjson", "tritonclient",
+                      "protobuf", "numpy", "pillow", "mediapipe", "typer", "rich")
 # `snapfit export` runs the whole CLI and every exporter: all of pyproject's dependencies.
 ALL = None
 # Every image installs the repository itself with `pip install --no-deps --no-build-isolation -e .`, so the build

@@ -13,13 +13,18 @@ from orchestrator.errors import InvalidInput
 
 def encode_rle(mask: np.ndarray) -> dict:
     """HxW bool -> COCO uncompressed RLE {"size": [H, W], "counts": [...]}: column-major runs, zeros first."""
-    height, width = mask.shape
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle_counts(mask).tolist()}
+
+
+def rle_counts(mask: np.ndarray) -> np.ndarray:
+    """HxW bool -> the COCO RLE run lengths as an int64 array (column-major runs, zeros first), for serialisers
+    that write numpy arrays directly (a noisy mask has ~10^5 runs: a Python list of them costs milliseconds)."""
     flat = np.ascontiguousarray(np.asarray(mask, dtype=bool).T).reshape(-1)  # column-major order
     bounds = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
-    counts = np.diff(bounds)
+    counts = np.diff(bounds).astype(np.int64, copy=False)
     if flat.size and flat[0]:
-        counts = np.concatenate([[0], counts])
-    return {"size": [int(height), int(width)], "counts": counts.tolist()}
+        counts = np.concatenate([np.zeros(1, np.int64), counts])
+    return counts
 
 
 def decode_rle(rle: dict, expected_hw: tuple[int, int] | None = None) -> np.ndarray:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, UploadFile
+import orjson
+from fastapi import APIRouter, Depends, File, Response, UploadFile
 
 from orchestrator import masks as mask_codec
 from orchestrator.routes.access import GatedRoute, rate_limited
 from orchestrator.routes.deps import services
-from orchestrator.schemas import ErrorBody, ImageUploaded, MaskOut, MasksRequest, MasksResponse
+from orchestrator.schemas import ErrorBody, ImageUploaded, MasksRequest, MasksResponse
 
 router = APIRouter(prefix="/v1/images", tags=["images"], dependencies=[Depends(rate_limited)], route_class=GatedRoute)
 ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 429, 503)}
@@ -23,10 +24,16 @@ async def upload_image(file: UploadFile = File(...), svc=Depends(services)) -> I
 
 @router.post("/{image_id}/masks", response_model=MasksResponse, responses=ERRORS,
              summary="Segment the garment under the clicked points and/or box: the top 3 masks, best first")
-async def predict_masks(image_id: str, body: MasksRequest, svc=Depends(services)) -> MasksResponse:
+async def predict_masks(image_id: str, body: MasksRequest, svc=Depends(services)) -> Response:
     box = (body.box.x0, body.box.y0, body.box.x1, body.box.y1) if body.box else None
     scored = await svc.segment.masks(image_id, [(p.x, p.y) for p in body.points], [p.label for p in body.points], box)
     height, width = scored[0].mask.shape
-    out = [MaskOut(score=m.score, **({"rle": mask_codec.encode_rle(m.mask)} if body.format == "rle"
-                                     else {"png": mask_codec.encode_png(m.mask)})) for m in scored]
-    return MasksResponse(image_id=image_id, width=width, height=height, masks=out)
+    rle, png = body.format == "rle", body.format == "png"
+    masks = [{"score": m.score,
+              "rle": {"size": [height, width], "counts": mask_codec.rle_counts(m.mask)} if rle else None,
+              "png": mask_codec.encode_png(m.mask) if png else None} for m in scored]
+    # MasksResponse's JSON, written by orjson straight from the run-length arrays: through pydantic, a mask's
+    # ~10^5 runs (random-weight SAM masks are noise) cost a Python list and its serialisation, ~5 ms a click
+    content = orjson.dumps({"image_id": image_id, "width": width, "height": height, "masks": masks},
+                           option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(content, media_type="application/json")

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from orchestrator.masks import decode_png, decode_rle
+from orchestrator.schemas import MasksResponse
 from snapfit.demo_catalog import generate_catalog
 from tests.integration.orchestrator_process import (
     ADMIN,
@@ -67,6 +69,14 @@ def test_import_upload_segment_search_and_product(orchestrator):
         assert masks.status_code == 200, masks.text
         body = masks.json()
         assert len(body["masks"]) == 3
+        MasksResponse.model_validate(body)  # the route writes its JSON itself (orjson): it must keep the schema
+        as_png = client.post(f"/v1/images/{image_id}/masks", json={"points": [{"x": 160, "y": 130, "label": 1}],
+                                                                    "format": "png"}).json()
+        MasksResponse.model_validate(as_png)
+        for rle_mask, png_mask in zip(body["masks"], as_png["masks"]):
+            assert rle_mask["png"] is None and png_mask["rle"] is None
+            np.testing.assert_array_equal(decode_rle(rle_mask["rle"], expected_hw=(240, 320)),
+                                          decode_png(png_mask["png"], expected_hw=(240, 320)))
         assert [m["score"] for m in body["masks"]] == sorted((m["score"] for m in body["masks"]), reverse=True)
         chosen = next((m for m in body["masks"] if sum(m["rle"]["counts"][1::2]) > 0), None)
         if chosen is None:  # random tiny weights can give empty masks: use a hand-made one

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import InvalidInput
-from orchestrator.masks import decode_png, decode_rle, encode_png, encode_rle
+from orchestrator.masks import decode_png, decode_rle, encode_png, encode_rle, rle_counts
 
 
 @pytest.fixture
@@ -45,3 +45,11 @@ def test_mask_of_another_size_than_the_image_is_invalid_input(mask):
         decode_rle(encode_rle(mask), expected_hw=(8, 5))
     with pytest.raises(InvalidInput):
         decode_png("not base64 at all!")
+
+
+def test_rle_counts_are_the_runs_encode_rle_lists():
+    rng = np.random.default_rng(3)
+    for mask in (rng.random((7, 9)) > 0.5, np.ones((4, 3), bool), np.zeros((2, 5), bool)):
+        counts = rle_counts(mask)
+        assert counts.dtype == np.int64
+        assert counts.tolist() == encode_rle(mask)["counts"]
