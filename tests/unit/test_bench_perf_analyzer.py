@@ -101,7 +101,7 @@ def test_sam_decoder_prompt_is_one_click_inside_the_image_plus_the_pad_point():
         # the click lies inside the resized frame (longest side 1024), the pad point at the origin
         assert 0 < coords[0, 0] < width * 1024 / max(height, width) and 0 < coords[0, 1] < 1024
         assert coords[1].tolist() == [0.0, 0.0]
-        assert arrays["has_mask_input"].tolist() == [0.0] and not arrays["mask_input"].any()
+        assert "has_mask_input" not in arrays and "mask_input" not in arrays  # optional in the CPU config
         assert np.isfinite(arrays["image_embeddings"]).all() and arrays["image_embeddings"].std() > 0
 
 
@@ -259,3 +259,12 @@ def test_report_section_has_table_and_plots_and_keeps_error_rows(tmp_path):
     assert (tmp_path / "perf_analyzer_throughput.png").stat().st_size > 0
     assert (tmp_path / "perf_analyzer_p95.png").stat().st_size > 0
     assert "![throughput](perf_analyzer_throughput.png)" in text
+
+
+def test_sam_decoder_requests_leave_out_the_mask_inputs_only_where_the_config_makes_them_optional():
+    no_mask = {"mask_input", "has_mask_input"}
+    cpu = pa.model_inputs("sam_decoder", pa.repository_config("sam_decoder"), requests=2)
+    gpu = pa.model_inputs("sam_decoder", pa.repository_config("sam_decoder", config_name=None), requests=2)
+    assert all(not no_mask & set(request) for request in cpu)
+    assert all(no_mask <= set(request) for request in gpu)
+    assert all(request["has_mask_input"].tolist() == [0.0] and not request["mask_input"].any() for request in gpu)
