@@ -34,15 +34,14 @@ QUERIES: dict[str, tuple[str, ...]] = {
 
 
 def garment_crop(size: int = contract.CLIP_IMAGE_SIZE, seed: int = 0) -> np.ndarray:
-    """SxSx3 uint8: the HTTP benchmark's garment photo cut out by its box and prepared as the orchestrator does."""
-    from benchmarks.http_load import garment_photo
+    """SxSx3 uint8: the HTTP benchmark's garment photo cut out by the garment's mask (the one its search sends)
+    and prepared as the orchestrator does."""
+    from benchmarks.http_load import garment_mask, garment_photo
     from orchestrator.cutout import cut_out
     from snapfit.preprocessing.clip import resize_and_crop
 
-    photo, (x0, y0, x1, y1) = garment_photo(seed)
-    mask = np.zeros(photo.shape[:2], dtype=bool)
-    mask[y0:y1, x0:x1] = True
-    return resize_and_crop(cut_out(photo, mask), size)
+    photo, _ = garment_photo(seed)
+    return resize_and_crop(cut_out(photo, garment_mask(*photo.shape[:2])), size)
 
 
 def query_call(grpc_url: str, models: Sequence[str], crop: np.ndarray) -> Callable[[], object]:

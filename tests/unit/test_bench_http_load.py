@@ -25,9 +25,10 @@ from starlette.routing import Route
 from benchmarks.http_load import (
     SCENARIOS,
     LevelResult,
+    garment_mask,
+    garment_photo,
     main,
     require_loopback,
-    rle_is_empty,
     run,
     run_level,
     seed_catalog,
@@ -119,7 +120,7 @@ def test_every_scenario_and_level_gives_one_complete_row(api):
     json.dumps(rows)
 
 
-def test_new_image_uploads_are_all_distinct_and_search_uses_a_non_empty_mask(api):
+def test_new_image_uploads_are_all_distinct_and_search_uses_the_garment_mask(api):
     fake, base = api
     run(base, scenarios=("sam_click_new_image", "search_image", "search_text", "search_text_image"),
         concurrencies=(1, 3), max_requests=5, max_seconds=30, warmup=2, show_progress=False)
@@ -127,7 +128,10 @@ def test_new_image_uploads_are_all_distinct_and_search_uses_a_non_empty_mask(api
     assert len(fake.uploads) == 13 and len(set(fake.uploads)) == 13
     assert len(set(fake.texts)) == len(fake.texts) == 12
     image_searches = [s for s in fake.searches if "text" not in s]
-    assert image_searches and all(s["mask"]["rle"]["counts"][1] == 50 for s in fake.searches)  # SAM's non-empty one
+    from orchestrator.masks import encode_rle
+
+    garment = encode_rle(garment_mask())
+    assert image_searches and all(s["mask"]["rle"] == garment for s in fake.searches)  # not SAM's (noise) answer
     texts = [s["text"] for s in fake.searches if "text" in s]
     assert len(texts) == 12 and len(set(texts)) == 12 and all(t.startswith("but in ") for t in texts)
 
@@ -204,10 +208,16 @@ def test_loopback_targets_are_accepted(url):
     require_loopback(url)
 
 
-def test_rle_emptiness_reads_the_runs_of_ones():
-    assert rle_is_empty({"size": [2, 2], "counts": [4]})
-    assert rle_is_empty({"size": [2, 2], "counts": [2, 0, 2]})
-    assert not rle_is_empty({"size": [2, 2], "counts": [0, 1, 3]})
+def test_the_searched_garment_mask_is_the_drawn_garment_with_a_shape_like_run_count():
+    from orchestrator.masks import rle_counts
+
+    photo, (x0, y0, x1, y1) = garment_photo(seed=3)
+    mask = garment_mask(*photo.shape[:2])
+    background = np.array([238, 236, 232], dtype=np.uint8)
+    assert ((photo != background).any(axis=2) == mask).all()  # exactly the garment's pixels
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    assert (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1) == (y0, y1, x0, x1)
+    assert len(rle_counts(mask)) < 5 * photo.shape[1]  # a few runs per column, not SAM-noise's ~10^5
 
 
 def test_the_report_section_has_a_table_and_both_plots(tmp_path):
