@@ -32,6 +32,18 @@ class Product:
 
 
 @dataclass(frozen=True)
+class Thumbnail:
+    """A product photo's thumbnail as it is served.
+
+    data: a JPEG, RGB, its longest side at most `catalog.thumbnail_max_side_px` (orchestrator/thumbnails.py).
+    etag: 32 lowercase hex characters, the BLAKE2b-128 of `data`; the ETag header quotes it.
+    """
+
+    data: bytes
+    etag: str
+
+
+@dataclass(frozen=True)
 class ProductFilter:
     """Search filters, applied inside the vector search. None means "no constraint"."""
 
