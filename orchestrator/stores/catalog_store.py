@@ -18,6 +18,13 @@ readable. The log keeps one entry per product id ever written (deleted ones incl
 
 Import jobs: their state lives in the store too (`ImportRecord`), so any replica answers for any job, and an
 import whose replica stopped renewing its lease is claimed and resumed by another.
+
+Thumbnails: one per product id (`Thumbnail`: JPEG bytes + ETag), kept beside the products so every replica
+serves the same ones. They are not catalog changes: writing one moves neither the generation nor the log.
+Deleting a product deletes its thumbnail; changing its `image` with `update()` does too (it showed the old photo).
+
+Browsing: `list_page` pages through the products by id; its optional query is a case-insensitive substring of
+product_id, name or brand (SQLite folds ASCII letters only, MongoDB Unicode ones; Hangul has no case).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from orchestrator.domain import Product
+from orchestrator.domain import Product, Thumbnail
 from orchestrator.errors import InvalidInput, SnapfitError
 
 DEFAULT_MONGO_DATABASE = "snapfit"
@@ -100,6 +107,20 @@ class ChangeSet:
     complete: bool = True
 
 
+@dataclass(frozen=True)
+class ProductPage:
+    """One page of `list_page`.
+
+    products: at most `limit` products (metadata, no embeddings), ascending by product_id, each > the cursor.
+    next_after: the cursor of the next page (the last product_id here); None when no product follows.
+    total: how many products match the query (every product without one), whatever the cursor.
+    """
+
+    products: list[Product]
+    next_after: str | None
+    total: int
+
+
 IMPORT_ACTIVE = ("queued", "running")  # statuses of an import some replica must (still) work on
 
 
@@ -158,10 +179,29 @@ class CatalogStore(Protocol):
         ...
 
     async def delete(self, product_id: str) -> bool:
-        """True when the product existed."""
+        """True when the product existed. Its thumbnail goes with it."""
         ...
 
     async def count(self) -> int: ...
+
+    async def list_page(self, after: str, limit: int, query: str | None = None) -> ProductPage:
+        """Products with product_id > `after` (ascending; "" from the start), at most `limit` (>= 1), matching
+        `query` when given (see the module docstring; a blank query matches everything). `total` is a count over
+        the whole catalog (with a query, a scan of every product's id, name and brand): for an admin page, not a
+        hot path."""
+        ...
+
+    async def put_thumbnails(self, thumbnails: dict[str, Thumbnail]) -> int:
+        """Stores (or replaces) thumbnails by product id in one write and returns how many. Those of unknown
+        products are skipped (SQLite: in the same transaction; MongoDB: checked just before the write, so a
+        product deleted meanwhile may leave one behind, which no read serves: the route reads the product first)."""
+        ...
+
+    async def get_thumbnail(self, product_id: str) -> Thumbnail | None: ...
+
+    async def thumbnail_ids(self, product_ids: list[str]) -> set[str]:
+        """Which of `product_ids` have a stored thumbnail (one round-trip)."""
+        ...
 
     async def ping(self) -> None:
         """Returns when the backend answers; raises StoreUnavailable otherwise."""
@@ -290,6 +330,27 @@ def validate_changes(changes: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"cannot change {', '.join(map(repr, unknown))}; editable fields: "
                            f"{', '.join(sorted(EDITABLE_FIELDS))}")
     return {name: _VALIDATORS[name](value) for name, value in changes.items()}
+
+
+def validated_page(after: str, limit: int, query: str | None) -> tuple[str, int, str | None]:
+    """`list_page`'s arguments checked: (after, limit, query stripped, None when blank); InvalidInput otherwise."""
+    if not isinstance(after, str):
+        raise InvalidInput(f"after must be a product id (a string), got {type(after).__name__}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInput(f"limit must be a positive integer, got {limit!r}")
+    if query is not None and not isinstance(query, str):
+        raise InvalidInput(f"the query must be a string, got {type(query).__name__}")
+    return after, limit, (query.strip() or None) if query else None
+
+
+def validated_thumbnails(thumbnails: dict[str, Thumbnail]) -> dict[str, Thumbnail]:
+    """`put_thumbnails`' argument checked: non-empty string ids, Thumbnail values with bytes; InvalidInput otherwise."""
+    for product_id, thumbnail in thumbnails.items():
+        if not isinstance(product_id, str) or not product_id.strip():
+            raise InvalidInput(f"a thumbnail needs a product id, got {product_id!r}")
+        if not isinstance(thumbnail, Thumbnail) or not isinstance(thumbnail.data, bytes) or not thumbnail.data:
+            raise InvalidInput(f"the thumbnail of {product_id!r} must be a Thumbnail with its JPEG bytes")
+    return thumbnails
 
 
 def validated_products(products: Iterable[Product]) -> list[Product]:

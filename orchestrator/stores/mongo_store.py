@@ -21,6 +21,7 @@ no longer holds the log back.
 
 Import jobs: `catalog_imports` (one document per job), their CSV in `catalog_import_chunks` (documents stay
 under MongoDB's 16 MB limit) until the job finishes.
+Thumbnails: `thumbnails`, one document per product (`_id` = product_id, `data` the JPEG, `etag`).
 `update()` is one atomic $set of the changed fields (concurrent updates of other fields are never lost); the
 document's `revision` counter lets it refill `digest` only if nobody wrote in between.
 
@@ -31,6 +32,7 @@ stand-in of their own (tests/support/) that offers the same awaitable calls.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -44,7 +46,7 @@ from bson.binary import Binary
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 
-from orchestrator.domain import Product
+from orchestrator.domain import Product, Thumbnail
 from orchestrator.errors import NotFound, SnapfitError, StoreUnavailable
 from orchestrator.stores.catalog_store import (
     DEFAULT_MONGO_DATABASE,
@@ -53,12 +55,15 @@ from orchestrator.stores.catalog_store import (
     ChangeSet,
     EmbeddingBatch,
     ImportRecord,
+    ProductPage,
     UnresumableImport,
     UpsertResult,
     content_digest,
     paged_embeddings,
     validate_changes,
+    validated_page,
     validated_products,
+    validated_thumbnails,
 )
 
 _VECTOR_SUBTYPE = 9
@@ -85,6 +90,7 @@ class MongoCatalogStore:
         self._changes = database["catalog_changes"]
         self._imports = database["catalog_imports"]
         self._import_chunks = database["catalog_import_chunks"]
+        self._thumbnails = database["thumbnails"]
         self._where = where
         self._close = close
         self._closed = False
@@ -159,6 +165,7 @@ class MongoCatalogStore:
             doc = await self._products.find_one({"product_id": product_id}, {"_id": 0})
             if doc is None:
                 raise NotFound(f"no product with id {product_id!r}")
+            before_image = doc["image"]
             if content_digest(replace(_product(doc), **changes)) == doc["digest"]:
                 return _product(doc)
             # one atomic $set of the changed fields, so concurrent updates of other fields are never lost; the
@@ -175,6 +182,8 @@ class MongoCatalogStore:
             product = _product(doc)
             await self._products.update_one({"product_id": product_id, "revision": doc["revision"]},
                                             {"$set": {"digest": content_digest(product)}})
+            if "image" in changes and changes["image"] != before_image:  # the thumbnail showed the old photo
+                await self._thumbnails.delete_one({"_id": product_id})
         return product
 
     async def delete(self, product_id: str) -> bool:
@@ -182,12 +191,56 @@ class MongoCatalogStore:
             await self._ready()
             async with self._logged_write([product_id]):
                 deleted = (await self._products.delete_one({"product_id": product_id})).deleted_count > 0
+            await self._thumbnails.delete_one({"_id": product_id})
         return deleted
 
     async def count(self) -> int:
         with self._driver_errors("count"):
             await self._ready()
             return await self._products.count_documents({})
+
+    async def list_page(self, after: str, limit: int, query: str | None = None) -> ProductPage:
+        after, limit, query = validated_page(after, limit, query)
+        # re.escape: the query matches literally (PCRE reads a backslash before punctuation as the character)
+        matches = {} if query is None else {"$or": [{field: {"$regex": re.escape(query), "$options": "i"}}
+                                                    for field in ("product_id", "name", "brand")]}
+        with self._driver_errors("list products"):
+            await self._ready()
+            docs = await self._products.find({**matches, "product_id": {"$gt": after}}, _METADATA_PROJECTION,
+                                             sort=[("product_id", 1)], limit=limit + 1).to_list()
+            total = await self._products.count_documents(matches)
+        products = [_product(doc) for doc in docs[:limit]]
+        return ProductPage(products, products[-1].product_id if len(docs) > limit else None, total)
+
+    async def put_thumbnails(self, thumbnails: dict[str, Thumbnail]) -> int:
+        thumbnails = validated_thumbnails(thumbnails)
+        if not thumbnails:
+            return 0
+        with self._driver_errors("store thumbnails"):
+            await self._ready()
+            present = {doc["product_id"] for doc in await self._products.find(
+                {"product_id": {"$in": list(thumbnails)}}, {"_id": 0, "product_id": 1}).to_list()}
+            writes = [UpdateOne({"_id": product_id}, {"$set": {"data": Binary(thumbnail.data), "etag": thumbnail.etag}},
+                                upsert=True)
+                      for product_id, thumbnail in thumbnails.items() if product_id in present]
+            if writes:
+                await self._thumbnails.bulk_write(writes, ordered=False)
+        return len(writes)
+
+    async def get_thumbnail(self, product_id: str) -> Thumbnail | None:
+        with self._driver_errors("read a thumbnail"):
+            await self._ready()
+            doc = await self._thumbnails.find_one({"_id": product_id})
+        return None if doc is None else Thumbnail(data=bytes(doc["data"]), etag=doc["etag"])
+
+    async def thumbnail_ids(self, product_ids: list[str]) -> set[str]:
+        ids = list(dict.fromkeys(product_ids))
+        if not ids:
+            return set()
+        with self._driver_errors("read thumbnail ids"):
+            await self._ready()
+            docs = await self._thumbnails.find({"_id": {"$in": ids}}, {"_id": 1}).to_list()
+        return {doc["_id"] for doc in docs}
 
     async def ping(self) -> None:
         """Also creates the unique index on first success, so pinging on start prepares the collection."""

@@ -8,6 +8,7 @@ counter bump are atomic.
 
 Stored form: one row per product, tags as a JSON array, embedding as a BLOB of D little-endian float32,
 `digest` = content_digest() to tell unchanged re-imports apart without reading the embeddings back.
+Thumbnails in their own table (JPEG bytes + ETag by product id), created on open for catalogs older than it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.domain import Product
+from orchestrator.domain import Product, Thumbnail
 from orchestrator.errors import NotFound, StoreUnavailable
 from orchestrator.stores.catalog_store import (
     IMPORT_ACTIVE,
@@ -32,13 +33,16 @@ from orchestrator.stores.catalog_store import (
     ChangeSet,
     EmbeddingBatch,
     ImportRecord,
+    ProductPage,
     UpsertResult,
     content_digest,
     embedding_from_bytes,
     embedding_to_bytes,
     paged_embeddings,
     validate_changes,
+    validated_page,
     validated_products,
+    validated_thumbnails,
 )
 
 T = TypeVar("T")
@@ -79,6 +83,11 @@ CREATE TABLE IF NOT EXISTS imports (
     created_at   REAL NOT NULL,
     csv          BLOB
 );
+CREATE TABLE IF NOT EXISTS thumbnails (
+    product_id TEXT PRIMARY KEY NOT NULL,
+    data       BLOB NOT NULL,
+    etag       TEXT NOT NULL
+);
 """
 _COLUMNS = (*METADATA_FIELDS, "embedding", "digest")
 _UPSERT = (f"INSERT INTO products ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
@@ -87,6 +96,9 @@ _UPSERT = (f"INSERT INTO products ({', '.join(_COLUMNS)}) VALUES ({', '.join('?'
 _METADATA_SELECT = ", ".join(METADATA_FIELDS)
 # stay well under SQLite's limit on bound parameters per statement
 _MAX_PARAMS = 500
+# a list_page query: LIKE folds ASCII case; the query's own % and _ are escaped to match literally
+_MATCHES_QUERY = ("(product_id LIKE :pattern ESCAPE '\\' OR name LIKE :pattern ESCAPE '\\' "
+                  "OR brand LIKE :pattern ESCAPE '\\')")
 
 
 class SQLiteCatalogStore:
@@ -138,6 +150,26 @@ class SQLiteCatalogStore:
 
     async def count(self) -> int:
         return await self._run(lambda: self._connection.execute("SELECT COUNT(*) FROM products").fetchone()[0])
+
+    async def list_page(self, after: str, limit: int, query: str | None = None) -> ProductPage:
+        return await self._run(self._list_page_sync, *validated_page(after, limit, query))
+
+    async def put_thumbnails(self, thumbnails: dict[str, Thumbnail]) -> int:
+        thumbnails = validated_thumbnails(thumbnails)
+        if not thumbnails:
+            return 0
+        return await self._run(self._put_thumbnails_sync, thumbnails)
+
+    async def get_thumbnail(self, product_id: str) -> Thumbnail | None:
+        row = await self._run(lambda: self._connection.execute(
+            "SELECT data, etag FROM thumbnails WHERE product_id = ?", (product_id,)).fetchone())
+        return None if row is None else Thumbnail(data=bytes(row[0]), etag=row[1])
+
+    async def thumbnail_ids(self, product_ids: list[str]) -> set[str]:
+        ids = list(dict.fromkeys(product_ids))
+        if not ids:
+            return set()
+        return await self._run(self._thumbnail_ids_sync, ids)
 
     async def ping(self) -> None:
         await self._run(lambda: self._connection.execute("SELECT 1").fetchone())
@@ -319,15 +351,57 @@ class SQLiteCatalogStore:
                 return current
             changed.updated_at = time.time()
             connection.execute(_UPSERT, _row(changed, digest))
+            if changed.image != current.image:  # the thumbnail showed the old photo
+                connection.execute("DELETE FROM thumbnails WHERE product_id = ?", (product_id,))
             self._bump_generation(connection, [product_id])
         return changed
 
     def _delete_sync(self, product_id: str) -> bool:
         with self._write() as connection:
             deleted = connection.execute("DELETE FROM products WHERE product_id = ?", (product_id,)).rowcount > 0
+            connection.execute("DELETE FROM thumbnails WHERE product_id = ?", (product_id,))
             if deleted:
                 self._bump_generation(connection, [product_id])
         return deleted
+
+    def _list_page_sync(self, after: str, limit: int, query: str | None) -> ProductPage:
+        params = {"after": after, "limit": limit + 1}
+        matches = ""
+        if query is not None:
+            escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params["pattern"] = f"%{escaped}%"
+            matches = _MATCHES_QUERY
+        # one read transaction: the page and the total come from the same snapshot
+        connection = self._connection
+        connection.execute("BEGIN")
+        try:
+            rows = connection.execute(
+                f"SELECT {_METADATA_SELECT} FROM products WHERE product_id > :after "
+                f"{'AND ' + matches if matches else ''} ORDER BY product_id LIMIT :limit", params).fetchall()
+            total = connection.execute(
+                f"SELECT COUNT(*) FROM products {'WHERE ' + matches if matches else ''}", params).fetchone()[0]
+        finally:
+            connection.execute("COMMIT")
+        products = [_product(row) for row in rows[:limit]]
+        return ProductPage(products, products[-1].product_id if len(rows) > limit else None, total)
+
+    def _put_thumbnails_sync(self, thumbnails: dict[str, Thumbnail]) -> int:
+        with self._write() as connection:
+            present = self._digests(connection, list(thumbnails))
+            rows = [(product_id, thumbnail.data, thumbnail.etag) for product_id, thumbnail in thumbnails.items()
+                    if product_id in present]
+            connection.executemany("INSERT INTO thumbnails (product_id, data, etag) VALUES (?, ?, ?) "
+                                   "ON CONFLICT(product_id) DO UPDATE SET data = excluded.data, etag = excluded.etag",
+                                   rows)
+        return len(rows)
+
+    def _thumbnail_ids_sync(self, ids: list[str]) -> set[str]:
+        found = set()
+        for start in range(0, len(ids), _MAX_PARAMS):
+            chunk = ids[start:start + _MAX_PARAMS]
+            found.update(row[0] for row in self._connection.execute(
+                f"SELECT product_id FROM thumbnails WHERE product_id IN ({', '.join('?' * len(chunk))})", chunk))
+        return found
 
     async def _read_page(self, after_id: str, limit: int) -> list[Product]:
         return await self._run(self._read_page_sync, after_id, limit)

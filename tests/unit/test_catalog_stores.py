@@ -15,12 +15,13 @@ import mongomock
 import numpy as np
 import pytest
 
-from orchestrator.domain import Product
+from orchestrator.domain import Product, Thumbnail
 from orchestrator.errors import InvalidInput, NotFound, SnapfitError, StoreUnavailable
 from orchestrator.stores.catalog_store import EDITABLE_FIELDS, METADATA_FIELDS
 from orchestrator.stores.factory import open_catalog_store
 from orchestrator.stores.mongo_store import MongoCatalogStore
 from orchestrator.stores.sqlite_store import SQLiteCatalogStore
+from orchestrator.thumbnails import thumbnail_etag
 from tests.support.mongomock_store import mongomock_catalog_store, open_test_store
 
 DIM = 16
@@ -275,6 +276,128 @@ async def test_generation_increases_on_every_write_and_not_on_reads_or_no_ops(st
     assert await changed()
     await store.delete("p00001")
     assert await changed()
+
+
+def thumbnail(seed: int) -> Thumbnail:
+    data = b"\xff\xd8\xff" + bytes([seed]) * (100 + seed)  # the store keeps the bytes as they are
+    return Thumbnail(data=data, etag=thumbnail_etag(data))
+
+
+async def test_thumbnails_round_trip_by_product_id_and_unknown_products_get_none(store):
+    await store.upsert_many([make_product(i) for i in range(3)])
+    generation = await store.generation()
+
+    stored = await store.put_thumbnails({"p00000": thumbnail(0), "p00001": thumbnail(1), "missing": thumbnail(9)})
+
+    assert stored == 2
+    assert await store.get_thumbnail("p00000") == thumbnail(0)
+    assert await store.get_thumbnail("p00001") == thumbnail(1)
+    assert await store.get_thumbnail("p00002") is None
+    assert await store.get_thumbnail("missing") is None
+    assert await store.thumbnail_ids(["p00000", "p00001", "p00002", "missing", "p00000"]) == {"p00000", "p00001"}
+    assert await store.thumbnail_ids([]) == set()
+    assert await store.put_thumbnails({}) == 0
+    assert await store.generation() == generation  # a thumbnail is not a catalog change: no index rebuild
+
+    assert await store.put_thumbnails({"p00000": thumbnail(5)}) == 1
+    assert await store.get_thumbnail("p00000") == thumbnail(5)
+
+
+async def test_deleting_a_product_deletes_its_thumbnail(store):
+    await store.upsert_many([make_product(i) for i in range(2)])
+    await store.put_thumbnails({"p00000": thumbnail(0), "p00001": thumbnail(1)})
+
+    assert await store.delete("p00000") is True
+
+    assert await store.get_thumbnail("p00000") is None
+    assert await store.thumbnail_ids(["p00000", "p00001"]) == {"p00001"}
+    await store.upsert_many([make_product(0)])  # back again: its old thumbnail stays gone
+    assert await store.get_thumbnail("p00000") is None
+
+
+async def test_changing_a_products_image_drops_its_thumbnail_and_other_edits_keep_it(store):
+    await store.upsert_many([make_product(i) for i in range(2)])
+    await store.put_thumbnails({"p00000": thumbnail(0), "p00001": thumbnail(1)})
+
+    await store.update("p00000", {"image": "images/other.jpg"})
+    await store.update("p00001", {"price": 1.0, "image": make_product(1).image})
+
+    assert await store.get_thumbnail("p00000") is None
+    assert await store.get_thumbnail("p00001") == thumbnail(1)
+
+
+@pytest.mark.parametrize("bad", [{"": thumbnail(1)}, {"p00001": b"\xff\xd8\xff"}, {"p00001": Thumbnail(b"", "x")}])
+async def test_put_thumbnails_rejects_malformed_ones_and_writes_nothing(store, bad):
+    await store.upsert_many([make_product(0), make_product(1)])
+
+    with pytest.raises(InvalidInput):
+        await store.put_thumbnails({"p00000": thumbnail(0), **bad})
+
+    assert await store.thumbnail_ids(["p00000", "p00001"]) == set()
+
+
+async def test_thumbnails_survive_close_and_reopen(reopen):
+    store = await reopen()
+    await store.upsert_many([make_product(0)])
+    await store.put_thumbnails({"p00000": thumbnail(3)})
+    await store.close()
+
+    reopened = await reopen()
+    try:
+        assert await reopened.get_thumbnail("p00000") == thumbnail(3)
+    finally:
+        await reopened.close()
+
+
+async def test_list_page_walks_every_product_once_in_id_order_with_its_cursor(store):
+    await store.upsert_many([make_product(i) for i in range(7)][::-1])
+
+    pages, after = [], ""
+    while True:
+        page = await store.list_page(after, 3)
+        assert page.total == 7
+        pages.append([p.product_id for p in page.products])
+        if page.next_after is None:
+            break
+        after = page.next_after
+
+    assert pages == [["p00000", "p00001", "p00002"], ["p00003", "p00004", "p00005"], ["p00006"]]
+    whole = await store.list_page("", 7)
+    assert whole.next_after is None and len(whole.products) == 7  # exactly full: no empty page to follow
+    assert_same_product(replace(whole.products[2], embedding=None), replace(make_product(2), embedding=None))
+    assert all(p.embedding is None for p in whole.products)  # metadata only
+    assert (await store.list_page("p00006", 5)).products == []
+    assert (await store.list_page("p00002x", 1)).products[0].product_id == "p00003"  # any string is a cursor
+
+
+async def test_list_page_query_is_a_case_insensitive_literal_substring_of_id_name_or_brand(store):
+    await store.upsert_many([
+        make_product(0, product_id="SKU-blue-1", name="Oxford Shirt", brand="Acme"),
+        make_product(1, product_id="p2", name="플리츠 스커트", brand="무신사"),
+        make_product(2, product_id="p3", name="50% off linen", brand="ACME Outlet"),
+        make_product(3, product_id="p4", name="a_b tee", brand="Other"),
+        make_product(4, product_id="p5", name="axb tee", brand="Other")])
+
+    async def ids(query: str | None, after: str = "") -> tuple[list[str], int]:
+        page = await store.list_page(after, 10, query)
+        return [p.product_id for p in page.products], page.total
+
+    assert await ids("acme") == (["SKU-blue-1", "p3"], 2)
+    assert await ids("SHIRT") == (["SKU-blue-1"], 1)
+    assert await ids("sku-BLUE") == (["SKU-blue-1"], 1)
+    assert await ids("스커트") == (["p2"], 1)
+    assert await ids("50%") == (["p3"], 1)  # % and _ match themselves, not as wildcards
+    assert await ids("a_b") == (["p4"], 1)
+    assert await ids("nothing like it") == ([], 0)
+    assert await ids("  ") == (["SKU-blue-1", "p2", "p3", "p4", "p5"], 5)  # blank: every product
+    assert await ids(None) == (["SKU-blue-1", "p2", "p3", "p4", "p5"], 5)
+    assert await ids("acme", after="SKU-blue-1") == (["p3"], 2)  # the total ignores the cursor
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, True])
+async def test_list_page_rejects_a_limit_that_is_not_a_positive_integer(store, limit):
+    with pytest.raises(InvalidInput):
+        await store.list_page("", limit)
 
 
 async def test_data_and_generation_survive_close_and_reopen(reopen):
