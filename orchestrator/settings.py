@@ -65,6 +65,13 @@ class CatalogSettings(BaseModel):
                                                           "is resumed by another replica")
     import_retention_days: float = Field(30.0, gt=0, description="finished import jobs are forgotten this long "
                                                                  "after they ended")
+    thumbnail_max_side_px: int = Field(384, ge=16, le=2048,
+                                       description="longest side of the product thumbnails made at import (and "
+                                                   "served by GET /v1/products/{id}/image); applies to "
+                                                   "thumbnails made from then on")
+    thumbnail_jpeg_quality: int = Field(85, ge=1, le=95, description="JPEG quality of the product thumbnails")
+    thumbnail_max_age_s: int = Field(300, ge=0, description="how long browsers and proxies may reuse a product "
+                                                            "thumbnail before asking again (Cache-Control max-age)")
 
 
 class TryOnSettings(BaseModel):

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from orchestrator.domain import MaskPrediction, Product, ProductFilter, TryOnUpdate
+from orchestrator.domain import MaskPrediction, Product, ProductFilter, Thumbnail, TryOnUpdate
 from orchestrator.stores.catalog_store import ImportRecord, UpsertResult
 
 
@@ -82,8 +82,38 @@ class VectorIndex(Protocol):
         ...
 
 
+class ThumbnailStore(Protocol):
+    """Where product thumbnails live (the catalog store; see stores/catalog_store.py)."""
+
+    async def put_thumbnails(self, thumbnails: dict[str, Thumbnail]) -> int:
+        """Stores them by product id (unknown products skipped); how many were stored."""
+        ...
+
+    async def get_thumbnail(self, product_id: str) -> Thumbnail | None: ...
+
+    async def thumbnail_ids(self, product_ids: list[str]) -> set[str]:
+        """Which of these products have a stored thumbnail."""
+        ...
+
+
+class ThumbnailWriter(Protocol):
+    """How an import makes and keeps its products' thumbnails (services/thumbnails.py)."""
+
+    def make(self, pixels: np.ndarray) -> Thumbnail:
+        """pixels: HxWx3 uint8 RGB -> the JPEG thumbnail (CPU work: call it off the event loop)."""
+        ...
+
+    async def missing(self, product_ids: list[str]) -> set[str]:
+        """Which of these products have no stored thumbnail."""
+        ...
+
+    async def put_many(self, thumbnails: dict[str, Thumbnail]) -> int: ...
+
+
 class ProductWriter(Protocol):
-    """Where an import puts its products (ProductService: store first, then the index)."""
+    """Where an import puts its products (ProductService: store first, then the index) and their thumbnails."""
+
+    thumbnails: ThumbnailWriter
 
     async def get_many(self, product_ids: list[str]) -> dict[str, Product]:
         """Stored products by id (metadata, incl. source_hash); unknown ids are absent."""

@@ -12,6 +12,11 @@ Idempotent: a row's `source_hash` is the hash of its normalised fields plus the 
 rows whose stored product has the same hash are counted unchanged and never re-embedded, so importing the
 same CSV twice changes nothing, and re-running an interrupted import converges to the uninterrupted state.
 Batches are pipelined: the next batch's images load while the current batch is in Triton.
+
+Thumbnails: each changed row's photo, once decoded for the models, is also shrunk into the product's thumbnail
+(stored after the product). An unchanged row whose product has none (imported before thumbnails existed, or an
+import stopped between the two writes) is decoded for its thumbnail alone: it still counts unchanged and is not
+embedded again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from orchestrator.domain import Product, Thumbnail
 from orchestrator.errors import NotFound, SnapfitError
 from orchestrator.images import content_hash, decode_image
 from orchestrator.ingest import CatalogRow, ColumnMapping, ImageLoader, RowError, parse_catalog_csv
@@ -92,7 +98,8 @@ _COUNTERS = tuple(f.name for f in fields(ImportJob) if f.name not in ("job_id", 
 @dataclass
 class _Prepared:
     """One batch (rows[start:end]) with its images loaded and decoded, and the outcomes already known
-    (unchanged rows, failed ones), counted on the job only when the batch is stored, in order."""
+    (unchanged rows, failed ones), counted on the job only when the batch is stored, in order.
+    thumbnails: by product id, of the changed rows and of unchanged rows whose product has none yet."""
 
     end: int
     rows: list[CatalogRow] = field(default_factory=list)
@@ -100,6 +107,7 @@ class _Prepared:
     source_hashes: list[str] = field(default_factory=list)
     unchanged: int = 0
     failures: list[RowError] = field(default_factory=list)
+    thumbnails: dict[str, Thumbnail] = field(default_factory=dict)
 
 
 class ImportPipeline:
@@ -156,24 +164,45 @@ class ImportPipeline:
     async def _prepare(self, rows: list[CatalogRow], end: int, loader: ImageLoader) -> _Prepared:
         fetched = await asyncio.gather(*(loader.load(row.image) for row in rows), return_exceptions=True)
         existing = await self.products.get_many([row.product_id for row in rows])
+        hashes = [None if isinstance(data, BaseException) else _source_hash(row, data)
+                  for row, data in zip(rows, fetched)]
+        unchanged = [source_hash is not None and row.product_id in existing
+                     and existing[row.product_id].source_hash == source_hash for row, source_hash in zip(rows, hashes)]
+        without_thumbnail = await self._without_thumbnail(rows, unchanged, existing)
         prepared = _Prepared(end)
-        for row, data in zip(rows, fetched):
+        for row, data, source_hash, is_unchanged in zip(rows, fetched, hashes, unchanged):
             if isinstance(data, BaseException):
                 prepared.failures.append(_row_error(row, data))
                 continue
-            source_hash = hashlib.sha256(f"{row.row_hash}:{content_hash(data)}".encode()).hexdigest()
-            if row.product_id in existing and existing[row.product_id].source_hash == source_hash:
+            if is_unchanged:
                 prepared.unchanged += 1
-                continue
+                if row.product_id not in without_thumbnail:
+                    continue
             try:
-                pixels = await asyncio.to_thread(decode_image, data, self.fetch_max_bytes, self.max_image_pixels)
+                pixels, thumbnail = await asyncio.to_thread(self._decode_with_thumbnail, data)
             except SnapfitError as error:
-                prepared.failures.append(_row_error(row, error))
+                if not is_unchanged:
+                    prepared.failures.append(_row_error(row, error))
                 continue
-            prepared.rows.append(row)
-            prepared.pixels.append(pixels)
-            prepared.source_hashes.append(source_hash)
+            prepared.thumbnails[row.product_id] = thumbnail
+            if not is_unchanged:
+                prepared.rows.append(row)
+                prepared.pixels.append(pixels)
+                prepared.source_hashes.append(source_hash)
         return prepared
+
+    async def _without_thumbnail(self, rows: list[CatalogRow], unchanged: list[bool],
+                                 existing: dict[str, Product]) -> set[str]:
+        """Ids of the unchanged rows whose product has no thumbnail yet and still shows the row's photo (an edit
+        may have pointed it at another one since): their photos are decoded for the thumbnail alone."""
+        ids = [row.product_id for row, same in zip(rows, unchanged) if same
+               and existing[row.product_id].image == row.image]
+        return await self.products.thumbnails.missing(ids) if ids else set()
+
+    def _decode_with_thumbnail(self, data: bytes) -> tuple[np.ndarray, Thumbnail]:
+        """The photo's HxWx3 uint8 RGB pixels and its thumbnail (on a worker thread: both are CPU work)."""
+        pixels = decode_image(data, self.fetch_max_bytes, self.max_image_pixels)
+        return pixels, self.products.thumbnails.make(pixels)
 
     async def _embed_and_store(self, job: ImportJob, batch: _Prepared) -> None:
         result = UpsertResult()
@@ -192,6 +221,8 @@ class ImportPipeline:
                 product.embedding = np.ascontiguousarray(embedding, dtype=np.float32)
                 products.append(product)
             result = await self.products.add(products)
+        # after the products: a thumbnail is never stored for a product that is not (yet)
+        await self.products.thumbnails.put_many(batch.thumbnails)
         # the whole batch's outcome lands on the job at once (no await below): a saved state is always consistent
         for error in batch.failures:
             job.fail_row(error)
@@ -203,6 +234,11 @@ class ImportPipeline:
         for outcome, count in (("inserted", result.inserted), ("updated", result.updated),
                                ("unchanged", result.unchanged + batch.unchanged)):
             IMPORT_ROWS.labels(outcome=outcome).inc(count)
+
+
+def _source_hash(row: CatalogRow, data: bytes) -> str:
+    """The row's fields and its photo's bytes, hashed: equal for a re-imported unchanged row."""
+    return hashlib.sha256(f"{row.row_hash}:{content_hash(data)}".encode()).hexdigest()
 
 
 def _row_error(row: CatalogRow, error: BaseException) -> RowError:

@@ -12,6 +12,8 @@ applies their current state. So a change made through any replica reaches every 
 one interval (plus the poll's own time); this replica's own changes are visible at once.
 The index's dimension is the served CLIP model's (ModelGateway.embedding_dim), so a model with another width
 needs no code change; the store's vectors must match it (a rebuild says which dimension it found).
+Thumbnails of the product photos live in the store too (`thumbnails`, services/thumbnails.py): every replica
+serves the same ones, and deleting a product deletes its thumbnail with it.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from typing import IO, Any
 
 import faiss
 
-from orchestrator.domain import Product
+from orchestrator.domain import Product, Thumbnail
 from orchestrator.errors import InvalidInput, NotFound, SnapfitError
 from orchestrator.index import FaissIndex, IndexFileError
 from orchestrator.metrics import INDEX_GENERATION, INDEX_SYNC_ERRORS, INDEX_VECTORS
+from orchestrator.services.thumbnails import ProductThumbnails
 from orchestrator.settings import Settings
-from orchestrator.stores.catalog_store import CatalogStore, UpsertResult
+from orchestrator.stores.catalog_store import CatalogStore, ProductPage, UpsertResult
 from snapfit import contract
 
 log = logging.getLogger(__name__)
@@ -40,10 +43,11 @@ SYNC_CHUNK = 1024  # products re-read from the store per step of a sync (bounds 
 
 
 class ProductService:
-    def __init__(self, store: CatalogStore, index: FaissIndex, index_path: Path):
+    def __init__(self, store: CatalogStore, index: FaissIndex, index_path: Path, thumbnails: ProductThumbnails):
         self.store = store
         self.index = index
         self.index_path = Path(index_path)
+        self.thumbnails = thumbnails
         self.index_loaded = False
         # the store generation whose changes the index holds (it may hold later ones too: its own writes)
         self.synced_generation = 0
@@ -67,7 +71,8 @@ class ProductService:
         try:
             if embedding_dim is None:
                 embedding_dim = await _catalog_width(store, path)
-            service = cls(store, FaissIndex(embedding_dim, settings.search.index_factory), path)
+            service = cls(store, FaissIndex(embedding_dim, settings.search.index_factory), path,
+                          ProductThumbnails.from_settings(store, settings))
             service._folder_lock = lock
             await service._load_or_rebuild(settings.search.index_factory)
         except BaseException:
@@ -186,6 +191,19 @@ class ProductService:
         if product is None:
             raise NotFound(f"no product {product_id!r}")
         return product
+
+    async def page(self, after: str, limit: int, query: str | None = None) -> ProductPage:
+        """Up to `limit` products after the product id `after`, by id, optionally matching `query` (a
+        case-insensitive substring of id, name or brand), with the cursor of the next page and the match count."""
+        return await self.store.list_page(after, limit, query)
+
+    async def thumbnail(self, product_id: str) -> Thumbnail:
+        """The product photo's thumbnail (made now from a local photo when none is stored: ProductThumbnails);
+        NotFound for an unknown product, or one without a thumbnail that none can be made for."""
+        product = (await self.store.get_many([product_id])).get(product_id)
+        if product is None:
+            raise NotFound(f"no product {product_id!r}")
+        return await self.thumbnails.for_product(product)
 
     async def add(self, products: list[Product]) -> UpsertResult:
         """Upserts products (with embeddings) into the store, then their vectors into the index."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sqlite3
 import time
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -108,6 +110,52 @@ async def test_a_changed_image_updates_the_product(products):
     await run(pipeline(products), FakeLoader({"a.png": png(1)}), "A,Shirt,a.png,,,,,top")
     again = await run(pipeline(products), FakeLoader({"a.png": png(99)}), "A,Shirt,a.png,,,,,top")
     assert (again.inserted, again.updated) == (0, 1)
+
+
+async def test_an_import_stores_a_bounded_thumbnail_of_each_imported_rows_photo(products):
+    wide = io.BytesIO()
+    Image.fromarray(np.full((400, 800, 3), 50, np.uint8)).save(wide, format="PNG")
+    await run(pipeline(products), FakeLoader({"a.png": wide.getvalue(), "b.png": png(2)}),
+              "A,Shirt,a.png,,,,,top", "B,Skirt,b.png,,,,,bottom", "C,Lost,missing.png,,,,,top")
+
+    assert await products.store.thumbnail_ids(["A", "B", "C"]) == {"A", "B"}
+    thumbnail = Image.open(io.BytesIO((await products.store.get_thumbnail("A")).data))
+    assert (thumbnail.format, thumbnail.size) == ("JPEG", (384, 192))  # catalog.thumbnail_max_side_px
+
+
+async def test_reimporting_an_unchanged_row_makes_its_missing_thumbnail_without_embedding_it_again(tmp_path):
+    path = tmp_path / "catalog.db"
+    store = await open_catalog_store(f"sqlite:///{path}")
+    service = await ProductService.open(store, Settings(catalog=CatalogSettings(index_path=tmp_path / "index")),
+                                        embedding_dim=DIM)
+    try:
+        images = FakeLoader({"a.png": png(1), "b.png": png(2)})
+        rows = ("A,Shirt,a.png,,,,,top", "B,Skirt,b.png,,,,,bottom")
+        await run(pipeline(service), images, *rows)
+        with closing(sqlite3.connect(path)) as catalog:  # as if imported before thumbnails existed
+            catalog.execute("DELETE FROM thumbnails")
+            catalog.commit()
+        assert await store.thumbnail_ids(["A", "B"]) == set()
+
+        models = FakeModels()
+        again = await run(pipeline(service, models), images, *rows)
+
+        assert (again.inserted, again.updated, again.unchanged, again.failed) == (0, 0, 2, 0)
+        assert models.calls == []
+        assert await store.thumbnail_ids(["A", "B"]) == {"A", "B"}
+    finally:
+        await store.close()
+
+
+async def test_an_unchanged_row_makes_no_thumbnail_for_a_product_since_pointed_at_another_photo(products):
+    images = FakeLoader({"a.png": png(1)})
+    await run(pipeline(products), images, "A,Shirt,a.png,,,,,top")
+    await products.store.update("A", {"image": "other.png"})  # drops the thumbnail of a.png
+
+    again = await run(pipeline(products), images, "A,Shirt,a.png,,,,,top")
+
+    assert again.unchanged == 1
+    assert await products.store.get_thumbnail("A") is None
 
 
 async def test_models_going_down_fail_the_job_with_their_message_and_keep_what_was_stored(products):
