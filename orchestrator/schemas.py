@@ -96,6 +96,13 @@ class ProductOut(BaseModel):
     tryon_probability: float | None
 
 
+class ProductPageOut(BaseModel):
+    products: list[ProductOut] = Field(description="at most `limit` products, ascending by product_id")
+    next_after: str | None = Field(description="pass as `after` for the next page; null on the last page",
+                                   examples=["P0050"])
+    total: int = Field(description="products matching `q` (every product without it), whatever `after` is")
+
+
 class SearchHitOut(BaseModel):
     score: float = Field(description="cosine similarity of the query and the product photo")
     product: ProductOut

@@ -1,18 +1,32 @@
-"""GET, PATCH and DELETE /v1/products/{product_id}."""
+"""The catalog's products: GET /v1/products (a page, for browsing), GET, PATCH and DELETE /v1/products/{product_id},
+and GET /v1/products/{product_id}/image (the photo's thumbnail, with HTTP caching)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from orchestrator.domain import Product
 from orchestrator.errors import NotFound
 from orchestrator.routes.access import GatedRoute, rate_limited, require_admin
 from orchestrator.routes.deps import services
-from orchestrator.schemas import ErrorBody, ProductOut, ProductUpdate
+from orchestrator.schemas import ErrorBody, ProductOut, ProductPageOut, ProductUpdate
 
 router = APIRouter(prefix="/v1/products", tags=["catalog"], route_class=GatedRoute)
 ERRORS = {code: {"model": ErrorBody} for code in (404, 422, 429, 503)}
 ADMIN_ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 503)}
+_CACHE_HEADERS = {
+    "ETag": {"description": "strong validator: a hash of the JPEG's bytes, quoted", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "public, max-age=<catalog.thumbnail_max_age_s> (300)",
+                      "schema": {"type": "string"}},
+}
+IMAGE_RESPONSES = {
+    200: {"description": "The thumbnail: RGB JPEG, longest side at most catalog.thumbnail_max_side_px (384)",
+          "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, "headers": _CACHE_HEADERS},
+    304: {"description": "Not Modified: If-None-Match names the current ETag (no body)", "headers": _CACHE_HEADERS},
+    404: {"model": ErrorBody, "description": "Unknown product, or no thumbnail stored and none can be made from a "
+                                            "local photo under the image root"},
+    **{code: {"model": ErrorBody} for code in (422, 429, 503)},
+}
 
 
 def product_out(product: Product) -> ProductOut:
@@ -21,10 +35,44 @@ def product_out(product: Product) -> ProductOut:
                       tryon_ready=product.tryon_ready, tryon_probability=product.tryon_probability)
 
 
+@router.get("", response_model=ProductPageOut, responses=ERRORS, dependencies=[Depends(rate_limited)],
+            summary="A page of products in product id order, optionally matching a search string")
+async def list_products(
+    limit: int = Query(50, ge=1, le=200, description="products on this page"),
+    after: str = Query("", max_length=1000, description="the previous page's `next_after`: products with a greater "
+                                                        "id; empty for the first page"),
+    q: str | None = Query(None, max_length=200, description="case-insensitive substring of the product id, name or "
+                                                            "brand (SQLite folds ASCII letters only)"),
+    svc=Depends(services),
+) -> ProductPageOut:
+    page = await svc.products.page(after, limit, q)
+    return ProductPageOut(products=[product_out(p) for p in page.products], next_after=page.next_after,
+                          total=page.total)
+
+
 @router.get("/{product_id}", response_model=ProductOut, responses=ERRORS, summary="One product's metadata",
             dependencies=[Depends(rate_limited)])
 async def get_product(product_id: str, svc=Depends(services)) -> ProductOut:
     return product_out(await svc.products.get(product_id))
+
+
+@router.get("/{product_id}/image", response_class=Response, responses=IMAGE_RESPONSES,
+            dependencies=[Depends(rate_limited)], summary="The product photo's thumbnail (JPEG; ETag, 304)")
+async def get_product_image(product_id: str, if_none_match: str | None = Header(None),
+                            svc=Depends(services)) -> Response:
+    thumbnail = await svc.products.thumbnail(product_id)
+    headers = {"ETag": f'"{thumbnail.etag}"',
+               "Cache-Control": f"public, max-age={svc.settings.catalog.thumbnail_max_age_s}"}
+    if if_none_match is not None and etag_matches(if_none_match, thumbnail.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(thumbnail.data, media_type="image/jpeg", headers=headers)
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Whether an If-None-Match header names `etag` (unquoted) or is `*`. Weak comparison, as RFC 9110 asks of
+    If-None-Match: a `W/` prefix is ignored."""
+    candidates = [candidate.strip() for candidate in if_none_match.split(",")]
+    return any(candidate == "*" or candidate.removeprefix("W/") == f'"{etag}"' for candidate in candidates)
 
 
 @router.patch("/{product_id}", response_model=ProductOut, responses=ADMIN_ERRORS,
