@@ -4,6 +4,8 @@ MongoDB when MONGODB_URI is set) with FAISS."""
 from __future__ import annotations
 
 import io
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -19,6 +21,7 @@ from tests.integration.orchestrator_process import (
     STORES,
     running_orchestrator,
     skip_without_server,
+    store_url,
     wait_for_import,
 )
 
@@ -32,11 +35,26 @@ def demo_catalog(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module", params=STORES)
 def orchestrator(request, triton_server, demo_catalog, tmp_path_factory):
-    """(base URL, catalog CSV): one orchestrator per store, each on its own empty store and index."""
+    """(base URL, catalog CSV, stored thumbnails counter): one orchestrator per store, each on its own empty store
+    and index."""
     skip_without_server(request.param)
     runs = tmp_path_factory.mktemp(f"runs_{request.param}")
     with running_orchestrator(triton_server.grpc_url, runs, demo_catalog.parent, request.param) as running:
-        yield running.base, demo_catalog
+        yield running.base, demo_catalog, lambda: stored_thumbnails(request.param, runs)
+
+
+def stored_thumbnails(store: str, runs: Path) -> int | None:
+    """How many thumbnails the orchestrator's store holds, read beside it (None for mongomock: it lives inside the
+    orchestrator's process)."""
+    if store == "sqlite":
+        with closing(sqlite3.connect(runs / "catalog.db")) as catalog:
+            return catalog.execute("SELECT COUNT(*) FROM thumbnails").fetchone()[0]
+    if store == "mongodb":
+        import pymongo
+
+        with pymongo.MongoClient(store_url(store, runs), serverSelectionTimeoutMS=5000) as client:
+            return client.get_default_database()["thumbnails"].count_documents({})
+    return None
 
 
 def photo_bytes() -> bytes:
@@ -48,7 +66,7 @@ def photo_bytes() -> bytes:
 
 
 def test_import_upload_segment_search_and_product(orchestrator):
-    base, catalog_csv = orchestrator
+    base, catalog_csv, thumbnails_stored = orchestrator
     with httpx.Client(headers=ADMIN, base_url=base, timeout=120) as client:
         started = client.post("/v1/catalog/imports", files={"file": ("catalog.csv", catalog_csv.read_bytes())},
                               data={"base_dir": str(catalog_csv.parent)})
@@ -56,6 +74,8 @@ def test_import_upload_segment_search_and_product(orchestrator):
         job = wait_for_import(client, started.json()["job_id"])
         assert job["status"] == "succeeded", job
         assert job["inserted"] == 120 and job["failed"] == 0
+        assert thumbnails_stored() in (120, None)  # made by the import, before any image was asked for
+        check_product_list_and_thumbnail(client, expected_total=120)
 
         again = client.post("/v1/catalog/imports", files={"file": ("catalog.csv", catalog_csv.read_bytes())},
                             data={"base_dir": str(catalog_csv.parent)})
@@ -100,8 +120,21 @@ def test_import_upload_segment_search_and_product(orchestrator):
         assert client.get(f"/v1/products/{product_id}").status_code == 404
 
 
+def check_product_list_and_thumbnail(client: httpx.Client, expected_total: int) -> None:
+    listed = client.get("/v1/products", params={"limit": 200}).json()
+    assert listed["total"] == len(listed["products"]) == expected_total and listed["next_after"] is None
+    product_id = listed["products"][0]["product_id"]
+    image = client.get(f"/v1/products/{product_id}/image")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert max(Image.open(io.BytesIO(image.content)).size) <= 384
+    cached = client.get(f"/v1/products/{product_id}/image", headers={"If-None-Match": image.headers["etag"]})
+    assert cached.status_code == 304 and cached.content == b""
+
+
 @pytest.mark.parametrize("method, path, kwargs, status, code", [
     ("get", "/v1/products/nope", {}, 404, "not_found"),
+    ("get", "/v1/products/nope/image", {}, 404, "not_found"),
+    ("get", "/v1/products", {"params": {"limit": 0}}, 422, "invalid_input"),
     ("post", "/v1/images/" + "0" * 64 + "/masks", {"json": {"points": [{"x": 1, "y": 1}]}}, 404, "not_found"),
     ("post", "/v1/images/not-an-id/masks", {"json": {"points": [{"x": 1, "y": 1}]}}, 422, "invalid_input"),
     ("post", "/v1/images", {"files": {"file": ("x.gif", b"GIF89a....", "image/gif")}}, 415, "unsupported_media_type"),
@@ -115,7 +148,7 @@ def test_import_upload_segment_search_and_product(orchestrator):
     ("delete", "/v1/products/nope", {"headers": {"Authorization": "Bearer wrong"}}, 403, "forbidden"),
 ])
 def test_client_mistakes_get_their_documented_status_and_body(orchestrator, method, path, kwargs, status, code):
-    base, _ = orchestrator
+    base, _, _ = orchestrator
     response = getattr(httpx, method)(base + path, timeout=30, **{"headers": ADMIN, **kwargs})
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
