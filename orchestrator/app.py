@@ -187,6 +187,10 @@ def create_app(settings: Settings | None = None, open_store: StoreOpener = open_
     body_limit = settings.images.max_upload_bytes + BODY_OVERHEAD_BYTES
     for module in (health, images, search, products, imports, tryon):
         app.include_router(module.router, max_body_size=body_limit)
+    if settings.web_pages:
+        from orchestrator import web
+
+        web.install(app)
     return app
 
 

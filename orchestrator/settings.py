@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(None, min_length=16,
                                           description="bearer token of the catalog-changing endpoints (16+ "
                                                       "characters); unset = those endpoints refuse every request")
+    web_pages: bool = Field(True, description="serve the shopper's page at / and the catalog admin page at /admin "
+                                              "(off: the API alone)")
     rate_limit: RateLimitSettings = RateLimitSettings()
     triton: TritonSettings = TritonSettings()
     images: ImageSettings = ImageSettings()
