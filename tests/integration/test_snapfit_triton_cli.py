@@ -113,4 +113,6 @@ def test_snapfit_up_stops_tritonserver_on_sigterm(tiny_repository, tmp_path):
     assert "stopped the orchestrator and tritonserver" in output, output
     tokens = re.findall(r"^admin token: (\S+)$", output, re.M)
     assert len(tokens) == 1 and len(tokens[0]) >= 40, output  # generated for this start, printed once
+    assert re.search(rf"^shop page: http://localhost:{api}/$", output, re.M), output
+    assert re.search(rf"^admin page: http://localhost:{api}/admin ", output, re.M), output
     assert not Path(f"/proc/{triton_pids[0]}").exists()
