@@ -8,7 +8,6 @@ step go to runs/browser-artifacts/<test>/ (ignored by git).
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -17,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-from PIL import Image
 
 from snapfit.demo_catalog import generate_catalog
 from snapfit.triton.launcher import TritonLaunch, TritonPorts, TritonServer
 from tests.conftest import free_port
 from tests.integration.orchestrator_process import ADMIN, REPO_ROOT, running_orchestrator, wait_for_import
+from tests.support.photos import no_person_jpeg, person_jpeg
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = REPO_ROOT / "runs" / "browser-artifacts"
@@ -42,8 +40,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module-scoped on purpose: while Playwright's sync API is open it runs an event loop on the main thread,
+    and every later asyncio test (asyncio.run, pytest-asyncio) would fail with "a loop is already running"."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
@@ -140,23 +140,11 @@ def steps(page, request) -> Steps:
     return Steps(page, request.node.name)
 
 
-def jpeg(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def person_photo() -> bytes:
-    """A real photo of a person (skimage's astronaut, public domain)."""
-    from skimage.data import astronaut
-
-    return jpeg(astronaut())
+    return person_jpeg()
 
 
 @pytest.fixture(scope="session")
 def no_person_photo() -> bytes:
-    """A photo with no person in it: smooth colour gradients."""
-    yy, xx = np.mgrid[0:480, 0:360].astype(np.float32)
-    pixels = np.stack([xx / 360 * 255, yy / 480 * 255, np.full_like(xx, 120)], axis=-1)
-    return jpeg(pixels.astype(np.uint8))
+    return no_person_jpeg()

@@ -287,3 +287,28 @@ def test_no_serious_or_critical_accessibility_violations(stack, page, path):
     violations = [(v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]][:3])
                   for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
     assert not violations, violations
+
+
+def test_a_photo_dropped_on_the_page_is_uploaded_and_a_dragged_box_is_sent_as_a_box(stack, page):
+    page.goto(f"{stack.base}/")
+    sample = httpx.get(f"{stack.base}/ui/samples/outfit.jpg").content
+    # what a file dragged from the desktop delivers: a drop event whose DataTransfer holds the file
+    page.evaluate("""bytes => {
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([new Uint8Array(bytes)], "dropped.jpg", { type: "image/jpeg" }));
+      document.getElementById("drop-zone").dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true,
+                                                                                 cancelable: true }));
+    }""", list(sample))
+    expect(page.locator("#photo-message")).to_contain_text("Photo ready (600 × 800)")
+    box = page.locator("#overlay").bounding_box()
+    with page.expect_response(lambda response: response.url.endswith("/masks")) as answer:
+        page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.4, steps=5)
+        page.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.5, steps=5)
+        page.mouse.up()
+    sent = answer.value.request.post_data_json
+    assert sent["points"] == []
+    assert sent["box"]["x0"] == pytest.approx(180, abs=8) and sent["box"]["x1"] == pytest.approx(420, abs=8)
+    assert sent["box"]["y0"] == pytest.approx(160, abs=8) and sent["box"]["y1"] == pytest.approx(400, abs=8)
+    expect(page.locator(".mask-choice")).to_have_count(3)

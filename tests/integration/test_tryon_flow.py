@@ -18,21 +18,14 @@ from PIL import Image
 
 from snapfit.demo_catalog import generate_catalog
 from tests.integration.orchestrator_process import ADMIN, running_orchestrator, wait_for_import
+from tests.support.photos import jpeg, person_jpeg
 
 pytestmark = pytest.mark.integration
 
 
-def jpeg(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=92)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def person_photo() -> bytes:
-    from skimage.data import astronaut
-
-    return jpeg(astronaut())
+    return person_jpeg()
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,15 @@ over real HTTP handling (FastAPI in process, a real SQLite store, Triton unreach
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-
-import httpx
 import pytest
 
-from orchestrator.app import create_app
 from orchestrator.metrics import RATE_LIMITED
 from orchestrator.rate_limit import ClientRateLimiter
-from orchestrator.settings import CatalogSettings, RateLimitSettings, Settings, TritonSettings
-from tests.conftest import free_port
+from orchestrator.settings import RateLimitSettings, Settings
+from tests.support.inprocess_api import inprocess_api
 
 TOKEN = "s3cret-token-für-admins"  # non-ASCII on purpose: compared as the UTF-8 bytes sent
 CSV = b"id,name,image\nA,Shirt,a.png\n"
-
-
-@asynccontextmanager
-async def api(tmp_path, **overrides):
-    settings = Settings(triton=TritonSettings(grpc_url=f"127.0.0.1:{free_port()}", timeout_s=1, retries=0),
-                        catalog=CatalogSettings(url=f"sqlite:///{tmp_path / 'catalog.db'}",
-                                                index_path=tmp_path / "index"), **overrides)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            yield client
 
 
 ADMIN_CALLS = [
@@ -37,7 +22,7 @@ ADMIN_CALLS = [
 
 
 async def test_catalog_changes_need_the_admin_token(tmp_path):
-    async with api(tmp_path, admin_token=TOKEN) as client:
+    async with inprocess_api(tmp_path, admin_token=TOKEN) as client:
         for method, path, body in ADMIN_CALLS:
             for header in (None, "Basic " + TOKEN, "Bearer "):  # no bearer credentials at all
                 missing = await client.request(method, path,
@@ -71,7 +56,7 @@ async def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(tmp_
         for _ in range(1000):  # 1 GB if anyone read it all
             read.append(1)
             yield b"x" * (1024 * 1024)
-    async with api(tmp_path, admin_token=TOKEN) as client:
+    async with inprocess_api(tmp_path, admin_token=TOKEN) as client:
         refused = await client.post("/v1/catalog/imports", content=body(),
                                     headers={"content-type": "multipart/form-data; boundary=b"})
         assert refused.status_code == 401
@@ -81,7 +66,7 @@ async def test_an_unauthenticated_upload_is_refused_before_its_body_is_read(tmp_
 async def test_a_body_over_the_upload_limit_is_refused_declared_or_chunked(tmp_path):
     limits = {"max_upload_bytes": 1024}
     from orchestrator.settings import ImageSettings
-    async with api(tmp_path, images=ImageSettings(**limits)) as client:
+    async with inprocess_api(tmp_path, images=ImageSettings(**limits)) as client:
         declared = await client.post("/v1/images", content=b"x" * (2 * 1024 * 1024 + 10),
                                      headers={"content-type": "application/octet-stream"})
         assert declared.status_code == 413 and declared.json()["error"]["code"] == "payload_too_large"
@@ -103,7 +88,7 @@ def test_a_token_read_from_a_file_loses_its_newline_and_a_short_one_is_refused()
 
 
 async def test_without_a_configured_token_every_catalog_change_is_refused(tmp_path):
-    async with api(tmp_path) as client:
+    async with inprocess_api(tmp_path) as client:
         for method, path, body in ADMIN_CALLS:
             response = await client.request(method, path, headers={"Authorization": "Bearer anything"}, **body)
             assert response.status_code == 403
@@ -113,7 +98,7 @@ async def test_without_a_configured_token_every_catalog_change_is_refused(tmp_pa
 
 
 async def test_openapi_shows_the_bearer_scheme_on_the_admin_operations_only(tmp_path):
-    async with api(tmp_path, admin_token=TOKEN) as client:
+    async with inprocess_api(tmp_path, admin_token=TOKEN) as client:
         spec = (await client.get("/openapi.json")).json()
     assert spec["components"]["securitySchemes"]["adminToken"] == {
         "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["adminToken"][
@@ -126,7 +111,7 @@ async def test_openapi_shows_the_bearer_scheme_on_the_admin_operations_only(tmp_
 
 async def test_shopper_requests_are_limited_per_client(tmp_path):
     limits = RateLimitSettings(per_client_per_minute=60, burst=3, forwarded_for_hops=1)
-    async with api(tmp_path, rate_limit=limits) as client:
+    async with inprocess_api(tmp_path, rate_limit=limits) as client:
         refused_before = RATE_LIMITED._value.get()  # a process-wide counter: other tests may have counted too
         statuses = [(await client.get("/v1/products/P1")).status_code for _ in range(4)]
         assert statuses == [404, 404, 404, 429]

@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import io
 import re
-from contextlib import asynccontextmanager
 
-import httpx
 from PIL import Image
 
-from orchestrator.app import create_app
-from orchestrator.settings import CatalogSettings, Settings, TritonSettings
 from orchestrator.web.pages import STATIC
 from orchestrator.web.samples import SAMPLE_NAMES
-from tests.conftest import free_port
-
-
-@asynccontextmanager
-async def api(tmp_path, **overrides):
-    settings = Settings(triton=TritonSettings(grpc_url=f"127.0.0.1:{free_port()}", timeout_s=1, retries=0),
-                        catalog=CatalogSettings(url=f"sqlite:///{tmp_path / 'catalog.db'}",
-                                                index_path=tmp_path / "index"), **overrides)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            yield client
+from tests.support.inprocess_api import inprocess_api
 
 
 async def test_both_pages_are_served_with_a_strict_content_security_policy(tmp_path):
-    async with api(tmp_path) as client:
+    async with inprocess_api(tmp_path) as client:
         for path, title in (("/", "find and try on"), ("/admin", "catalog admin")):
             page = await client.get(path)
             assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -40,7 +25,7 @@ async def test_both_pages_are_served_with_a_strict_content_security_policy(tmp_p
 
 
 async def test_every_asset_a_page_references_is_served_from_this_server(tmp_path):
-    async with api(tmp_path) as client:
+    async with inprocess_api(tmp_path) as client:
         for page in ("index.html", "admin.html"):
             html = (STATIC / page).read_text()
             references = re.findall(r'(?:src|href)="(/ui/[^"]+)"', html)
@@ -57,7 +42,7 @@ async def test_every_asset_a_page_references_is_served_from_this_server(tmp_path
 
 
 async def test_sample_photos_are_jpegs_and_an_unknown_sample_is_a_404_in_our_error_body(tmp_path):
-    async with api(tmp_path) as client:
+    async with inprocess_api(tmp_path) as client:
         for name in SAMPLE_NAMES:
             photo = await client.get(f"/ui/samples/{name}.jpg")
             assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
@@ -68,10 +53,10 @@ async def test_sample_photos_are_jpegs_and_an_unknown_sample_is_a_404_in_our_err
 
 
 async def test_the_pages_stay_out_of_the_api_schema_and_can_be_turned_off(tmp_path):
-    async with api(tmp_path) as client:
+    async with inprocess_api(tmp_path) as client:
         paths = (await client.get("/openapi.json")).json()["paths"]
         assert "/" not in paths and "/admin" not in paths and not any(p.startswith("/ui") for p in paths)
-    async with api(tmp_path, web_pages=False) as client:
+    async with inprocess_api(tmp_path, web_pages=False) as client:
         assert (await client.get("/")).status_code == 404
         assert (await client.get("/ui/shop.js")).status_code == 404
         assert (await client.get("/healthz")).status_code == 200
