@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.unit.test_admin_access import api
+from tests.support.inprocess_api import inprocess_api
 
 
 def observed(metrics: str, method: str, route: str, status: str) -> float:
@@ -15,7 +15,7 @@ def observed(metrics: str, method: str, route: str, status: str) -> float:
 
 
 async def test_requests_are_counted_by_route_template_and_status(tmp_path):
-    async with api(tmp_path) as client:
+    async with inprocess_api(tmp_path) as client:
         before = (await client.get("/metrics")).text
         assert (await client.get("/v1/products/no-such-product")).status_code == 404
         assert (await client.get("/v1/products/another-unknown")).status_code == 404
