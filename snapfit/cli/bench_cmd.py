@@ -29,6 +29,7 @@ def bench(
     """
     setup_logging(False)
     from benchmarks.suite import BenchRun, run_bench
+    from snapfit.cli.signals import stop_signals_interrupt
 
     run = BenchRun(quick=quick, profile=profile, repository=repository, out=out, only=tuple(only or ()), device=device)
     try:
@@ -38,8 +39,12 @@ def bench(
     from export.errors import ExportError
 
     try:
-        run_bench(run, console)
+        with stop_signals_interrupt():  # SIGTERM/SIGHUP unwind the run, which stops the servers it started
+            run_bench(run, console)
     except ExportError as error:  # e.g. the repository holds another profile's export of a user's checkpoint
         console.print(f"[bold red]{error}[/]")
         raise typer.Exit(1)
+    except KeyboardInterrupt:
+        console.print("bench stopped; the servers it started are stopped")
+        raise typer.Exit(130)
 

@@ -13,6 +13,7 @@ import typer
 from snapfit import contract
 from snapfit.cli.app import DEFAULT_REPOSITORY, app, console, setup_logging
 from snapfit.cli.catalog_cmd import upload_and_follow
+from snapfit.cli.signals import raise_keyboard_interrupt
 
 
 @app.command()
@@ -142,7 +143,7 @@ def up(
         raise typer.Exit(0)
     # uvicorn shuts down on SIGTERM and then re-raises the signal with the handler that was installed before it;
     # with the default handler that kills this process before `finally` could stop tritonserver
-    previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         if demo_catalog:
             _import_demo_catalog_when_ready(settings, demo_catalog)
@@ -174,10 +175,6 @@ def _export_what_the_profile_lacks(profile: str | None, repository: Path) -> Non
     except ExportError as error:
         console.print(f"[bold red]{error}[/]")
         raise typer.Exit(1)
-
-
-def _raise_keyboard_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _import_demo_catalog_when_ready(settings, count: int) -> None:

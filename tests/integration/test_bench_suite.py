@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,34 @@ def test_unknown_steps_are_refused():
 def test_a_cuda_run_keeps_to_the_steps_a_gpu_machine_can_run():
     assert BenchRun(device="cuda").steps() == ("peaks", "models")
     assert BenchRun(device="cuda", only=("models", "http")).steps() == ("models",)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stopped_bench_stops_the_tritonserver_it_started(tiny_repository, tmp_path, stop):
+    import subprocess
+    import sys
+    import time
+
+    bench = subprocess.Popen([str(Path(sys.executable).with_name("snapfit")), "bench", "--quick", "--profile", "tiny",
+                              "--only", "triton", "--repository", str(tiny_repository), "--out", str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    servers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while not servers:
+            assert bench.poll() is None and time.monotonic() < deadline, "the bench never started tritonserver"
+            servers = {pid for pid in descendants(bench.pid)
+                       if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")}
+            time.sleep(0.2)
+        time.sleep(1.0)  # past its start, into the run
+        bench.send_signal(stop)
+        output, _ = bench.communicate(timeout=90)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+    left = {pid for pid in servers if Path(f"/proc/{pid}").exists()}
+    for pid in left:  # stop exactly what the bench left behind, then fail
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"tritonserver outlived `snapfit bench` after {stop.name}: {output[-2000:]}"
+    assert bench.returncode == 130 and "the servers it started are stopped" in output, output[-2000:]
