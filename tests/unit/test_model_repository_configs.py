@@ -91,6 +91,8 @@ def test_cpu_config_uses_the_generic_onnxruntime_runner(model):
     assert config.backend == "onnxruntime_cpu"
     assert config.default_model_filename == "model.onnx"
     assert all(g.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU for g in config.instance_group)
+    # spinning threads left behind by one call take the cores of the next model a request calls
+    assert config.parameters["stop_spinning_after_run"].string_value == "1"
 
 
 # CPU configs whose queue the orchestrator bounds: Triton 2.51's queue policy makes some of their requests wait ~500 ms

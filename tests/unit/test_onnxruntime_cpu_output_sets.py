@@ -68,10 +68,12 @@ def test_output_sets_parse_and_reject_unknown_empty_or_complete_sets(runner):
             runner._output_sets({"output_sets": bad}, outputs)
 
 
-def test_allow_spinning_accepts_only_0_or_1(runner):
-    runner._session_options({"allow_spinning": "0"})
-    with pytest.raises(ValueError, match="allow_spinning"):
-        runner._session_options({"allow_spinning": "yes"})
+@pytest.mark.parametrize("knob", ["allow_spinning", "stop_spinning_after_run"])
+def test_spin_knobs_accept_only_0_or_1(runner, knob):
+    runner._session_options({knob: "0"})
+    runner._session_options({knob: "1"})
+    with pytest.raises(ValueError, match=knob):
+        runner._session_options({knob: "yes"})
 
 
 def test_constant_inputs_are_folded_into_the_graph(tmp_path):

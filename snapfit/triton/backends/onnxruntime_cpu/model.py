@@ -10,6 +10,9 @@ model's config, the file from `default_model_filename`, session knobs from `para
     graph_optimization_level   disable_all | basic | extended | all (default all)
     allow_spinning         1 (ORT's default) lets idle intra-op threads spin for work; 0 makes them sleep, for
                            instances that share cores with other instances
+    stop_spinning_after_run   1 stops the spinning when a call returns (ONNX Runtime's session.force_spinning_stop):
+                           threads still spin between the operators of a call, but do not go on taking cores
+                           from the next model of a request, or from the orchestrator, after it
     output_sets            ;-separated lists of ,-separated output names, e.g. "low_res_masks,iou_predictions":
                            a request asking for exactly one of these sets runs a copy of the graph pruned to
                            those outputs, so nodes that only feed other outputs are not computed (ONNX Runtime
@@ -45,6 +48,10 @@ _OPTIMIZATION_LEVELS = {
 }
 
 
+_SPIN_ENTRIES = {"allow_spinning": "session.intra_op.allow_spinning",
+                 "stop_spinning_after_run": "session.force_spinning_stop"}
+
+
 def _session_options(parameters: dict[str, str]) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -55,10 +62,11 @@ def _session_options(parameters: dict[str, str]) -> ort.SessionOptions:
     for knob in ("intra_op_num_threads", "inter_op_num_threads"):
         if knob in parameters:
             setattr(options, knob, int(parameters[knob]))
-    if "allow_spinning" in parameters:
-        if parameters["allow_spinning"] not in ("0", "1"):
-            raise ValueError(f"allow_spinning must be 0 or 1, got {parameters['allow_spinning']!r}")
-        options.add_session_config_entry("session.intra_op.allow_spinning", parameters["allow_spinning"])
+    for knob, entry in _SPIN_ENTRIES.items():
+        if knob in parameters:
+            if parameters[knob] not in ("0", "1"):
+                raise ValueError(f"{knob} must be 0 or 1, got {parameters[knob]!r}")
+            options.add_session_config_entry(entry, parameters[knob])
     return options
 
 
