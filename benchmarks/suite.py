@@ -13,8 +13,9 @@ Steps, in order (each can be picked with `only`):
           (benchmarks.model_latency), plus the serving overhead Triton adds over in-process ONNX Runtime
   triton  gRPC concurrency sweep of each served model with perf_analyzer (benchmarks.perf_analyzer)
   http    the orchestrator's HTTP API under load for the original project's scenarios, and the comparison with
-          its torch -> ONNX table (benchmarks.http_load, benchmarks.original); then the Triton calls of each search
-          query alone, over gRPC at concurrency 1 (benchmarks.search_models)
+          its torch -> ONNX table (benchmarks.http_load, benchmarks.original); then each search query over HTTP and
+          its Triton calls alone over gRPC, in alternating pairs at concurrency 1 (benchmarks.search_overhead,
+          what the search targets divide), and the Triton calls alone once more in a row (benchmarks.search_models)
   import  catalog import throughput next to the served models' own (benchmarks.import_throughput)
   faiss   FAISS search latency, memory and recall for 10k / 100k / 1M vectors (benchmarks.faiss_scale); it does not
           depend on the models, so the cpu profile skips it unless `only` names it
@@ -208,7 +209,8 @@ def _register_renderers() -> None:
     lacks renders generically."""
     import importlib
 
-    for module in ("faiss_scale", "http_load", "import_throughput", "perf_analyzer", "search_models", "targets"):
+    for module in ("faiss_scale", "http_load", "import_throughput", "perf_analyzer", "search_models", "search_overhead",
+                   "targets"):
         with contextlib.suppress(ImportError):
             importlib.import_module(f"benchmarks.{module}")
 
@@ -257,8 +259,11 @@ def run_bench(run: BenchRun, console: Console | None = None, show_progress: bool
             recorder.save(*_perf_analyzer(triton.grpc_url, budget))
         if "http" in steps:
             _step(console, "orchestrator HTTP load")
-            http_section, http_rows = _http_load(run, triton.grpc_url, budget, logs, show_progress)
-            recorder.save(http_section, http_rows)
+            from benchmarks import http_load, search_overhead
+
+            http_rows, paired_rows = _http_load(run, triton.grpc_url, budget, logs, show_progress)
+            recorder.save(http_load.SECTION, http_rows)
+            recorder.save(search_overhead.SECTION, paired_rows)
             recorder.save(original.SECTION, original.compare(http_rows))
             _step(console, "search queries: the served models alone")
             from benchmarks import search_models
@@ -304,8 +309,9 @@ def _perf_analyzer(grpc_url: str, budget: Budget) -> tuple[str, list[dict]]:
 
 
 def _http_load(run: BenchRun, grpc_url: str, budget: Budget, workdir: Path, show_progress: bool
-               ) -> tuple[str, list[dict]]:
-    from benchmarks import http_load
+               ) -> tuple[list[dict], list[dict]]:
+    """The HTTP load rows, and the paired search-overhead rows taken on the same orchestrator afterwards."""
+    from benchmarks import http_load, search_overhead
     from benchmarks.stack import serving_orchestrator
 
     catalog_dir = workdir / "catalog"
@@ -314,7 +320,9 @@ def _http_load(run: BenchRun, grpc_url: str, budget: Budget, workdir: Path, show
     with serving_orchestrator(grpc_url, catalog_dir, store_url) as base_url:
         rows = http_load.run(base_url, concurrencies=budget.http_concurrency, max_requests=budget.http_requests,
                              max_seconds=budget.http_seconds, warmup=budget.http_warmup, show_progress=show_progress)
-    return http_load.SECTION, rows
+        paired = search_overhead.run(base_url, grpc_url, pairs=budget.search_calls, max_seconds=budget.http_seconds,
+                                     warmup=budget.http_warmup)
+    return rows, paired
 
 
 def _import(grpc_url: str, budget: Budget, workdir: Path) -> tuple[str, list[dict]]:

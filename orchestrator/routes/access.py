@@ -20,7 +20,7 @@ from starlette.types import Scope
 
 from orchestrator.errors import Forbidden, RateLimited, SnapfitError, Unauthorized
 from orchestrator.metrics import AUTH_FAILURES, RATE_LIMITED
-from orchestrator.routes.deps import services
+from orchestrator.routes.deps import services, services_of
 
 admin_bearer = HTTPBearer(auto_error=False, scheme_name="adminToken",
                           description="The admin token (SNAPFIT_ADMIN_TOKEN; `snapfit up` prints it). Needed to "
@@ -106,7 +106,7 @@ class GatedRoute(APIRoute):
             return handler
 
         async def gated(request: Request):
-            svc = services(request)
+            svc = services_of(request)
             if require_admin in checks:
                 refusal = admin_refusal(bearer_token(request.headers), svc.settings)
                 if refusal is not None:

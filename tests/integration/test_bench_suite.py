@@ -66,8 +66,8 @@ def test_the_run_leaves_no_server_behind(bench_run):
 def test_every_section_is_written_with_its_report_and_plots(bench_run):
     report, results, _ = bench_run
     assert set(results["sections"]) == {"matmul_peak", "model_latency", "perf_analyzer", "http_load",
-                                        "original_comparison", "search_models", "import_throughput", "faiss_scale",
-                                        "run"}
+                                        "original_comparison", "search_models", "search_overhead", "import_throughput",
+                                        "faiss_scale", "run"}
     text = report.read_text()
     for title in ("## Targets (issue 12), profile tiny",
                   "## Matmul peak of this machine", "## Model latency: torch vs ONNX Runtime vs Triton",
@@ -112,8 +112,13 @@ def test_search_queries_and_the_import_are_timed_for_the_targets(bench_run):
     search = {r["scenario"]: r for r in results["sections"]["search_models"]}
     assert set(search) == {"search_text", "search_image", "search_text_image"}
     assert all(r["error"] is None and r["p50_ms"] > 0 for r in search.values()), search
+    paired = {r["scenario"]: r for r in results["sections"]["search_overhead"]}
+    assert set(paired) == set(search)
+    assert all(r["error"] is None and r["pairs"] >= 3 and r["http_p50_ms"] > 0 and r["models_p50_ms"] > 0
+               for r in paired.values()), paired
     (imported,) = results["sections"]["import_throughput"]
     assert imported["rows"] == BUDGET.import_rows and imported["import_rows_per_s"] > 0
+    assert imported["best_combined_per_s"] > 0 and imported["clip_image_best_batch"] in (1, 8, BUDGET.import_batch_size)
 
 
 def test_faiss_rows_cover_exact_and_the_large_catalog_index(bench_run):

@@ -55,6 +55,29 @@ def by_target(rows: list[dict]) -> dict[str, dict]:
     return {r["target"]: r for r in rows}
 
 
+def test_search_targets_divide_the_paired_p50s_when_the_run_has_them():
+    """The paired rows time both halves in the same minutes; the separate steps' rows are only the fallback."""
+    run = sections()
+    run["search_overhead"] = [{"scenario": "search_text", "models": "clip_text_embed", "pairs": 40,
+                               "http_p50_ms": 80.0, "models_p50_ms": 64.0},
+                              {"scenario": "search_image", "models": "clip_image", "pairs": 40,
+                               "http_p50_ms": None, "models_p50_ms": None, "error": "RuntimeError: 503"}]
+    rows = by_target(compute(run, "cpu"))
+    assert rows["search_text"]["value"] == pytest.approx(80 / 64) and rows["search_text"]["met"] is False
+    assert "40 pairs" in rows["search_text"]["shown"]
+    assert rows["search_image"]["value"] == pytest.approx(220 / 200)  # its paired row failed: the fallback
+
+
+def test_the_import_target_divides_by_the_best_batches_timed_around_the_import_when_the_row_has_them():
+    run = sections(import_per_s=3.0)
+    run["import_throughput"] = [{"rows": 64, "import_rows_per_s": 3.0, "clip_image_best_per_s": 6.0,
+                                 "clip_image_best_batch": 1, "classifier_best_per_s": 12.0,
+                                 "classifier_best_batch": 8, "best_combined_per_s": 4.0}]
+    row = by_target(compute(run, "cpu"))["import_throughput"]
+    assert row["value"] == pytest.approx(0.75) and row["met"] is False
+    assert "batch 1" in row["detail"] and "batch 8" in row["detail"]
+
+
 def test_every_target_is_computed_from_the_rows_and_met_on_a_good_cpu_run():
     rows = by_target(compute(sections(import_per_s=3.0), "cpu"))
     assert list(rows) == list(TARGETS)
