@@ -6,7 +6,7 @@
 Targets (HTTP at concurrency 1, p50 unless said otherwise):
   new_photo_click     upload + first click on a new photo (SAM encoder + decoder)   <= 1.0 s, judged on the cpu profile
   cached_click        a click on an already-encoded photo (decoder only)            <= 40 ms
-  search_*            HTTP search p50 / the served models' own p50 for that query   <= 1.15x (text, image, text & image),
+  search_*            HTTP search p50 / the served models' own p50 for that query   <= 1.15x (text, image, text & image)
                       both timed in alternating pairs (benchmarks.search_overhead)
   serving_overhead    Triton-served / in-process ONNX Runtime p50 at batch 1         <= 1.10x for every model
   p99_over_p50        p99 / p50 at concurrency 1 of every served model               <= 2.0
