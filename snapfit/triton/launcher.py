@@ -8,6 +8,7 @@ runner, which every `configs/cpu.pbtxt` names as its backend.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -132,6 +133,33 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def process_group_members(pgid: int) -> list[int]:
+    """PIDs of the live (not zombie) processes in process group `pgid`, from /proc (pgrp: the 5th stat field)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def stop_process_group(pgid: int, timeout_s: float = 10.0) -> list[int]:
+    """SIGKILLs the members left in process group `pgid` (a server's group, after the server exited) and waits up
+    to `timeout_s` for them to go; returns the PIDs it found."""
+    left = process_group_members(pgid)
+    if not left:
+        return []
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while process_group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
 class TritonServer:
     """One tritonserver child process; `stop()` ends exactly that process."""
 
@@ -197,7 +225,11 @@ class TritonServer:
         return f"; see {self.log_path}" if self.log_path else ""
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
-        """SIGTERM (Triton drains in-flight requests), then SIGKILL after `timeout_s`; returns the exit code."""
+        """SIGTERM (Triton drains in-flight requests), then SIGKILL after `timeout_s`; returns the exit code.
+
+        Then SIGKILLs whatever is left of the server's process group: its Python-backend stubs outlive a server
+        that was killed (or crashed), each holding a model in memory. The group is the one `start` created (its id
+        is the server's PID, which Linux does not reuse while any member lives), so nothing else is touched."""
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -207,6 +239,7 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        stop_process_group(self.process.pid)
         if self._log_file:
             self._log_file.close()
             self._log_file = None
