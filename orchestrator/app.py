@@ -36,6 +36,7 @@ from orchestrator.routes.access import BODY_OVERHEAD_BYTES
 from orchestrator.services.embedding_cache import EmbeddingCache
 from orchestrator.services.images import UploadedImages
 from orchestrator.services.imports import ImportJobs, ImportPipeline
+from orchestrator.services.patient_calls import RetryPolicy
 from orchestrator.services.products import ProductService
 from orchestrator.services.search import SearchService
 from orchestrator.services.segment import SegmentService
@@ -110,7 +111,9 @@ async def build_services(settings: Settings, open_store: StoreOpener = open_cata
     products = await ProductService.open(store, settings, await _embedding_dim(models))
     products.follow(settings.catalog.sync_interval_s)
     pipeline = ImportPipeline(products, models, settings.catalog.import_batch_size, settings.catalog.tryon_threshold,
-                              settings.images.max_pixels, settings.catalog.fetch_max_bytes)
+                              settings.images.max_pixels, settings.catalog.fetch_max_bytes,
+                              model_deadline_s=settings.triton.timeout_s,
+                              retry=RetryPolicy(budget_s=settings.catalog.import_retry_budget_s))
     tryon = TryOnService(models, store, MediapipePersonPreprocessor(), _garment_loader(settings), settings.tryon)
     imports = ImportJobs(pipeline, store, settings.catalog, owner=f"{settings.replica_id}/{os.getpid()}")
     imports.watch()

@@ -100,6 +100,11 @@ class ModelUnavailable(SnapfitError):
     code = "model_unavailable"
 
 
+class ModelDeadlineExceeded(ModelUnavailable):
+    """A model did not answer within the call's deadline (same answer as ModelUnavailable; callers that send
+    work in chunks send smaller ones after it)."""
+
+
 class StoreUnavailable(SnapfitError):
     """The catalog store (MongoDB / SQLite) cannot be reached."""
 

@@ -61,6 +61,10 @@ class CatalogSettings(BaseModel):
     image_root: Path | None = Field(None, description="local image paths must lie under this folder when set")
     sync_interval_s: float = Field(1.0, gt=0, description="how often each replica applies the store's change log "
                                                           "to its own vector index (the bound on replica lag)")
+    import_retry_budget_s: float = Field(600.0, ge=0, description="how long an import keeps retrying a model that "
+                                                                "times out, is unavailable or has a full queue "
+                                                                "(backoff 1 s doubling to 30 s) before it stops, "
+                                                                "resumable (POST /v1/catalog/imports/{id}/resume)")
     import_lease_s: float = Field(30.0, ge=2, description="an import whose replica stopped renewing it this long "
                                                           "is resumed by another replica")
     import_retention_days: float = Field(30.0, gt=0, description="finished import jobs are forgotten this long "

@@ -24,7 +24,7 @@ from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
 from orchestrator.clients.shared_memory import Region, Regions
-from orchestrator.errors import InvalidInput, ModelUnavailable, Overloaded
+from orchestrator.errors import InvalidInput, ModelDeadlineExceeded, ModelUnavailable, Overloaded
 from orchestrator.metrics import TRITON_CALL_SECONDS, TRITON_ERRORS
 from orchestrator.settings import TritonSettings
 
@@ -304,7 +304,7 @@ def translate_error(model: str, error: InferenceServerException):
     if "INVALID_ARGUMENT" in status:
         return InvalidInput(f"{model} rejected the request: {message}")
     if "DEADLINE_EXCEEDED" in status:
-        return ModelUnavailable(f"{model} did not answer before the deadline", retry_after_s=RETRY_AFTER_S)
+        return ModelDeadlineExceeded(f"{model} did not answer before the deadline", retry_after_s=RETRY_AFTER_S)
     if "NOT_FOUND" in status or "unknown model" in message.lower():
         return ModelUnavailable(f"{model} is not loaded in Triton", retry_after_s=RETRY_AFTER_S)
     return ModelUnavailable(f"Triton is unavailable for {model}: {message}", retry_after_s=RETRY_AFTER_S)

@@ -71,6 +71,14 @@ async def start_import(
     return job_out(job)
 
 
+@router.post("/imports/{job_id}/resume", response_model=ImportJobOut, status_code=202,
+             responses={**ADMIN_ERRORS, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+             dependencies=[Depends(require_admin)],
+             summary="Resume a failed import after its last finished batch (its CSV and options are kept); admin")
+async def resume_import(job_id: str, svc=Depends(services)) -> ImportJobOut:
+    return job_out(await svc.imports.resume(job_id))
+
+
 @router.get("/imports/{job_id}", response_model=ImportJobOut, responses=ERRORS, summary="Progress of an import")
 async def get_import(job_id: str, svc=Depends(services)) -> ImportJobOut:
     return job_out(await svc.imports.get(job_id))

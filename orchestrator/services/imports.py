@@ -34,11 +34,12 @@ from typing import Any, Literal
 import numpy as np
 
 from orchestrator.domain import Product, Thumbnail
-from orchestrator.errors import NotFound, SnapfitError
+from orchestrator.errors import Conflict, ModelUnavailable, NotFound, SnapfitError
 from orchestrator.images import content_hash, decode_image
 from orchestrator.ingest import CatalogRow, ColumnMapping, ImageLoader, RowError, parse_catalog_csv
 from orchestrator.metrics import IMPORT_ROWS, IMPORT_ROWS_PENDING
 from orchestrator.services.dependencies import CatalogModels, ImportJobStore, ProductWriter
+from orchestrator.services.patient_calls import ChunkSizer, RetryPolicy, call_patiently
 from orchestrator.settings import CatalogSettings
 from orchestrator.stores.catalog_store import ImportRecord, UnresumableImport, UpsertResult
 
@@ -114,10 +115,14 @@ class ImportPipeline:
     """Imports rows in pipelined batches into `products`, counting every row's outcome on its job."""
 
     def __init__(self, products: ProductWriter, models: CatalogModels, batch_size: int, tryon_threshold: float,
-                 max_image_pixels: int, fetch_max_bytes: int):
+                 max_image_pixels: int, fetch_max_bytes: int, model_deadline_s: float = 30.0,
+                 retry: RetryPolicy = RetryPolicy()):
         self.products = products
         self.models = models
         self.batch_size = batch_size
+        self.retry = retry
+        # per model, shared by every import this process runs: chunks sized to what Triton finishes in time
+        self.chunks = {name: ChunkSizer(batch_size, model_deadline_s) for name in ("tryon_classifier", "clip_image")}
         self.tryon_threshold = tryon_threshold
         self.max_image_pixels = max_image_pixels
         self.fetch_max_bytes = fetch_max_bytes
@@ -209,8 +214,8 @@ class ImportPipeline:
         if batch.rows:
             # one model after the other: at once, their ONNX Runtime threads fight over a CPU's cores (each
             # config already uses every core); the next batch's images load meanwhile (_produce)
-            probabilities = await self.models.tryon_probability(batch.pixels)
-            embeddings = await self.models.clip_image(batch.pixels)
+            probabilities = await self._patiently(job, "tryon_classifier", self.models.tryon_probability, batch)
+            embeddings = await self._patiently(job, "clip_image", self.models.clip_image, batch)
             products = []
             for row, source_hash, probability, embedding in zip(batch.rows, batch.source_hashes, probabilities,
                                                                 embeddings):
@@ -234,6 +239,21 @@ class ImportPipeline:
         for outcome, count in (("inserted", result.inserted), ("updated", result.updated),
                                ("unchanged", result.unchanged + batch.unchanged)):
             IMPORT_ROWS.labels(outcome=outcome).inc(count)
+
+
+    async def _patiently(self, job: ImportJob, model: str, call, batch: _Prepared) -> np.ndarray:
+        """`call` on the batch's images, retried through slowness and outages (services/patient_calls.py); the
+        job's message says while it waits. Past the retry budget, the error says how to resume."""
+        def note(message: str | None) -> None:
+            job.message = message
+
+        try:
+            return await call_patiently(model, call, batch.pixels, self.chunks[model], self.retry, note)
+        except ModelUnavailable as error:
+            raise ModelUnavailable(f"{error.message}; the import stopped after row {job.next_row} of "
+                                   f"{job.total_rows} and keeps the rows before it: resume it with "
+                                   f"POST /v1/catalog/imports/{job.job_id}/resume", retry_after_s=error.retry_after_s
+                                   ) from None
 
 
 def _source_hash(row: CatalogRow, data: bytes) -> str:
@@ -278,6 +298,21 @@ class ImportJobs:
             job_id=job.job_id, status=job.status, state=job.to_state(), options=options, owner=self.owner,
             heartbeat_at=now, created_at=now, csv=csv_data))
         self._launch(job, rows)
+        return job
+
+    async def resume(self, job_id: str) -> ImportJob:
+        """Takes a failed import up again after its last finished batch (with its stored CSV and options); the
+        rows it finished stay, and rows of a batch that was in flight count unchanged when imported again.
+        NotFound for an unknown id, Conflict unless the job failed, UnresumableImport if its CSV is gone."""
+        record = await self.store.reopen_import(job_id, self.owner)
+        if record is None:
+            existing = await self.store.get_import(job_id)
+            if existing is None:
+                raise NotFound(f"no import job {job_id!r}")
+            raise Conflict(f"import {job_id} is {existing.status}; only a failed import can be resumed")
+        job = ImportJob.from_state(record.job_id, "queued", record.state)
+        job.message, job.finished_at = None, None
+        await self._relaunch(job, record, why="on request, after it failed")
         return job
 
     async def get(self, job_id: str) -> ImportJob:
@@ -378,9 +413,12 @@ class ImportJobs:
 
     async def _resume(self, record: ImportRecord) -> None:
         job = ImportJob.from_state(record.job_id, record.status, record.state)
+        await self._relaunch(job, record, why="its replica stopped renewing it")
+
+    async def _relaunch(self, job: ImportJob, record: ImportRecord, why: str) -> None:
+        """Runs `job` on from its next row with the CSV and options of `record` (a claimed or reopened job)."""
         job.resumed += 1
-        log.info("resuming import %s after row %d of %d (its replica stopped renewing it)", job.job_id,
-                 job.next_row, job.total_rows)
+        log.info("resuming import %s after row %d of %d (%s)", job.job_id, job.next_row, job.total_rows, why)
         mapping = record.options.get("mapping")
         base_dir = record.options.get("base_dir")
         try:

@@ -122,10 +122,15 @@ class ProductPage:
 
 
 IMPORT_ACTIVE = ("queued", "running")  # statuses of an import some replica must (still) work on
+IMPORT_KEEPS_CSV = (*IMPORT_ACTIVE, "failed")  # a failed import can be resumed from its CSV (until pruned)
 
 
 class UnresumableImport(SnapfitError):
-    """A claimed import cannot be resumed (part of its stored CSV is missing); the claimer marks it failed."""
+    """A claimed import cannot be resumed (part of its stored CSV is missing); the claimer marks it failed. Asked
+    for over the API, a 409: the job exists but cannot be taken up again."""
+
+    status = 409
+    code = "unresumable_import"
 
     def __init__(self, job_id: str, message: str):
         super().__init__(message)
@@ -241,6 +246,12 @@ class CatalogStore(Protocol):
     async def claim_stale_import(self, owner: str, lease_s: float) -> ImportRecord | None:
         """Atomically takes over one active job whose lease is older than `lease_s` (owner := `owner`, heartbeat
         now) and returns it with its CSV; None when there is none."""
+        ...
+
+    async def reopen_import(self, job_id: str, owner: str) -> ImportRecord | None:
+        """Atomically takes a failed job back up (status running, owner := `owner`, heartbeat now) and returns it
+        with its CSV, which a failed job keeps until it is pruned; None when no failed job has this id.
+        UnresumableImport when its stored CSV is incomplete."""
         ...
 
     async def prune_imports(self, finished_before: float) -> int:

@@ -51,6 +51,7 @@ from orchestrator.errors import NotFound, SnapfitError, StoreUnavailable
 from orchestrator.stores.catalog_store import (
     DEFAULT_MONGO_DATABASE,
     IMPORT_ACTIVE,
+    IMPORT_KEEPS_CSV,
     METADATA_FIELDS,
     ChangeSet,
     EmbeddingBatch,
@@ -302,7 +303,7 @@ class MongoCatalogStore:
             result = await self._imports.update_one(
                 {"job_id": job_id, "owner": owner},
                 {"$set": {"status": status, "state": state, "heartbeat_at": time.time()}})
-            if result.matched_count and status not in IMPORT_ACTIVE:
+            if result.matched_count and status not in IMPORT_KEEPS_CSV:
                 await self._import_chunks.delete_many({"job_id": job_id})
         return result.matched_count > 0
 
@@ -333,8 +334,24 @@ class MongoCatalogStore:
                 return_document=ReturnDocument.AFTER)
             if doc is None:
                 return None
-            chunks = await self._import_chunks.find({"job_id": doc["job_id"]}, {"_id": 0, "i": 1, "data": 1},
-                                                    sort=[("i", 1)]).to_list()
+            return await self._with_csv(doc)
+
+    async def reopen_import(self, job_id: str, owner: str) -> ImportRecord | None:
+        with self._driver_errors("resume an import"):
+            await self._ready()
+            doc = await self._imports.find_one_and_update(
+                {"job_id": job_id, "status": "failed"},
+                {"$set": {"status": "running", "owner": owner, "heartbeat_at": time.time()}},
+                return_document=ReturnDocument.AFTER)
+            if doc is None:
+                return None
+            return await self._with_csv(doc)
+
+    async def _with_csv(self, doc: dict) -> ImportRecord:
+        """The import document as a record, with its CSV joined from its chunks (UnresumableImport if some are
+        missing)."""
+        chunks = await self._import_chunks.find({"job_id": doc["job_id"]}, {"_id": 0, "i": 1, "data": 1},
+                                                sort=[("i", 1)]).to_list()
         expected = doc["csv_chunks"]
         if [chunk["i"] for chunk in chunks] != list(range(expected)):
             raise UnresumableImport(doc["job_id"], f"part of its stored CSV is missing ({len(chunks)} of "

@@ -29,11 +29,13 @@ from orchestrator.domain import Product, Thumbnail
 from orchestrator.errors import NotFound, StoreUnavailable
 from orchestrator.stores.catalog_store import (
     IMPORT_ACTIVE,
+    IMPORT_KEEPS_CSV,
     METADATA_FIELDS,
     ChangeSet,
     EmbeddingBatch,
     ImportRecord,
     ProductPage,
+    UnresumableImport,
     UpsertResult,
     content_digest,
     embedding_from_bytes,
@@ -198,6 +200,9 @@ class SQLiteCatalogStore:
     async def claim_stale_import(self, owner: str, lease_s: float) -> ImportRecord | None:
         return await self._run(self._claim_stale_import_sync, owner, lease_s)
 
+    async def reopen_import(self, job_id: str, owner: str) -> ImportRecord | None:
+        return await self._run(self._reopen_import_sync, job_id, owner)
+
     async def prune_imports(self, finished_before: float) -> int:
         return await self._run(self._prune_imports_sync, finished_before)
 
@@ -265,7 +270,7 @@ class SQLiteCatalogStore:
                  record.heartbeat_at, record.created_at, record.csv))
 
     def _update_import_sync(self, job_id: str, owner: str, status: str, state: str) -> bool:
-        drop_csv = status not in IMPORT_ACTIVE
+        drop_csv = status not in IMPORT_KEEPS_CSV
         with self._write() as connection:
             return connection.execute(
                 "UPDATE imports SET status = ?, state = ?, heartbeat_at = ?"
@@ -295,6 +300,21 @@ class SQLiteCatalogStore:
                                (owner, now, row[0]))
         record = _import_record(row[:-1], csv=row[-1])
         record.owner, record.heartbeat_at = owner, now
+        return record
+
+    def _reopen_import_sync(self, job_id: str, owner: str) -> ImportRecord | None:
+        now = time.time()
+        with self._write() as connection:
+            row = connection.execute(f"SELECT {_IMPORT_COLUMNS}, csv FROM imports WHERE job_id = ? AND status = ?",
+                                     (job_id, "failed")).fetchone()
+            if row is None:
+                return None
+            if row[-1] is None:
+                raise UnresumableImport(job_id, "its stored CSV is gone")
+            connection.execute("UPDATE imports SET status = ?, owner = ?, heartbeat_at = ? WHERE job_id = ?",
+                               ("running", owner, now, job_id))
+        record = _import_record(row[:-1], csv=row[-1])
+        record.status, record.owner, record.heartbeat_at = "running", owner, now
         return record
 
     def _generation_sync(self) -> int:

@@ -187,6 +187,27 @@ async def test_any_replica_reads_an_import_and_a_stale_one_is_taken_over_with_it
         await second.close()
 
 
+async def test_a_failed_import_keeps_its_csv_and_is_reopened_once_a_succeeded_one_never(reopen, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(mongo_store, "CSV_CHUNK_BYTES", 1000)  # several chunks
+    first, second = await reopen(), await reopen()
+    csv = "product_id,name,image\n".encode() + b"".join(f"p{i},이름 {i},img{i}.jpg\n".encode() for i in range(300))
+    try:
+        await first.create_import(_record("job1", "replica-a", csv))
+        assert await second.reopen_import("job1", "replica-b") is None  # running: not failed
+        assert await first.update_import("job1", "replica-a", "failed", {"processed_rows": 40, "errors": []})
+        reopened = await second.reopen_import("job1", "replica-b")
+        assert (reopened.status, reopened.owner, reopened.csv) == ("running", "replica-b", csv)
+        assert reopened.state["processed_rows"] == 40 and reopened.options["base_dir"] == "/data"
+        assert await first.reopen_import("job1", "replica-a") is None  # taken up once, by one replica
+        assert not await first.update_import("job1", "replica-a", "running", {"processed_rows": 41})
+        assert await second.update_import("job1", "replica-b", "succeeded", {"processed_rows": 300})
+        assert await first.reopen_import("job1", "replica-a") is None
+        assert await first.reopen_import("nope", "replica-a") is None
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_finished_imports_past_their_retention_are_forgotten_active_ones_never(reopen):  # noqa: F811
     store = await reopen()
     try:

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orchestrator.errors import BadRequest, ModelUnavailable, NotFound
+from orchestrator.errors import BadRequest, Conflict, ModelDeadlineExceeded, ModelUnavailable, NotFound, Overloaded
 from orchestrator.ingest import parse_catalog_csv
 from orchestrator.services.imports import ImportJob, ImportJobs, ImportPipeline
+from orchestrator.services.patient_calls import ChunkSizer, RetryPolicy
 from orchestrator.services.products import ProductService
 from orchestrator.settings import CatalogSettings, SearchSettings, Settings
 from orchestrator.stores.catalog_store import ImportRecord
@@ -59,9 +60,13 @@ async def products(tmp_path):
     await store.close()
 
 
-def pipeline(products, models=None, threshold=0.5) -> ImportPipeline:
+# a model that fails fails the job at once, unless a test gives a retry budget
+NO_RETRIES = RetryPolicy(budget_s=0.0)
+
+
+def pipeline(products, models=None, threshold=0.5, retry: RetryPolicy = NO_RETRIES) -> ImportPipeline:
     return ImportPipeline(products, models or FakeModels(probability=0.8), batch_size=2, tryon_threshold=threshold,
-                          max_image_pixels=10_000_000, fetch_max_bytes=1_000_000)
+                          max_image_pixels=10_000_000, fetch_max_bytes=1_000_000, retry=retry)
 
 
 async def run(pipe: ImportPipeline, loader: FakeLoader, *rows: str):
@@ -170,6 +175,99 @@ async def test_models_going_down_fail_the_job_with_their_message_and_keep_what_w
                     *(f"P{i},Item,{i}.png,,,,,top" for i in range(4)))
     assert job.status == "failed" and "Triton is unavailable" in job.message
     assert await products.store.count() == 2 == len(products.index)
+
+
+class FlakyClip(FakeModels):
+    """clip_image fails like a restarting Triton (or a missed deadline) on its calls number `failing`."""
+
+    def __init__(self, failing: set[int], error=ModelUnavailable("Triton is unavailable for clip_image")):
+        super().__init__(probability=0.8)
+        self.failing, self.error, self.clip_calls = failing, error, 0
+
+    async def clip_image(self, images):
+        self.clip_calls += 1
+        if self.clip_calls in self.failing:
+            raise self.error
+        return await super().clip_image(images)
+
+
+QUICK_RETRIES = RetryPolicy(budget_s=30.0, first_backoff_s=0.001, max_backoff_s=0.002)
+
+
+@pytest.mark.parametrize("error", [ModelUnavailable("Triton is unavailable for clip_image"),
+                                   ModelDeadlineExceeded("clip_image did not answer before the deadline"),
+                                   Overloaded("clip_image is busy (its queue is full); retry shortly")],
+                         ids=["unavailable", "deadline", "queue-full"])
+async def test_a_model_failing_for_a_while_is_retried_and_the_import_completes(products, error):
+    models = FlakyClip(failing={2, 3}, error=error)
+    images = FakeLoader({f"{i}.png": png(i) for i in range(6)})
+    job = await run(pipeline(products, models, retry=QUICK_RETRIES), images,
+                    *(f"P{i},Item,{i}.png,,,,,top" for i in range(6)))
+    assert job.status == "succeeded" and job.message is None, job.message
+    assert job.inserted == 6 and await products.store.count() == 6 == len(products.index)
+
+
+async def test_a_model_failing_past_the_budget_stops_the_import_with_how_to_resume(products):
+    models = FlakyClip(failing=set(range(2, 1000)))
+    images = FakeLoader({f"{i}.png": png(i) for i in range(4)})
+    job = await run(pipeline(products, models, retry=RetryPolicy(budget_s=0.05, first_backoff_s=0.01,
+                                                                 max_backoff_s=0.01)),
+                    images, *(f"P{i},Item,{i}.png,,,,,top" for i in range(4)))
+    assert job.status == "failed" and "kept failing" in job.message and "/resume" in job.message
+    assert job.next_row == 2 and await products.store.count() == 2
+
+
+def test_chunks_shrink_after_a_missed_deadline_and_grow_back_to_what_fits():
+    sizer = ChunkSizer(largest=32, deadline_s=10.0)
+    assert sizer.size == 32
+    sizer.missed_deadline()
+    assert sizer.size == 16
+    sizer.observe(images=16, seconds=16 * 1.0)  # 1 s an image: half the deadline holds 5
+    assert sizer.size == 5
+    for _ in range(10):
+        sizer.observe(images=5, seconds=5 * 0.01)
+    assert sizer.size == 32
+
+
+async def test_a_failed_import_resumes_after_its_last_batch_and_ends_like_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Resumed with POST .../resume: the rows stored before the failure stay, the rest are imported once."""
+    async def catalog(models) -> tuple[ProductService, ImportJobs]:
+        store = await open_catalog_store(f"sqlite:///{tmp_path / (str(id(models)) + '.db')}")
+        settings = Settings(catalog=CatalogSettings(index_path=tmp_path / f"index{id(models)}"))
+        service = await ProductService.open(store, settings, embedding_dim=DIM)
+        return service, ImportJobs(pipeline(service, models), store, settings.catalog, "me/1")
+
+    rows = CSV_HEADER + "".join(f"P{i},Item {i},{i}.png,,,{i},,top\n" for i in range(6))
+    images = {f"{i}.png": png(i) for i in range(6)}
+    monkeypatch.setattr("orchestrator.services.imports.ImageLoader", lambda **_: _Context(FakeLoader(images)))
+    interrupted, jobs = await catalog(FlakyClip(failing={2}))
+    job = await jobs.start(rows.encode())
+    failed = await wait_until_finished(jobs, job.job_id)
+    assert failed.status == "failed" and failed.next_row == 2
+    assert failed.message.endswith(f"POST /v1/catalog/imports/{job.job_id}/resume")
+
+    await jobs.resume(job.job_id)
+    resumed = await wait_until_finished(jobs, job.job_id)
+    assert resumed.status == "succeeded" and resumed.resumed == 1 and resumed.message is None
+    assert (resumed.inserted, resumed.processed_rows) == (6, 6)
+    with pytest.raises(Conflict):
+        await jobs.resume(job.job_id)  # succeeded: nothing to resume
+    with pytest.raises(NotFound):
+        await jobs.resume("no-such-job")
+
+    whole, whole_jobs = await catalog(FakeModels(probability=0.8))
+    await wait_until_finished(whole_jobs, (await whole_jobs.start(rows.encode())).job_id)
+    ids = [f"P{i}" for i in range(6)]
+    got = await interrupted.store.get_many(ids, include_embeddings=True)
+    want = await whole.store.get_many(ids, include_embeddings=True)
+    for pid in want:
+        assert (got[pid].name, got[pid].price, got[pid].tryon_ready) == (want[pid].name, want[pid].price,
+                                                                         want[pid].tryon_ready)
+        np.testing.assert_array_equal(got[pid].embedding, want[pid].embedding)
+    assert len(interrupted.index) == len(whole.index) == 6
+    for service, job_runner in ((interrupted, jobs), (whole, whole_jobs)):
+        await job_runner.close()
+        await service.store.close()
 
 
 async def test_jobs_parse_the_csv_at_once_and_are_found_by_id(products, tmp_path):
