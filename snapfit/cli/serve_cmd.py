@@ -26,7 +26,7 @@ def triton(
     ready_timeout_s: Annotated[float, typer.Option(help="seconds to wait for every model to load")] = 900.0,
     log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level")] = 0,
 ) -> None:
-    """Start tritonserver on the repository, wait until every model is ready, stop cleanly on SIGTERM/SIGINT."""
+    """Start tritonserver on the repository, wait until every model is ready, stop cleanly on SIGTERM/SIGINT/SIGHUP."""
     from snapfit.triton.launcher import TritonLaunch, TritonLaunchError, TritonPorts, TritonServer
 
     launch = TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port),
@@ -54,10 +54,11 @@ def triton(
 
 @contextlib.contextmanager
 def _recording_stop_signals():
-    """Turns SIGINT/SIGTERM into entries of the yielded list (so we stop the server we started), then restores."""
+    """Turns SIGINT/SIGTERM/SIGHUP into entries of the yielded list (so we stop the server we started), then
+    restores."""
     received: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield received
     finally:
@@ -101,9 +102,11 @@ def up(
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="Triton metrics port")] = contract.TRITON_METRICS_PORT,
     demo_catalog: Annotated[Optional[int], typer.Option(help="generate and import a synthetic catalog of N products")] = None,
 ) -> None:
-    """Start Triton and the orchestrator together in the foreground; Ctrl-C / SIGTERM stops both.
+    """Start Triton and the orchestrator together in the foreground; Ctrl-C / SIGTERM / SIGHUP stops both.
 
-    Prints `admin token: <token>`: SNAPFIT_ADMIN_TOKEN if set, else one generated for this start."""
+    Triton is supervised: if it exits unexpectedly it is started again (backoff 1 s doubling to 30 s) while the API
+    stays up, answering 503 until Triton is back. Prints `admin token: <token>`: SNAPFIT_ADMIN_TOKEN if set, else
+    one generated for this start."""
     import os
     import secrets
 
@@ -113,6 +116,7 @@ def up(
     from orchestrator.app import create_app
     from orchestrator.settings import Settings
     from snapfit.triton.launcher import TritonLaunch, TritonLaunchError, TritonPorts, TritonServer
+    from snapfit.triton.supervisor import TritonSupervisor
 
     setup_logging(False)
     server = TritonServer(TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port)),
@@ -142,8 +146,10 @@ def up(
         server.stop()
         raise typer.Exit(0)
     # uvicorn shuts down on SIGTERM and then re-raises the signal with the handler that was installed before it;
-    # with the default handler that kills this process before `finally` could stop tritonserver
-    previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    # with the default handler that kills this process before `finally` could stop tritonserver. SIGHUP (a closed
+    # terminal), which uvicorn leaves alone, would end it the same way.
+    previous = {sig: signal.signal(sig, raise_keyboard_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    supervisor = TritonSupervisor(server, report=lambda line: console.print(f"[yellow]{line}[/]")).watch()
     try:
         if demo_catalog:
             _import_demo_catalog_when_ready(settings, demo_catalog)
@@ -159,8 +165,9 @@ def up(
     except KeyboardInterrupt:
         pass
     finally:  # whatever ended the API (a signal, a failed start), the server we started stops with it
-        signal.signal(signal.SIGTERM, previous_sigterm)
-        code = server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        code = supervisor.stop()
         console.print(f"stopped the orchestrator and tritonserver (exit code {code})")
 
 

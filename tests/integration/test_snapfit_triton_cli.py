@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from snapfit.triton.launcher import process_group_members
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -116,3 +117,53 @@ def test_snapfit_up_stops_tritonserver_on_sigterm(tiny_repository, tmp_path):
     assert re.search(rf"^shop page: http://localhost:{api}/$", output, re.M), output
     assert re.search(rf"^admin page: http://localhost:{api}/admin ", output, re.M), output
     assert not Path(f"/proc/{triton_pids[0]}").exists()
+
+
+def test_snapfit_up_restarts_a_killed_tritonserver_and_stops_everything_on_sighup(tiny_repository, tmp_path):
+    """The supervision a process manager would give: Triton killed -> started again on the same ports while the
+    API stays up; a closed terminal (SIGHUP) then stops the API and the restarted server."""
+    repository = tmp_path / "repo"
+    shutil.copytree(tiny_repository / "tryon_classifier", repository / "tryon_classifier")
+    api, http, grpc, metrics = free_port(), free_port(), free_port(), free_port()
+    snapfit = Path(sys.executable).with_name("snapfit")
+    env = dict(os.environ, COLUMNS="200", SNAPFIT_HOST="127.0.0.1", SNAPFIT_CATALOG__URL=f"sqlite:///{tmp_path}/c.db",
+               SNAPFIT_CATALOG__INDEX_PATH=str(tmp_path / "index"))
+    process = subprocess.Popen(
+        [str(snapfit), "up", "--repository", str(repository), "--port", str(api), "--http-port", str(http),
+         "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )
+    seen: list[int] = []
+
+    def tritons() -> list[int]:
+        return [pid for pid in children(process.pid)
+                if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
+
+    try:
+        wait_ready(http, process)
+        seen += tritons()
+        assert len(seen) == 1
+        os.kill(seen[0], signal.SIGKILL)
+        killed_at = time.monotonic()
+        while not (restarted := [pid for pid in tritons() if pid not in seen]):
+            assert time.monotonic() - killed_at < 60 and process.poll() is None, "tritonserver was not restarted"
+            time.sleep(0.2)
+        seen += restarted
+        wait_ready(http, process)
+        print(f"\nTriton serving again {time.monotonic() - killed_at:.1f} s after SIGKILL")
+        with urllib.request.urlopen(f"http://127.0.0.1:{api}/healthz", timeout=5) as r:
+            assert r.status == 200  # the API stayed up throughout
+        process.send_signal(signal.SIGHUP)
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        outlived = [pid for pid in seen if Path(f"/proc/{pid}").exists()
+                    and "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
+        for pid in outlived:  # stop exactly what this test's snapfit up started, then fail
+            os.kill(pid, signal.SIGKILL)
+    assert not outlived, "a tritonserver outlived `snapfit up` after SIGHUP"
+    assert "tritonserver exited unexpectedly" in output and "tritonserver is back" in output, output
+    assert "stopped the orchestrator and tritonserver" in output, output
+    assert process_group_members(seen[-1]) == []  # no stub of the restarted server either
