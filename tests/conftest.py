@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# SIGTERM / SIGHUP tear the fixtures down (and stop their servers) instead of ending pytest at once
+pytest_plugins = ["tests.support.stop_signals_plugin"]
+
 
 def free_port() -> int:
     """A TCP port nothing listens on right now (the OS picks it)."""

@@ -168,17 +168,22 @@ def test_the_page_says_when_the_models_are_down_and_recovers_when_they_are_back(
 
 
 def catalog_csv(stack, prefix: str) -> bytes:
-    """3 good rows, one whose image file does not exist, one without an id."""
+    """3 good rows, one whose image file does not exist (its id a spreadsheet formula), one without an id; written
+    as a spreadsheet exports it: a BOM, CRLF line ends, a quoted newline inside a name."""
     images = sorted((stack.catalog_dir / "images").iterdir())[:3]
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(["id", "name", "image", "link", "brand", "price", "tags", "category"])
     for number, image in enumerate(images):
-        writer.writerow([f"{prefix}-{number}", f"Admin test shirt {number}", f"images/{image.name}",
-                         "https://shop.example/p", "Acme", "19,900", "shirt|test", "top"])
-    writer.writerow([f"{prefix}-missing", "Missing photo", "images/does-not-exist.jpg", "", "Acme", "1000", "", "top"])
+        writer.writerow([f"{prefix}-{number}", f"Admin test shirt {number}" + ("\nsecond line" if number == 2 else ""),
+                         f"images/{image.name}", "https://shop.example/p", "Acme", "19,900", "shirt|test", "top"])
+    writer.writerow([FORMULA_ID, "Missing photo", "images/does-not-exist.jpg", "", "Acme", "1000", "", "top"])
     writer.writerow(["", "No id", f"images/{images[0].name}", "", "Acme", "1000", "", "top"])
-    return buffer.getvalue().encode()
+    return "\ufeff".encode() + buffer.getvalue().encode()
+
+
+# a product id a spreadsheet would run; the admin page's error report must quote it
+FORMULA_ID = '=HYPERLINK("https://evil.example","open me")'
 
 
 def test_admin_imports_a_csv_with_progress_and_an_error_report_then_edits_and_deletes_a_product(stack, page,
@@ -210,7 +215,10 @@ def test_admin_imports_a_csv_with_progress_and_an_error_report_then_edits_and_de
     with page.expect_download() as download:
         page.get_by_role("link", name="Download the error report (CSV)").click()
     with open(download.value.path(), encoding="utf-8-sig") as file:
-        assert len(list(csv.reader(file))) == 3
+        report = list(csv.reader(file))
+    assert len(report) == 3
+    cells = [cell for row in report for cell in row]
+    assert "'" + FORMULA_ID in cells and FORMULA_ID not in cells  # quoted, so a spreadsheet shows it as text
 
     page.get_by_label("Find by id, name or brand").fill("ADM-1")
     page.get_by_role("button", name="Find").click()

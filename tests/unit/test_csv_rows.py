@@ -321,3 +321,18 @@ def test_parse_reports_a_malformed_url_without_crashing():
     assert len(errors) == 1 and errors[0].line == 2
     assert "link 'http://[bad' is not an http(s) URL" in errors[0].message
     assert "image URL 'http://[bad' is malformed" in errors[0].message
+
+
+def test_a_spreadsheet_export_with_bom_crlf_quoted_newlines_and_formulas_parses_as_data():
+    """What Excel writes: BOM, CRLF, a quoted field with a line break, cells a spreadsheet would run as formulas.
+    The formulas stay text (they are data here; the admin page quotes them in its error report)."""
+    data = ("\ufeffid,name,image,link,brand,price,tags,category\r\n"
+            'F1,"Two-line\r\nname",f1.jpg,,"=HYPERLINK(""https://evil.example"")",1000,,top\r\n'
+            "F1,duplicate,f2.jpg,,,,,top\r\n"
+            "@SUM(A1),ok,f3.jpg,,,,,top\r\n").encode()
+    rows, errors = parse_catalog_csv(data)
+    assert [r.product_id for r in rows] == ["F1", "@SUM(A1)"]
+    assert rows[0].name == "Two-line\r\nname" or rows[0].name == "Two-line\nname"
+    assert rows[0].brand == '=HYPERLINK("https://evil.example")'
+    assert [(e.product_id, "duplicate id" in e.message) for e in errors] == [("F1", True)]
+    assert errors[0].line == 4  # physical lines: the quoted break counts

@@ -9,7 +9,8 @@ const POLL_MS = 500;
 const PAGE_SIZE = 50;
 const readiness = watchReadiness($("service-status"));
 
-const state = { token: sessionStorage.getItem(TOKEN_KEY) || "", after: null, query: "", products: new Map(), editing: null };
+const state = { token: sessionStorage.getItem(TOKEN_KEY) || "", after: null, query: "", products: new Map(), editing: null,
+                failedImport: null };
 
 function reportFailure(element, error) {
   say(element, error.message, "error");
@@ -64,6 +65,22 @@ async function startImport(event) {
   }
 }
 
+/** Takes a failed import up again after its last finished batch (the server kept its rows and its CSV). */
+async function resumeImport() {
+  const jobId = state.failedImport;
+  if (!jobId) return;
+  $("import-resume").hidden = true;
+  say($("import-message"), "Resuming the import…");
+  try {
+    const job = await requestJson(`/v1/catalog/imports/${encodeURIComponent(jobId)}/resume`,
+                                  { method: "POST", token: state.token });
+    showImport(job);
+    await followImport(job.job_id);
+  } catch (error) {
+    reportFailure($("import-message"), error);
+  }
+}
+
 async function followImport(jobId) {
   for (;;) {
     let job;
@@ -93,6 +110,8 @@ function showImport(job) {
                   failed: `The import stopped: ${job.message}` };
   say($("import-message"), words[job.status] || job.status,
       job.status === "failed" ? "error" : job.status === "succeeded" ? "ok" : "");
+  state.failedImport = job.status === "failed" ? job.job_id : null;
+  $("import-resume").hidden = job.status !== "failed";
   const counts = $("import-counts");
   counts.replaceChildren(...["inserted", "updated", "unchanged", "failed"].map((key) => {
     const item = document.createElement("li");
@@ -250,6 +269,7 @@ async function deleteProduct(productId, row) {
 
 bindToken();
 $("import-form").addEventListener("submit", startImport);
+$("import-resume").addEventListener("click", resumeImport);
 $("products-filter").addEventListener("submit", (event) => {
   event.preventDefault();
   state.query = $("products-query").value.trim();
