@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from orchestrator.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from orchestrator.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 """PIL format names `decode_image` accepts."""
@@ -26,6 +26,11 @@ _SIGNATURES = {
 }
 
 _WHITE = (255, 255, 255)
+
+MAX_ASPECT_RATIO = 32
+"""How many times longer than the other one side of a photo may be. Past it, the models' resizes go wrong both
+ways: CLIP's shortest-side-to-224 turns a 1 x 100000 strip into 224 x 22,400,000 pixels (15 GB), and SAM's
+longest-side-to-1024 leaves it 0 pixels wide. 32:1 keeps the shorter side at 32 or more of SAM's 1024."""
 
 
 def content_hash(data: bytes) -> str:
@@ -55,7 +60,8 @@ def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
 
     returns: HxWx3 uint8, RGB, C-contiguous, in the orientation a viewer would show.
     raises: PayloadTooLarge when `data` exceeds `max_bytes` or the image has more than `max_pixels`
-        pixels (read from the header, before decoding); UnsupportedMediaType when the bytes are not
+        pixels (read from the header, before decoding); InvalidInput when one side is more than
+        MAX_ASPECT_RATIO times the other (also from the header); UnsupportedMediaType when the bytes are not
         JPEG, PNG or WebP; BadRequest when the file is empty, truncated or corrupt.
     """
     if len(data) > max_bytes:
@@ -96,6 +102,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         raise PayloadTooLarge(
             f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels} pixels"
         )
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InvalidInput(f"image is {width}x{height} pixels; one side may be at most {MAX_ASPECT_RATIO} times "
+                           "the other")
     return image
 
 

@@ -245,7 +245,7 @@ class ImportPipeline:
         """`call` on the batch's images, retried through slowness and outages (services/patient_calls.py); the
         job's message says while it waits. Past the retry budget, the error says how to resume."""
         def note(message: str | None) -> None:
-            job.message = message
+            job.message = message or ""
 
         try:
             return await call_patiently(model, call, batch.pixels, self.chunks[model], self.retry, note)
@@ -311,7 +311,7 @@ class ImportJobs:
                 raise NotFound(f"no import job {job_id!r}")
             raise Conflict(f"import {job_id} is {existing.status}; only a failed import can be resumed")
         job = ImportJob.from_state(record.job_id, "queued", record.state)
-        job.message, job.finished_at = None, None
+        job.message, job.finished_at = "", 0.0
         await self._relaunch(job, record, why="on request, after it failed")
         return job
 

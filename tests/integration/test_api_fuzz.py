@@ -9,7 +9,6 @@ Bounded for `make test`: SNAPFIT_FUZZ_EXAMPLES examples per operation (default 2
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import httpx
 import pytest

@@ -160,7 +160,7 @@ def test_triton_frozen_requests_end_by_their_deadline_and_an_import_rides_it_out
             print(f"\nimport {done['status']} after the freeze; search back {recovery_s:.1f} s after SIGCONT")
             assert (done["status"], done["inserted"], done["failed"], done["resumed"]) == ("succeeded", 120, 0, 0), \
                 done
-            assert done["message"] is None
+            assert done["message"] == ""
             assert client.get("/v1/products", params={"limit": 200}).json()["total"] == 120
 
 

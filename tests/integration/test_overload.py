@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.integration.orchestrator_process import ADMIN, running_orchestrator, wait_for_import
 from snapfit.demo_catalog import generate_catalog
+from tests.integration.orchestrator_process import ADMIN, running_orchestrator, wait_for_import
 
 pytestmark = pytest.mark.integration
 SECONDS = float(os.environ.get("SNAPFIT_OVERLOAD_SECONDS", "20"))

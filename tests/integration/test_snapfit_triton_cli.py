@@ -119,6 +119,18 @@ def test_snapfit_up_stops_tritonserver_on_sigterm(tiny_repository, tmp_path):
     assert not Path(f"/proc/{triton_pids[0]}").exists()
 
 
+def wait_api(port: int, process: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None, "the API never answered"
+            time.sleep(0.3)
+
+
 def test_snapfit_up_restarts_a_killed_tritonserver_and_stops_everything_on_sighup(tiny_repository, tmp_path):
     """The supervision a process manager would give: Triton killed -> started again on the same ports while the
     API stays up; a closed terminal (SIGHUP) then stops the API and the restarted server."""
@@ -141,12 +153,15 @@ def test_snapfit_up_restarts_a_killed_tritonserver_and_stops_everything_on_sighu
 
     try:
         wait_ready(http, process)
+        wait_api(api, process)  # a crash while serving
         seen += tritons()
         assert len(seen) == 1
         os.kill(seen[0], signal.SIGKILL)
         killed_at = time.monotonic()
         while not (restarted := [pid for pid in tritons() if pid not in seen]):
-            assert time.monotonic() - killed_at < 60 and process.poll() is None, "tritonserver was not restarted"
+            if process.poll() is not None:
+                pytest.fail(f"snapfit up exited ({process.returncode}): {process.communicate()[0]}")
+            assert time.monotonic() - killed_at < 60, "tritonserver was not restarted"
             time.sleep(0.2)
         seen += restarted
         wait_ready(http, process)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orchestrator.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from orchestrator.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from orchestrator.images import content_hash, decode_image, sniff_format
 
 MAX_BYTES = 10_000_000
@@ -160,6 +160,16 @@ def test_decode_refuses_a_header_claiming_more_pixels_than_the_limit_without_dec
 
     with pytest.raises(PayloadTooLarge, match="5000x5000"):
         decode_image(data, MAX_BYTES, MAX_PIXELS)
+
+
+@pytest.mark.parametrize("width, height", [(1, 33), (10_000, 312), (100_000, 1)])
+def test_decode_refuses_a_strip_more_than_32_times_longer_than_wide_from_its_header(width, height):
+    with pytest.raises(InvalidInput, match=f"{width}x{height}"):
+        decode_image(_png_header_only(width, height), MAX_BYTES, MAX_PIXELS)
+
+
+def test_decode_accepts_a_photo_exactly_32_times_longer_than_wide():
+    assert decode_image(_encode(Image.new("RGB", (640, 20)), "PNG"), MAX_BYTES, MAX_PIXELS).shape == (20, 640, 3)
 
 
 def test_decode_turns_pils_decompression_bomb_error_into_payload_too_large():

@@ -203,7 +203,7 @@ async def test_a_model_failing_for_a_while_is_retried_and_the_import_completes(p
     images = FakeLoader({f"{i}.png": png(i) for i in range(6)})
     job = await run(pipeline(products, models, retry=QUICK_RETRIES), images,
                     *(f"P{i},Item,{i}.png,,,,,top" for i in range(6)))
-    assert job.status == "succeeded" and job.message is None, job.message
+    assert job.status == "succeeded" and job.message == "", job.message
     assert job.inserted == 6 and await products.store.count() == 6 == len(products.index)
 
 
@@ -248,7 +248,7 @@ async def test_a_failed_import_resumes_after_its_last_batch_and_ends_like_an_uni
 
     await jobs.resume(job.job_id)
     resumed = await wait_until_finished(jobs, job.job_id)
-    assert resumed.status == "succeeded" and resumed.resumed == 1 and resumed.message is None
+    assert resumed.status == "succeeded" and resumed.resumed == 1 and resumed.message == ""
     assert (resumed.inserted, resumed.processed_rows) == (6, 6)
     with pytest.raises(Conflict):
         await jobs.resume(job.job_id)  # succeeded: nothing to resume
