@@ -194,7 +194,23 @@ def create_app(settings: Settings | None = None, open_store: StoreOpener = open_
         from orchestrator import web
 
         web.install(app)
+    _install_openapi_links(app)
     return app
+
+
+def _install_openapi_links(app: FastAPI) -> None:
+    """The generated OpenAPI document, with the links between operations (orchestrator/openapi_links.py)."""
+    from fastapi.openapi.utils import get_openapi
+
+    from orchestrator.openapi_links import add_links
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_links(get_openapi(title=app.title, version=app.version,
+                                                       description=app.description, routes=app.routes))
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def error_response(error: SnapfitError) -> JSONResponse:

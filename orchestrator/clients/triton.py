@@ -272,6 +272,11 @@ def _open(url: str) -> grpcclient.InferenceServerClient:
         ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
         ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
         ("grpc.lb_policy_name", "round_robin"),
+        # reconnect to a restarted Triton within ~2 s: gRPC's default backoff grows to 120 s between attempts, so
+        # after a restart the first calls still failed "connection refused" for seconds to minutes
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2000),
     ])
 
 

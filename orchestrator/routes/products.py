@@ -13,7 +13,7 @@ from orchestrator.schemas import ErrorBody, ProductOut, ProductPageOut, ProductU
 
 router = APIRouter(prefix="/v1/products", tags=["catalog"], route_class=GatedRoute)
 ERRORS = {code: {"model": ErrorBody} for code in (404, 422, 429, 503)}
-ADMIN_ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 404, 422, 503)}
+ADMIN_ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 403, 404, 413, 422, 503)}
 _CACHE_HEADERS = {
     "ETag": {"description": "strong validator: a hash of the JPEG's bytes, quoted", "schema": {"type": "string"}},
     "Cache-Control": {"description": "public, max-age=<catalog.thumbnail_max_age_s> (300)",

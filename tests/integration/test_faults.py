@@ -182,6 +182,7 @@ def test_triton_down_past_the_retry_budget_stops_the_import_resumably_and_resume
             refused = client.post(f"/v1/catalog/imports/{job_id}/resume", headers={"Authorization": "Bearer no"})
             assert refused.status_code == 403
             triton.start()
+            wait_for_search(client)  # resumed once Triton is back, as the admin page's banner suggests
             resumed = client.post(f"/v1/catalog/imports/{job_id}/resume")
             assert resumed.status_code == 202, resumed.text
             done = wait_for_import(client, job_id)
