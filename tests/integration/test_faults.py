@@ -83,6 +83,14 @@ def start_import(client: httpx.Client, csv_path: Path) -> str:
     return started.json()["job_id"]
 
 
+def import_under_way(client: httpx.Client, csv_path: Path, rows: int = 16) -> str:
+    """Starts an import and returns its job id once `rows` rows are done (the fault lands mid-import)."""
+    job_id = start_import(client, csv_path)
+    while client.get(f"/v1/catalog/imports/{job_id}").json()["processed_rows"] < rows:
+        time.sleep(0.02)
+    return job_id
+
+
 def timed_search(client: httpx.Client, query: str = "red dress") -> tuple[httpx.Response, float]:
     started = time.monotonic()
     response = client.get("/v1/search", params={"q": query})
@@ -140,9 +148,7 @@ def test_triton_frozen_requests_end_by_their_deadline_and_an_import_rides_it_out
            "SNAPFIT_CATALOG__IMPORT_RETRY_BUDGET_S": "120"}
     with running_orchestrator(triton.grpc_url, tmp_path / "runs", catalog.parent, extra_env=env) as api:
         with httpx.Client(base_url=api.base, headers=ADMIN, timeout=60) as client:
-            job_id = start_import(client, catalog)
-            while client.get(f"/v1/catalog/imports/{job_id}").json()["processed_rows"] < 16:
-                time.sleep(0.02)
+            job_id = import_under_way(client, catalog)
             triton.freeze()
             try:
                 frozen_at = time.monotonic()
@@ -170,9 +176,7 @@ def test_triton_down_past_the_retry_budget_stops_the_import_resumably_and_resume
            "SNAPFIT_CATALOG__IMPORT_RETRY_BUDGET_S": "3"}
     with running_orchestrator(triton.grpc_url, tmp_path / "runs", catalog.parent, extra_env=env) as api:
         with httpx.Client(base_url=api.base, headers=ADMIN, timeout=60) as client:
-            job_id = start_import(client, catalog)
-            while client.get(f"/v1/catalog/imports/{job_id}").json()["processed_rows"] < 16:
-                time.sleep(0.02)
+            job_id = import_under_way(client, catalog)
             triton.kill()
             failed = wait_for_import(client, job_id)
             assert failed["status"] == "failed" and f"/v1/catalog/imports/{job_id}/resume" in failed["message"]

@@ -73,31 +73,30 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def test_snapfit_up_stops_tritonserver_on_sigterm(tiny_repository, tmp_path):
+def start_snapfit_up(tiny_repository: Path, tmp_path: Path, **env_overrides: str):
+    """`snapfit up` on a one-model copy of the tiny repository (quick to start) on free ports, in tmp_path;
+    returns the process and its (api, triton http) ports."""
     repository = tmp_path / "repo"
     shutil.copytree(tiny_repository / "tryon_classifier", repository / "tryon_classifier")
     api, http, grpc, metrics = free_port(), free_port(), free_port(), free_port()
     snapfit = Path(sys.executable).with_name("snapfit")
     env = dict(os.environ, COLUMNS="200", SNAPFIT_HOST="127.0.0.1", SNAPFIT_CATALOG__URL=f"sqlite:///{tmp_path}/c.db",
-               SNAPFIT_CATALOG__INDEX_PATH=str(tmp_path / "index"))
+               SNAPFIT_CATALOG__INDEX_PATH=str(tmp_path / "index"), **env_overrides)
     env.pop("SNAPFIT_ADMIN_TOKEN", None)  # so snapfit up generates one
     process = subprocess.Popen(
         [str(snapfit), "up", "--repository", str(repository), "--port", str(api), "--http-port", str(http),
          "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
     )
+    return process, api, http
+
+
+def test_snapfit_up_stops_tritonserver_on_sigterm(tiny_repository, tmp_path):
+    process, api, http = start_snapfit_up(tiny_repository, tmp_path)
     triton_pids: list[int] = []
     try:
         wait_ready(http, process)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{api}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "the API never answered"
-                time.sleep(0.3)
+        wait_api(api, process)
         triton_pids = [pid for pid in children(process.pid)
                        if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text()]
         assert len(triton_pids) == 1
@@ -134,17 +133,7 @@ def wait_api(port: int, process: subprocess.Popen, timeout_s: float = 60) -> Non
 def test_snapfit_up_restarts_a_killed_tritonserver_and_stops_everything_on_sighup(tiny_repository, tmp_path):
     """The supervision a process manager would give: Triton killed -> started again on the same ports while the
     API stays up; a closed terminal (SIGHUP) then stops the API and the restarted server."""
-    repository = tmp_path / "repo"
-    shutil.copytree(tiny_repository / "tryon_classifier", repository / "tryon_classifier")
-    api, http, grpc, metrics = free_port(), free_port(), free_port(), free_port()
-    snapfit = Path(sys.executable).with_name("snapfit")
-    env = dict(os.environ, COLUMNS="200", SNAPFIT_HOST="127.0.0.1", SNAPFIT_CATALOG__URL=f"sqlite:///{tmp_path}/c.db",
-               SNAPFIT_CATALOG__INDEX_PATH=str(tmp_path / "index"))
-    process = subprocess.Popen(
-        [str(snapfit), "up", "--repository", str(repository), "--port", str(api), "--http-port", str(http),
-         "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
-    )
+    process, api, http = start_snapfit_up(tiny_repository, tmp_path)
     seen: list[int] = []
 
     def tritons() -> list[int]:
