@@ -105,8 +105,8 @@ async def test_openapi_shows_the_bearer_scheme_on_the_admin_operations_only(tmp_
             "description"]}
     secured = sorted((path, method.upper()) for path, operations in spec["paths"].items()
                      for method, operation in operations.items() if operation.get("security"))
-    assert secured == [("/v1/catalog/imports", "POST"), ("/v1/products/{product_id}", "DELETE"),
-                       ("/v1/products/{product_id}", "PATCH")]
+    assert secured == [("/v1/catalog/imports", "POST"), ("/v1/catalog/imports/{job_id}/resume", "POST"),
+                       ("/v1/products/{product_id}", "DELETE"), ("/v1/products/{product_id}", "PATCH")]
 
 
 async def test_shopper_requests_are_limited_per_client(tmp_path):
