@@ -90,7 +90,8 @@ async def test_a_tryon_with_triton_down_fails_its_job_with_a_clear_error(http_wi
 @pytest.mark.parametrize("side", [8, 9000])
 async def test_a_tryon_photo_too_small_or_too_large_for_pose_detection_is_a_422(http_with_a_product, side):
     """Regression: InvalidPhoto from person preprocessing escaped as a NameError (500)."""
-    photo = encoded(Image.new("RGB", (side, 64 if side > 64 else side), (120, 90, 60)), "PNG")
+    # 9000 x 300: within the uploads' 32:1 aspect bound, past the pose detector's largest side
+    photo = encoded(Image.new("RGB", (side, 300 if side > 300 else side), (120, 90, 60)), "PNG")
     response = await http_with_a_product.post("/v1/tryon", data={"product_id": "P1"},
                                               files={"file": ("me.png", photo, "image/png")})
     assert response.status_code == 422, response.text
