@@ -279,6 +279,7 @@ class ImportJobs:
         self.owner = owner
         self.renew_every_s = max(0.2, min(settings.import_lease_s / 3, 1.0))
         self._running: dict[str, ImportJob] = {}
+        self._running_tasks: dict[str, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
         self._watcher: asyncio.Task | None = None
 
@@ -304,6 +305,12 @@ class ImportJobs:
         """Takes a failed import up again after its last finished batch (with its stored CSV and options); the
         rows it finished stay, and rows of a batch that was in flight count unchanged when imported again.
         NotFound for an unknown id, Conflict unless the job failed, UnresumableImport if its CSV is gone."""
+        if (running := self._running_tasks.get(job_id)) is not None:
+            if self._running[job_id].status not in ("succeeded", "failed"):
+                raise Conflict(f"import {job_id} is {self._running[job_id].status}; only a failed import can be "
+                               "resumed")
+            # it has just ended here and GET already says so: wait until its end is in the store
+            await asyncio.wait({running})
         record = await self.store.reopen_import(job_id, self.owner)
         if record is None:
             existing = await self.store.get_import(job_id)
@@ -342,6 +349,7 @@ class ImportJobs:
     def _launch(self, job: ImportJob, rows: Sequence[CatalogRow]) -> None:
         self._running[job.job_id] = job
         task = asyncio.create_task(self._run(job, rows), name=f"import-{job.job_id}")
+        self._running_tasks[job.job_id] = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self._update_pending()
@@ -361,6 +369,7 @@ class ImportJobs:
         finally:
             keeper.cancel()
             self._running.pop(job.job_id, None)
+            self._running_tasks.pop(job.job_id, None)
             self._update_pending()
 
     async def _keep_lease(self, job: ImportJob, run: asyncio.Task) -> None:

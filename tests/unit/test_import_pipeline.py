@@ -270,6 +270,33 @@ async def test_a_failed_import_resumes_after_its_last_batch_and_ends_like_an_uni
         await service.store.close()
 
 
+async def test_resume_asked_the_moment_a_job_reads_failed_waits_for_its_end_to_be_stored(tmp_path, monkeypatch):
+    """GET shows the running job's own status, which turns "failed" before the store has it: a client that
+    resumes at once must not get a 409 (CI saw one when the final save lagged)."""
+    store = await open_catalog_store(f"sqlite:///{tmp_path / 'lagging.db'}")
+    settings = Settings(catalog=CatalogSettings(index_path=tmp_path / "index"))
+    service = await ProductService.open(store, settings, embedding_dim=DIM)
+    jobs = ImportJobs(pipeline(service, FlakyClip(failing={1})), store, settings.catalog, "me/1")
+    saving = store.update_import
+
+    async def lagging_save(job_id, owner, status, state):
+        if status == "failed":
+            await asyncio.sleep(0.3)  # the end of the job reaches the store late
+        return await saving(job_id, owner, status, state)
+
+    monkeypatch.setattr(store, "update_import", lagging_save)
+    images = {"0.png": png(0)}
+    monkeypatch.setattr("orchestrator.services.imports.ImageLoader", lambda **_: _Context(FakeLoader(images)))
+    job = await jobs.start((CSV_HEADER + "P0,Item,0.png,,,1,,top\n").encode())
+    while (await jobs.get(job.job_id)).status != "failed":
+        await asyncio.sleep(0.005)
+    assert (await store.get_import(job.job_id)).status != "failed"  # the race this test is about
+    await jobs.resume(job.job_id)
+    assert (await wait_until_finished(jobs, job.job_id)).status == "succeeded"
+    await jobs.close()
+    await store.close()
+
+
 async def test_jobs_parse_the_csv_at_once_and_are_found_by_id(products, tmp_path):
     jobs = ImportJobs(pipeline(products), products.store, CatalogSettings(index_path=tmp_path / "index"), "me/1")
     with pytest.raises(BadRequest):
