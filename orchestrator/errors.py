@@ -106,7 +106,12 @@ class ModelDeadlineExceeded(ModelUnavailable):
 
 
 class StoreUnavailable(SnapfitError):
-    """The catalog store (MongoDB / SQLite) cannot be reached."""
+    """Where snapfit keeps its data cannot be reached or written: the catalog store (MongoDB / SQLite), the saved
+    vector index, the uploaded photos (a full disk, a read-only volume). Nothing was half-written; retry later."""
 
     status = 503
     code = "store_unavailable"
+    RETRY_AFTER_S = 5.0
+
+    def __init__(self, message: str, *, retry_after_s: float | None = RETRY_AFTER_S):
+        super().__init__(message, retry_after_s=retry_after_s)

@@ -113,7 +113,10 @@ class SearchResponse(BaseModel):
 
 
 class ProductUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"price": 39900, "tags": ["black", "oversized"]},
+        {"tryon_ready": False},
+    ]})
     name: str | None = None
     link: str | None = None
     brand: str | None = None

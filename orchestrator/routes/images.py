@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, File, Response, UploadFile
 from orchestrator import masks as mask_codec
 from orchestrator.routes.access import GatedRoute, rate_limited
 from orchestrator.routes.deps import services
+from orchestrator.routes.params import ImageId
 from orchestrator.schemas import ErrorBody, ImageUploaded, MasksRequest, MasksResponse
 
 router = APIRouter(prefix="/v1/images", tags=["images"], dependencies=[Depends(rate_limited)], route_class=GatedRoute)
@@ -24,7 +25,7 @@ async def upload_image(file: UploadFile = File(...), svc=Depends(services)) -> I
 
 @router.post("/{image_id}/masks", response_model=MasksResponse, responses=ERRORS,
              summary="Segment the garment under the clicked points and/or box: the top 3 masks, best first")
-async def predict_masks(image_id: str, body: MasksRequest, svc=Depends(services)) -> Response:
+async def predict_masks(image_id: ImageId, body: MasksRequest, svc=Depends(services)) -> Response:
     box = (body.box.x0, body.box.y0, body.box.x1, body.box.y1) if body.box else None
     scored = await svc.segment.masks(image_id, [(p.x, p.y) for p in body.points], [p.label for p in body.points], box)
     height, width = scored[0].mask.shape

@@ -12,6 +12,7 @@ from orchestrator.errors import InvalidInput
 from orchestrator.ingest import ColumnMapping
 from orchestrator.routes.access import GatedRoute, require_admin
 from orchestrator.routes.deps import services
+from orchestrator.routes.params import ImportJobId
 from orchestrator.schemas import ErrorBody
 
 router = APIRouter(prefix="/v1/catalog", tags=["catalog"], route_class=GatedRoute)
@@ -75,10 +76,10 @@ async def start_import(
              responses={**ADMIN_ERRORS, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
              dependencies=[Depends(require_admin)],
              summary="Resume a failed import after its last finished batch (its CSV and options are kept); admin")
-async def resume_import(job_id: str, svc=Depends(services)) -> ImportJobOut:
+async def resume_import(job_id: ImportJobId, svc=Depends(services)) -> ImportJobOut:
     return job_out(await svc.imports.resume(job_id))
 
 
 @router.get("/imports/{job_id}", response_model=ImportJobOut, responses=ERRORS, summary="Progress of an import")
-async def get_import(job_id: str, svc=Depends(services)) -> ImportJobOut:
+async def get_import(job_id: ImportJobId, svc=Depends(services)) -> ImportJobOut:
     return job_out(await svc.imports.get(job_id))

@@ -9,6 +9,7 @@ from orchestrator.domain import Product
 from orchestrator.errors import NotFound
 from orchestrator.routes.access import GatedRoute, rate_limited, require_admin
 from orchestrator.routes.deps import services
+from orchestrator.routes.params import ProductId
 from orchestrator.schemas import ErrorBody, ProductOut, ProductPageOut, ProductUpdate
 
 router = APIRouter(prefix="/v1/products", tags=["catalog"], route_class=GatedRoute)
@@ -52,7 +53,7 @@ async def list_products(
 
 @router.get("/{product_id}", response_model=ProductOut, responses=ERRORS, summary="One product's metadata",
             dependencies=[Depends(rate_limited)])
-async def get_product(product_id: str, svc=Depends(services)) -> ProductOut:
+async def get_product(product_id: ProductId, svc=Depends(services)) -> ProductOut:
     return product_out(await svc.products.get(product_id))
 
 
@@ -60,7 +61,7 @@ async def get_product(product_id: str, svc=Depends(services)) -> ProductOut:
 # that browsers cache and revalidate), which would spend a shopper's whole burst on pictures
 @router.get("/{product_id}/image", response_class=Response, responses=IMAGE_RESPONSES,
             summary="The product photo's thumbnail (JPEG; ETag, 304)")
-async def get_product_image(product_id: str, if_none_match: str | None = Header(None),
+async def get_product_image(product_id: ProductId, if_none_match: str | None = Header(None),
                             svc=Depends(services)) -> Response:
     thumbnail = await svc.products.thumbnail(product_id)
     headers = {"ETag": f'"{thumbnail.etag}"',
@@ -81,7 +82,7 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
               dependencies=[Depends(require_admin)],
               summary="Update metadata (admin; this replica's search sees it at once, every replica within "
                       "the sync interval)")
-async def update_product(product_id: str, body: ProductUpdate, svc=Depends(services)) -> ProductOut:
+async def update_product(product_id: ProductId, body: ProductUpdate, svc=Depends(services)) -> ProductOut:
     changes = body.model_dump(exclude_unset=True)
     product = await svc.products.update(product_id, changes)
     return product_out(product)
@@ -89,7 +90,7 @@ async def update_product(product_id: str, body: ProductUpdate, svc=Depends(servi
 
 @router.delete("/{product_id}", status_code=204, responses=ADMIN_ERRORS, dependencies=[Depends(require_admin)],
                summary="Delete a product (admin); it never comes back in search")
-async def delete_product(product_id: str, svc=Depends(services)) -> Response:
+async def delete_product(product_id: ProductId, svc=Depends(services)) -> Response:
     if not await svc.products.delete(product_id):
         raise NotFound(f"no product {product_id!r}")
     return Response(status_code=204)

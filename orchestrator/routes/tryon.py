@@ -14,6 +14,7 @@ from orchestrator.errors import InvalidInput
 from orchestrator.images import decode_image
 from orchestrator.routes.access import GatedRoute, rate_limited
 from orchestrator.routes.deps import services
+from orchestrator.routes.params import TryOnJobId
 from orchestrator.schemas import ErrorBody, ErrorDetail
 from orchestrator.services.tryon import TryOnParameters
 from snapfit import contract
@@ -80,13 +81,13 @@ async def start_tryon(
 
 
 @router.get("/{job_id}", response_model=TryOnJobOut, responses=ERRORS, summary="A try-on job's state and progress")
-async def get_tryon(job_id: str, svc=Depends(services)) -> TryOnJobOut:
+async def get_tryon(job_id: TryOnJobId, svc=Depends(services)) -> TryOnJobOut:
     return job_out(svc.tryon.get(job_id))
 
 
 @router.get("/{job_id}/events", responses={200: {"content": {"text/event-stream": {}}}, **ERRORS},
             summary="Server-Sent Events: `progress` after every step, then one `done` with the final state")
-async def follow_tryon(job_id: str, svc=Depends(services)) -> EventSourceResponse:
+async def follow_tryon(job_id: TryOnJobId, svc=Depends(services)) -> EventSourceResponse:
     svc.tryon.get(job_id)  # 404 before the stream starts
 
     async def events():
@@ -99,10 +100,10 @@ async def follow_tryon(job_id: str, svc=Depends(services)) -> EventSourceRespons
 
 @router.get("/{job_id}/result", response_class=Response, responses={200: {"content": {"image/png": {}}}, **ERRORS},
             summary="The dressed photo (PNG, the person photo's size) of a succeeded job")
-async def tryon_result(job_id: str, svc=Depends(services)) -> Response:
+async def tryon_result(job_id: TryOnJobId, svc=Depends(services)) -> Response:
     return Response(svc.tryon.result(job_id), media_type="image/png")
 
 
 @router.delete("/{job_id}", response_model=TryOnJobOut, responses=ERRORS, summary="Cancel a queued or running job")
-async def cancel_tryon(job_id: str, svc=Depends(services)) -> TryOnJobOut:
+async def cancel_tryon(job_id: TryOnJobId, svc=Depends(services)) -> TryOnJobOut:
     return job_out(await svc.tryon.cancel(job_id))

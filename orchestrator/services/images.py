@@ -7,6 +7,8 @@ bytes-bounded LRU.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import re
 from collections import OrderedDict
@@ -15,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.errors import InvalidInput, NotFound
+from orchestrator.errors import InvalidInput, NotFound, StoreUnavailable
 from orchestrator.images import content_hash, decode_image
 from orchestrator.services.dependencies import ImageEncoder
 from orchestrator.services.embedding_cache import EmbeddingCache
 from orchestrator.settings import ImageSettings
 
+log = logging.getLogger(__name__)
 _IMAGE_ID = re.compile(r"^[0-9a-f]{64}$")
 DECODED_CACHE_ENTRIES = 8
 
@@ -35,7 +38,10 @@ class ImageInfo:
 class UploadedImages:
     def __init__(self, folder: Path, settings: ImageSettings, cache: EmbeddingCache, models: ImageEncoder):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a read-only volume: uploads answer 503 until it is writable, the rest works
+            log.warning("cannot create the upload folder %s (%s)", self.folder, error.strerror or error)
         self.settings = settings
         self.cache = cache
         self.models = models
@@ -83,6 +89,14 @@ class UploadedImages:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Writes `data` at `path` whole or not at all; StoreUnavailable when the disk refuses (full, read-only)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):  # a read-only volume refuses the unlink too
+            tmp.unlink(missing_ok=True)
+        raise StoreUnavailable(f"cannot keep the uploaded photo in {path.parent}: {error.strerror or error}") \
+            from error

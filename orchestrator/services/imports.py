@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from orchestrator.domain import Product, Thumbnail
-from orchestrator.errors import Conflict, ModelUnavailable, NotFound, SnapfitError
+from orchestrator.errors import Conflict, NotFound, SnapfitError
 from orchestrator.images import content_hash, decode_image
 from orchestrator.ingest import CatalogRow, ColumnMapping, ImageLoader, RowError, parse_catalog_csv
 from orchestrator.metrics import IMPORT_ROWS, IMPORT_ROWS_PENDING
@@ -147,8 +147,10 @@ class ImportPipeline:
             await producer
             await self.products.save()
             job.status = "succeeded"
-        except SnapfitError as error:
-            job.status, job.message = "failed", error.message
+        except SnapfitError as error:  # a model past its retry budget, a store that refuses writes (disk full)
+            job.status = "failed"
+            job.message = (f"{error.message}; the import stopped after row {job.next_row} of {job.total_rows} and "
+                           f"keeps the rows before it: resume it with POST /v1/catalog/imports/{job.job_id}/resume")
             log.warning("import %s stopped: %s", job.job_id, error.message)
         except Exception as error:  # noqa: BLE001 - a bug must end the job, not leave it running forever
             job.status, job.message = "failed", f"internal error: {type(error).__name__}: {error}"
@@ -243,17 +245,11 @@ class ImportPipeline:
 
     async def _patiently(self, job: ImportJob, model: str, call, batch: _Prepared) -> np.ndarray:
         """`call` on the batch's images, retried through slowness and outages (services/patient_calls.py); the
-        job's message says while it waits. Past the retry budget, the error says how to resume."""
+        job's message says while it waits. Past the retry budget, ModelUnavailable."""
         def note(message: str | None) -> None:
             job.message = message or ""
 
-        try:
-            return await call_patiently(model, call, batch.pixels, self.chunks[model], self.retry, note)
-        except ModelUnavailable as error:
-            raise ModelUnavailable(f"{error.message}; the import stopped after row {job.next_row} of "
-                                   f"{job.total_rows} and keeps the rows before it: resume it with "
-                                   f"POST /v1/catalog/imports/{job.job_id}/resume", retry_after_s=error.retry_after_s
-                                   ) from None
+        return await call_patiently(model, call, batch.pixels, self.chunks[model], self.retry, note)
 
 
 def _source_hash(row: CatalogRow, data: bytes) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import time
@@ -29,7 +30,7 @@ from typing import IO, Any
 import faiss
 
 from orchestrator.domain import Product, Thumbnail
-from orchestrator.errors import InvalidInput, NotFound, SnapfitError
+from orchestrator.errors import InvalidInput, NotFound, SnapfitError, StoreUnavailable
 from orchestrator.index import FaissIndex, IndexFileError
 from orchestrator.metrics import INDEX_GENERATION, INDEX_SYNC_ERRORS, INDEX_VECTORS
 from orchestrator.services.thumbnails import ProductThumbnails
@@ -76,7 +77,8 @@ class ProductService:
             service._folder_lock = lock
             await service._load_or_rebuild(settings.search.index_factory)
         except BaseException:
-            lock.close()
+            if lock is not None:
+                lock.close()
             raise
         return service
 
@@ -114,7 +116,10 @@ class ProductService:
                                f"re-import the catalog, or serve the model it was imported with") from None
         self.synced_generation = generation
         INDEX_VECTORS.set(len(self.index))
-        await self.save()
+        try:
+            await self.save()
+        except StoreUnavailable as error:  # a full disk or read-only volume: serve it, save it later
+            log.warning("could not save the rebuilt vector index (%s)", error.message)
         log.info("rebuilt the vector index from the store: %d products", count)
 
     async def sync(self) -> int | None:
@@ -178,7 +183,10 @@ class ProductService:
         the change log brings it up to date from there."""
         async with self._write_lock:
             generation = self.synced_generation
-            await asyncio.to_thread(self.index.save, self.index_path, generation)
+            try:
+                await asyncio.to_thread(self.index.save, self.index_path, generation)
+            except IndexFileError as error:  # the previous save stays loadable; the change log covers the gap
+                raise StoreUnavailable(error.message) from error
             self._saved_generation = generation
 
     async def get_many(self, product_ids: list[str]) -> dict[str, Product]:
@@ -223,11 +231,19 @@ class ProductService:
         return product
 
     async def delete(self, product_id: str) -> bool:
-        """True when the product existed. The vector leaves the index before the store, so no search sees it."""
+        """True when the product existed. The vector leaves the index before the store, so no search sees it; when
+        the store refuses the delete, the vector goes back (store and index keep agreeing)."""
         async with self._write_lock:
+            stored = (await self.store.get_many([product_id], include_embeddings=True)).get(product_id)
             await asyncio.to_thread(self.index.remove, [product_id])
-            deleted = await self.store.delete(product_id)
-            INDEX_VECTORS.set(len(self.index))
+            try:
+                deleted = await self.store.delete(product_id)
+            except SnapfitError:
+                if stored is not None and stored.embedding is not None:
+                    await asyncio.to_thread(self.index.upsert, [stored])
+                raise
+            finally:
+                INDEX_VECTORS.set(len(self.index))
         return deleted
 
     async def close(self) -> None:
@@ -236,20 +252,32 @@ class ProductService:
             await asyncio.gather(self._follower, return_exceptions=True)
             self._follower = None
         if self.index_loaded:
-            await self.save()
+            try:
+                await self.save()
+            except StoreUnavailable as error:  # a full disk must not stop the shutdown
+                log.error("could not save the vector index on the way out (%s); the next start catches up "
+                          "from the store's change log", error.message)
         if self._folder_lock is not None:
             self._folder_lock.close()
             self._folder_lock = None
 
 
-def _lock_index_folder(path: Path) -> tuple[Path, IO]:
+def _lock_index_folder(path: Path) -> tuple[Path, IO | None]:
     """`path`, or `path-2`, `path-3`, ... : the first index folder no other live process holds (an exclusive
     flock on its `.lock` file, released when the process ends). So uvicorn workers, or replicas started with the
-    same settings on one machine, never save over each other's index."""
+    same settings on one machine, never save over each other's index. On a read-only volume: `path` without a
+    lock (nothing can be saved there; the index is loaded from it, or rebuilt in memory)."""
     for n in range(1, 1025):
         folder = path if n == 1 else path.with_name(f"{path.name}-{n}")
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / ".lock", "a+b")  # noqa: SIM115 - held open for the service's lifetime
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle = open(folder / ".lock", "a+b")  # noqa: SIM115 - held open for the service's lifetime
+        except OSError as error:
+            if error.errno != errno.EROFS:
+                raise
+            log.warning("the index folder %s is on a read-only volume: the index is not saved until it is "
+                        "writable", path)
+            return path, None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

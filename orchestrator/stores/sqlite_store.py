@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -47,6 +49,7 @@ from orchestrator.stores.catalog_store import (
     validated_thumbnails,
 )
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _SCHEMA = """
@@ -434,6 +437,14 @@ class SQLiteCatalogStore:
 
 
 def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
+    if path != ":memory:" and _on_read_only_volume(Path(path)):
+        # served as it is: reads and searches go on, every write fails (503 store_unavailable). immutable=1,
+        # because a WAL database whose -shm file is gone cannot be opened read-only otherwise; nothing can
+        # change the file while its volume is read-only.
+        log.warning("the SQLite catalog at %s is on a read-only volume: serving it read-only, writes answer 503",
+                    path)
+        return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                               isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: we issue BEGIN/COMMIT ourselves; check_same_thread=False: the connection is created
@@ -447,6 +458,14 @@ def _connect(path: str, busy_timeout_s: float) -> sqlite3.Connection:
         connection.close()
         raise
     return connection
+
+
+def _on_read_only_volume(path: Path) -> bool:
+    """Whether the nearest existing folder of `path` is on a filesystem mounted read-only."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
 
 
 _IMPORT_COLUMNS = "job_id, status, state, options, owner, heartbeat_at, created_at"

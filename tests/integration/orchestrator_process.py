@@ -49,14 +49,16 @@ class OrchestratorProcess:
 @contextmanager
 def running_orchestrator(grpc_url: str, runs: Path, image_root: Path, store: str = "sqlite",
                          extra_env: dict[str, str] | None = None,
-                         catalog_url: str | None = None) -> Iterator[OrchestratorProcess]:
+                         catalog_url: str | None = None, data: Path | None = None) -> Iterator[OrchestratorProcess]:
     """Starts the orchestrator, waits for /healthz, yields it, then SIGTERMs exactly that process (if still alive).
 
-    catalog_url: another store than the one `store` names under `runs` (replicas sharing one store)."""
+    catalog_url: another store than the one `store` names under `runs` (replicas sharing one store).
+    data: where the SQLite store, the index and the uploads live (default `runs`, which also keeps the log)."""
     port = free_port()
-    catalog_url = catalog_url or store_url(store, runs)
+    data = data or runs
+    catalog_url = catalog_url or store_url(store, data)
     env = dict(os.environ, SNAPFIT_TRITON__GRPC_URL=grpc_url, SNAPFIT_CATALOG__URL=catalog_url,
-               SNAPFIT_CATALOG__INDEX_PATH=str(runs / "index"), SNAPFIT_CATALOG__IMAGE_ROOT=str(image_root),
+               SNAPFIT_CATALOG__INDEX_PATH=str(data / "index"), SNAPFIT_CATALOG__IMAGE_ROOT=str(image_root),
                SNAPFIT_HOST="127.0.0.1", SNAPFIT_ADMIN_TOKEN=ADMIN_TOKEN,
                # tests load the API from one address; the ones about the rate limit set it
                SNAPFIT_RATE_LIMIT__PER_CLIENT_PER_MINUTE="0", **(extra_env or {}))

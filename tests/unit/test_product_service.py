@@ -8,7 +8,8 @@ import asyncio
 import pytest
 
 from orchestrator.domain import Product, ProductFilter
-from orchestrator.errors import SnapfitError
+from orchestrator.errors import SnapfitError, StoreUnavailable
+from orchestrator.index import IndexFileError
 from orchestrator.services.products import ProductService
 from orchestrator.settings import CatalogSettings, Settings
 from orchestrator.stores.factory import open_catalog_store
@@ -66,6 +67,36 @@ async def test_a_deleted_product_leaves_store_and_index(settings):
     await service.add([product("a"), product("b")])
     assert await service.delete("a") is True and await service.delete("a") is False
     assert await service.store.get("a") is None and "a" not in service.index
+    await service.store.close()
+
+
+async def test_a_delete_the_store_refuses_keeps_the_product_in_the_index(settings, monkeypatch):
+    """A full disk or read-only volume refuses the store's delete after the vector left the index: it goes back."""
+    service = await open_service(settings)
+    await service.add([product("a"), product("b")])
+
+    async def refuse(product_id):
+        raise StoreUnavailable("the SQLite catalog failed: database or disk is full")
+
+    monkeypatch.setattr(service.store, "delete", refuse)
+    with pytest.raises(StoreUnavailable):
+        await service.delete("a")
+    assert "a" in service.index and len(service.index) == 2
+    assert service.index.search(unit_vector("a")[None], 1)[0][0][0] == "a"
+    await service.store.close()
+
+
+async def test_an_index_save_the_disk_refuses_is_a_503_and_close_still_finishes(settings, monkeypatch):
+    service = await open_service(settings)
+    await service.add([product("a")])
+
+    def disk_full(*_):
+        raise IndexFileError("could not save the index: [Errno 28] No space left on device")
+
+    monkeypatch.setattr(service.index, "save", disk_full)
+    with pytest.raises(StoreUnavailable, match="No space left"):
+        await service.save()
+    await service.close()  # logs the failed save and lets the shutdown go on
     await service.store.close()
 
 
