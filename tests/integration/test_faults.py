@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -18,11 +19,17 @@ from snapfit.demo_catalog import generate_catalog
 from snapfit.triton.launcher import TritonLaunch, TritonPorts, TritonServer
 from tests.conftest import free_port
 from tests.integration.orchestrator_process import ADMIN, running_orchestrator, wait_for_import
+from tests.support.process_stats import open_fds, rss_kib
 
 pytestmark = pytest.mark.integration
 DEADLINE_S = 2.0  # the orchestrator's per-call Triton deadline in these tests (SNAPFIT_TRITON__TIMEOUT_S)
 # a refusal must come within the deadline, plus the client's retries of transient errors and HTTP
 ANSWER_WITHIN_S = DEADLINE_S + 3.0
+FROZEN_S = 10.0  # how long Triton stays frozen (SIGSTOP)
+FROZEN_CLIENTS = 8  # clients searching meanwhile, each sending its next search when the last one is answered
+# what the API may grow by while requests pile up against a frozen Triton: each waits at most its deadline, so
+# the in-flight requests (and their memory) are bounded by the clients, not by the freeze's length
+FROZEN_RSS_GROWTH_MB = 64
 
 
 class TritonUnderTest:
@@ -148,26 +155,45 @@ def test_triton_frozen_requests_end_by_their_deadline_and_an_import_rides_it_out
            "SNAPFIT_CATALOG__IMPORT_RETRY_BUDGET_S": "120"}
     with running_orchestrator(triton.grpc_url, tmp_path / "runs", catalog.parent, extra_env=env) as api:
         with httpx.Client(base_url=api.base, headers=ADMIN, timeout=60) as client:
+            for _ in range(20):  # the search path at its working size before the freeze
+                client.get("/v1/search", params={"q": "red dress"})
             job_id = import_under_way(client, catalog)
+            rss_before, fds_before = rss_kib(api.process.pid), open_fds(api.process.pid)
             triton.freeze()
             try:
                 frozen_at = time.monotonic()
-                for _ in range(2):
-                    assert_refused_in_time(*timed_search(client))
-                while time.monotonic() - frozen_at < 6.0:
+                with ThreadPoolExecutor(FROZEN_CLIENTS) as pool:  # searches keep coming while it is frozen
+                    answers = [a for batch in pool.map(lambda _: searches_until(api.base, frozen_at + FROZEN_S),
+                                                       range(FROZEN_CLIENTS)) for a in batch]
                     job = client.get(f"/v1/catalog/imports/{job_id}").json()
-                    assert job["status"] == "running", job
-                    time.sleep(0.5)
-                assert "waiting for" in (job["message"] or ""), job  # the job says what it waits for
+                rss_frozen, fds_frozen = rss_kib(api.process.pid), open_fds(api.process.pid)
+                assert job["status"] == "running" and "waiting for" in (job["message"] or ""), job
             finally:
                 triton.thaw()
+            for response, seconds in answers:
+                assert_refused_in_time(response, seconds)
+            growth_mb = (rss_frozen - rss_before) / 1024
+            slowest_s = max(seconds for _, seconds in answers)
+            print(f"\nfrozen {FROZEN_S:.0f} s: {len(answers)} searches from {FROZEN_CLIENTS} clients, all 503 in "
+                  f"≤ {slowest_s:.1f} s; API RSS {rss_before / 1024:.0f} -> {rss_frozen / 1024:.0f} MB, "
+                  f"open fds {fds_before} -> {fds_frozen}")
+            assert growth_mb < FROZEN_RSS_GROWTH_MB and fds_frozen <= fds_before + 2 * FROZEN_CLIENTS
             done = wait_for_import(client, job_id)
             recovery_s = wait_for_search(client)
-            print(f"\nimport {done['status']} after the freeze; search back {recovery_s:.1f} s after SIGCONT")
+            print(f"import {done['status']} after the freeze; search back {recovery_s:.1f} s after SIGCONT")
             assert (done["status"], done["inserted"], done["failed"], done["resumed"]) == ("succeeded", 120, 0, 0), \
                 done
             assert done["message"] == ""
             assert client.get("/v1/products", params={"limit": 200}).json()["total"] == 120
+
+
+def searches_until(base: str, deadline: float) -> list[tuple[httpx.Response, float]]:
+    """One client's searches, one after the other, until `deadline` (monotonic)."""
+    answers = []
+    with httpx.Client(base_url=base, timeout=60) as client:
+        while time.monotonic() < deadline:
+            answers.append(timed_search(client))
+    return answers
 
 
 def test_triton_down_past_the_retry_budget_stops_the_import_resumably_and_resume_completes_it(triton, catalog,

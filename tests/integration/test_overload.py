@@ -13,7 +13,6 @@ import io
 import os
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -22,22 +21,12 @@ from PIL import Image
 
 from snapfit.demo_catalog import generate_catalog
 from tests.integration.orchestrator_process import ADMIN, running_orchestrator, wait_for_import
+from tests.support.process_stats import open_fds, rss_kib
 
 pytestmark = pytest.mark.integration
 SECONDS = float(os.environ.get("SNAPFIT_OVERLOAD_SECONDS", "20"))
 CLIENTS = 48  # concurrent closed-loop clients: several times what two cores serve at once
 ADMITTED_P99_S = 10.0
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 async def closed_loop(base: str, send, seconds: float) -> tuple[Counter, list[float], list[str]]:
