@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = Field(contract.API_PORT, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes of `snapfit serve`")
+    keep_alive_s: float = Field(
+        75.0, gt=0, le=3600,
+        description="how long an idle HTTP keep-alive connection stays open; longer than the idle timeout of the "
+                    "clients and load balancers in front (60 s on common ones), so the API never closes a connection "
+                    "a client is about to reuse (that client would see a dropped request)")
     replica_id: str = Field(default_factory=_default_replica_id, min_length=1,
                             description="names this replica in import leases, with the process id (k8s: the "
                                         "pod name; default: the host name)")

@@ -86,10 +86,10 @@ def serve(
     if settings.workers > 1:  # uvicorn's workers import the app themselves, each building it from SNAPFIT_*
         uvicorn.run("orchestrator.app:create_app", factory=True, workers=settings.workers,
                     host=host or settings.host, port=port or settings.port, log_level="info",
-                    timeout_graceful_shutdown=10)
+                    timeout_graceful_shutdown=10, timeout_keep_alive=settings.keep_alive_s)
         return
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="info", timeout_graceful_shutdown=10)
+                log_level="info", timeout_graceful_shutdown=10, timeout_keep_alive=settings.keep_alive_s)
 
 
 @app.command()
@@ -161,7 +161,7 @@ def up(
         # plain print, one line, no markup: scripts read it
         print(f"admin token: {settings.admin_token.get_secret_value()}", flush=True)
         uvicorn.run(create_app(settings), host=settings.host, port=port, log_level="warning",
-                    timeout_graceful_shutdown=10)
+                    timeout_graceful_shutdown=10, timeout_keep_alive=settings.keep_alive_s)
     except KeyboardInterrupt:
         pass
     finally:  # whatever ended the API (a signal, a failed start), the server we started stops with it
