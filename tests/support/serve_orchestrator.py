@@ -21,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     uvicorn.run(create_app(settings, open_store=open_test_store), host=settings.host, port=args.port,
-                log_level="info", timeout_graceful_shutdown=10)
+                log_level="info", timeout_graceful_shutdown=10, timeout_keep_alive=settings.keep_alive_s)
 
 
 if __name__ == "__main__":
