@@ -17,7 +17,8 @@ ERRORS = {code: {"model": ErrorBody} for code in (400, 404, 413, 415, 422, 429, 
 
 @router.post("", response_model=ImageUploaded, responses=ERRORS,
              summary="Upload a photo (JPEG, PNG or WebP); returns its id (the sha256 of the bytes)")
-async def upload_image(file: UploadFile = File(...), svc=Depends(services)) -> ImageUploaded:
+async def upload_image(file: UploadFile = File(..., description="the photo (JPEG, PNG or WebP)"),
+                       svc=Depends(services)) -> ImageUploaded:
     data = await svc.read_upload(file)
     info = await svc.images.add(data)
     return ImageUploaded(image_id=info.image_id, width=info.width, height=info.height)

@@ -56,9 +56,11 @@ def job_out(job) -> ImportJobOut:
              summary="Import a catalog CSV (id, name, image, link, brand, price, tags, category); admin")
 async def start_import(
     file: UploadFile = File(..., description="UTF-8 CSV"),
-    mapping: str | None = Form(None, description='JSON column mapping, e.g. {"product_id": "sku"}'),
+    mapping: str | None = Form(None, description='JSON column mapping, e.g. {"product_id": "sku"}',
+                               examples=['{"product_id": "sku", "image": "image_url"}']),
     base_dir: str | None = Form(None, description="folder relative image paths resolve against "
-                                                  "(must lie under SNAPFIT_CATALOG__IMAGE_ROOT)"),
+                                                  "(must lie under SNAPFIT_CATALOG__IMAGE_ROOT)",
+                                examples=["/data/catalog"]),
     svc=Depends(services),
 ) -> ImportJobOut:
     data = await svc.read_upload(file)

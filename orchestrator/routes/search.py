@@ -70,10 +70,16 @@ async def search_text(
 @router.post("/image", response_model=SearchResponse, responses=ERRORS,
              summary="Search with any photo (multipart), optionally with text")
 async def search_by_image(
-    file: UploadFile = File(...), text: str | None = Form(None), k: int | None = Form(None),
-    image_weight: float | None = Form(None), category: list[str] | None = Form(None),
-    brand: list[str] | None = Form(None), min_price: float | None = Form(None), max_price: float | None = Form(None),
-    tryon_ready: bool | None = Form(None), svc=Depends(services),
+    file: UploadFile = File(..., description="the photo to search with (JPEG, PNG or WebP)"),
+    text: str | None = Form(None, description="text to search with too", examples=["but in black"]),
+    k: int | None = Form(None, description="how many products", examples=[10]),
+    image_weight: float | None = Form(None, description="weight of the photo when fusing with text (0..1)",
+                                      examples=[0.7]),
+    category: list[str] | None = Form(None, examples=[["top", "outer"]]),
+    brand: list[str] | None = Form(None, examples=[["Snapwear"]]),
+    min_price: float | None = Form(None, examples=[10000]), max_price: float | None = Form(None, examples=[59000]),
+    tryon_ready: bool | None = Form(None, description="only products whose photo suits a try-on"),
+    svc=Depends(services),
 ) -> SearchResponse:
     data = await svc.read_upload(file)
     settings = svc.settings.images
