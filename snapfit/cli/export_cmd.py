@@ -68,3 +68,33 @@ def train_classifier(
                    val_fraction=val_fraction, seed=seed, init_checkpoint=init_checkpoint)
     console.print(report)
 
+
+
+@app.command("train-clip")
+def train_clip(
+    catalog: Annotated[Path, typer.Argument(help="catalog CSV in the import layout (id, name, image, ..., tags, category); local photos, relative to the CSV")],
+    output: Annotated[Path, typer.Option(help="where to write the checkpoint (.pt), its report (.json) and curves (.png)")] = Path("runs/clip/clip.pt"),
+    clip_model: Annotated[str, typer.Option(help="tiny, an open_clip model name, or hf-hub:ORG/NAME (as for snapfit export)")] = "tiny",
+    clip_pretrained: Annotated[Optional[str], typer.Option(help="start from this open_clip pretrained tag or checkpoint file; without it, random weights (from scratch)")] = None,
+    epochs: int = 5,
+    batch_size: Annotated[int, typer.Option(help="photo-text pairs per contrastive batch")] = 32,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default 1e-5 from weights, 5e-4 from scratch)")] = None,
+    held_out: Annotated[float, typer.Option(help="fraction of products held out for recall")] = 0.2,
+    seed: int = 0,
+) -> None:
+    """Fine-tune CLIP on a catalog CSV; report held-out text->image and image->image recall before and after.
+
+    Export the result with `snapfit export --clip-model MODEL --clip-pretrained OUTPUT`."""
+    setup_logging(False)
+    from rich.markup import escape
+
+    from export.errors import ExportError
+    from export.train_clip import train_clip as train
+
+    try:
+        report = train(catalog, output, clip_model=clip_model, clip_pretrained=clip_pretrained, epochs=epochs,
+                       batch_size=batch_size, lr=lr, held_out_fraction=held_out, seed=seed)
+    except (ExportError, ValueError) as error:  # DatasetError is a ValueError
+        console.print(f"[bold red]train-clip failed:[/] {escape(str(error))}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(str(report), markup=False, highlight=False)
