@@ -60,7 +60,10 @@ class SmallDisk:
 
 
 def _mount(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["mount", *args], capture_output=True, text=True)
+    try:
+        return subprocess.run(["mount", *args], capture_output=True, text=True)
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(["mount", *args], 127, "", "no mount command on this machine")
 
 
 @contextmanager
