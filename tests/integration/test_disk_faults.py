@@ -17,8 +17,8 @@ import pytest
 
 from orchestrator.index import FaissIndex
 from orchestrator.stores.factory import open_catalog_store
-from snapfit.demo_catalog import generate_catalog
 from tests.integration.orchestrator_process import ADMIN, running_orchestrator, store_url, wait_for_import
+from tests.support.catalog_parts import catalog_and_its_start
 from tests.support.photos import person_jpeg
 from tests.support.small_disk import read_only_view, small_disk
 
@@ -30,12 +30,8 @@ DISK_MB = 24
 
 @pytest.fixture(scope="module")
 def catalogs(tmp_path_factory) -> tuple[Path, Path]:
-    """(the first half of a catalog, the whole catalog): two CSVs beside one image folder."""
-    whole = generate_catalog(tmp_path_factory.mktemp("catalog"), count=ROWS, seed=13)
-    header, *rows = whole.read_text(encoding="utf-8").splitlines(keepends=True)
-    half = whole.with_name("first-half.csv")
-    half.write_text(header + "".join(rows[:HALF]), encoding="utf-8")
-    return half, whole
+    """(the first HALF rows of a catalog, the whole catalog)."""
+    return catalog_and_its_start(tmp_path_factory.mktemp("catalog"), count=ROWS, first=HALF, seed=13)
 
 
 def post_import(client: httpx.Client, csv_path: Path) -> httpx.Response:

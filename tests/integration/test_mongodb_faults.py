@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from orchestrator.stores.factory import open_catalog_store
-from snapfit.demo_catalog import generate_catalog
 from tests.integration.orchestrator_process import ADMIN, running_orchestrator, wait_for_import
+from tests.support.catalog_parts import catalog_and_its_start
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -60,11 +60,8 @@ def proxy():
 
 @pytest.fixture(scope="module")
 def catalogs(tmp_path_factory) -> tuple[Path, Path]:
-    whole = generate_catalog(tmp_path_factory.mktemp("catalog"), count=ROWS, seed=21)
-    header, *rows = whole.read_text(encoding="utf-8").splitlines(keepends=True)
-    half = whole.with_name("first-half.csv")
-    half.write_text(header + "".join(rows[:HALF]), encoding="utf-8")
-    return half, whole
+    """(the first HALF rows of a catalog, the whole catalog)."""
+    return catalog_and_its_start(tmp_path_factory.mktemp("catalog"), count=ROWS, first=HALF, seed=21)
 
 
 def start_import(client: httpx.Client, csv_path: Path) -> str:
