@@ -18,6 +18,7 @@ from benchmarks import http_load
 from benchmarks.model_latency import ONNX_MODELS
 from benchmarks.report import profile_sections
 from benchmarks.suite import QUICK, STEPS, BenchRun, run_bench
+from tests.support.process_stats import ProcessIdentity, identity, still_running
 
 
 def descendants(pid: int) -> set[int]:
@@ -146,13 +147,13 @@ def test_a_stopped_bench_stops_the_tritonserver_it_started(tiny_repository, tmp_
     bench = subprocess.Popen([str(Path(sys.executable).with_name("snapfit")), "bench", "--quick", "--profile", "tiny",
                               "--only", "triton", "--repository", str(tiny_repository), "--out", str(tmp_path)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    servers: set[int] = set()
+    servers: set[ProcessIdentity] = set()
     try:
         deadline = time.monotonic() + 300
         while not servers:
             assert bench.poll() is None and time.monotonic() < deadline, "the bench never started tritonserver"
-            servers = {pid for pid in descendants(bench.pid)
-                       if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")}
+            servers = {identity(pid) for pid in descendants(bench.pid)
+                       if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")} - {None}
             time.sleep(0.2)
         time.sleep(1.0)  # past its start, into the run
         bench.send_signal(stop)
@@ -161,8 +162,8 @@ def test_a_stopped_bench_stops_the_tritonserver_it_started(tiny_repository, tmp_
         if bench.poll() is None:
             bench.kill()
             bench.wait()
-    left = {pid for pid in servers if Path(f"/proc/{pid}").exists()}
-    for pid in left:  # stop exactly what the bench left behind, then fail
-        os.kill(pid, signal.SIGKILL)
+    left = [server for server in servers if still_running(server)]
+    for server in left:  # stop exactly what the bench left behind, then fail
+        os.kill(server.pid, signal.SIGKILL)
     assert not left, f"tritonserver outlived `snapfit bench` after {stop.name}: {output[-2000:]}"
     assert bench.returncode == 130 and "the servers it started are stopped" in output, output[-2000:]

@@ -16,6 +16,7 @@ import pytest
 
 from snapfit.triton.launcher import process_group_members
 from tests.conftest import free_port
+from tests.support.process_stats import ProcessIdentity, identities, still_running
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +45,10 @@ def test_snapfit_triton_serves_and_stops_on_sigterm(tiny_repository, tmp_path):
          "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ, COLUMNS="200"),
     )
-    triton_pids: list[int] = []
+    servers: list[ProcessIdentity] = []
     try:
         wait_ready(http, process)
-        triton_pids = children(process.pid)
+        servers = identities(children(process.pid))
         with urllib.request.urlopen(f"http://localhost:{metrics}/metrics", timeout=5) as r:
             assert "nv_inference_request_success" in r.read().decode()
         process.send_signal(signal.SIGTERM)
@@ -56,9 +57,9 @@ def test_snapfit_triton_serves_and_stops_on_sigterm(tiny_repository, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
-        outlived = [pid for pid in triton_pids if Path(f"/proc/{pid}").exists()]
-        for pid in outlived:  # stop exactly what this test started, then fail
-            os.kill(pid, signal.SIGKILL)
+        outlived = [server for server in servers if still_running(server)]
+        for server in outlived:  # stop exactly what this test started, then fail
+            os.kill(server.pid, signal.SIGKILL)
     assert not outlived, "tritonserver outlived `snapfit triton` after SIGTERM"
     assert process.returncode == 0, output
     assert "Triton is serving every model" in output
@@ -93,29 +94,29 @@ def start_snapfit_up(tiny_repository: Path, tmp_path: Path, **env_overrides: str
 
 def test_snapfit_up_stops_tritonserver_on_sigterm(tiny_repository, tmp_path):
     process, api, http = start_snapfit_up(tiny_repository, tmp_path)
-    triton_pids: list[int] = []
+    servers: list[ProcessIdentity] = []
     try:
         wait_ready(http, process)
         wait_api(api, process)
-        triton_pids = [pid for pid in children(process.pid)
-                       if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text()]
-        assert len(triton_pids) == 1
+        servers = identities(pid for pid in children(process.pid)
+                             if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text())
+        assert len(servers) == 1
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=90)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-        for pid in triton_pids:  # if it outlived snapfit up, stop exactly that process (and fail below)
-            if Path(f"/proc/{pid}").exists() and "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text():
-                os.kill(pid, signal.SIGKILL)
+        for server in servers:  # if it outlived snapfit up, stop exactly that process (and fail below)
+            if still_running(server):
+                os.kill(server.pid, signal.SIGKILL)
                 pytest.fail("tritonserver outlived `snapfit up` after SIGTERM")
     assert "stopped the orchestrator and tritonserver" in output, output
     tokens = re.findall(r"^admin token: (\S+)$", output, re.M)
     assert len(tokens) == 1 and len(tokens[0]) >= 40, output  # generated for this start, printed once
     assert re.search(rf"^shop page: http://localhost:{api}/$", output, re.M), output
     assert re.search(rf"^admin page: http://localhost:{api}/admin ", output, re.M), output
-    assert not Path(f"/proc/{triton_pids[0]}").exists()
+    assert not still_running(servers[0])
 
 
 def wait_api(port: int, process: subprocess.Popen, timeout_s: float = 60) -> None:
@@ -134,20 +135,20 @@ def test_snapfit_up_restarts_a_killed_tritonserver_and_stops_everything_on_sighu
     """The supervision a process manager would give: Triton killed -> started again on the same ports while the
     API stays up; a closed terminal (SIGHUP) then stops the API and the restarted server."""
     process, api, http = start_snapfit_up(tiny_repository, tmp_path)
-    seen: list[int] = []
+    seen: list[ProcessIdentity] = []
 
-    def tritons() -> list[int]:
-        return [pid for pid in children(process.pid)
-                if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
+    def tritons() -> list[ProcessIdentity]:
+        return identities(pid for pid in children(process.pid)
+                          if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"))
 
     try:
         wait_ready(http, process)
         wait_api(api, process)  # a crash while serving
         seen += tritons()
         assert len(seen) == 1
-        os.kill(seen[0], signal.SIGKILL)
+        os.kill(seen[0].pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        while not (restarted := [pid for pid in tritons() if pid not in seen]):
+        while not (restarted := [server for server in tritons() if server not in seen]):
             if process.poll() is not None:
                 pytest.fail(f"snapfit up exited ({process.returncode}): {process.communicate()[0]}")
             assert time.monotonic() - killed_at < 60, "tritonserver was not restarted"
@@ -163,11 +164,10 @@ def test_snapfit_up_restarts_a_killed_tritonserver_and_stops_everything_on_sighu
         if process.poll() is None:
             process.kill()
             process.wait()
-        outlived = [pid for pid in seen if Path(f"/proc/{pid}").exists()
-                    and "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
-        for pid in outlived:  # stop exactly what this test's snapfit up started, then fail
-            os.kill(pid, signal.SIGKILL)
+        outlived = [server for server in seen if still_running(server)]
+        for server in outlived:  # stop exactly what this test's snapfit up started, then fail
+            os.kill(server.pid, signal.SIGKILL)
     assert not outlived, "a tritonserver outlived `snapfit up` after SIGHUP"
     assert "tritonserver exited unexpectedly" in output and "tritonserver is back" in output, output
     assert "stopped the orchestrator and tritonserver" in output, output
-    assert process_group_members(seen[-1]) == []  # no stub of the restarted server either
+    assert process_group_members(seen[-1].pid) == []  # no stub of the restarted server either

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.process_stats import identity, still_running
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 A_RUN = '''
 import subprocess, time
@@ -44,7 +46,8 @@ def test_a_stopped_test_run_stops_what_its_fixtures_started(tmp_path, stop):
         while not (tmp_path / "child").exists():
             assert time.monotonic() < deadline and run.poll() is None, run.communicate()[0]
             time.sleep(0.1)
-        child = int((tmp_path / "child").read_text())
+        child = identity(int((tmp_path / "child").read_text()))
+        assert child is not None
         time.sleep(0.5)
         run.send_signal(stop)
         run.communicate(timeout=60)
@@ -52,8 +55,7 @@ def test_a_stopped_test_run_stops_what_its_fixtures_started(tmp_path, stop):
         if run.poll() is None:
             run.kill()
             run.wait()
-    state = Path(f"/proc/{child}/stat")
-    alive = state.exists() and state.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    alive = still_running(child)
     if alive:
-        os.kill(child, signal.SIGKILL)  # exactly the process this test's run started
+        os.kill(child.pid, signal.SIGKILL)  # exactly the process this test's run started
     assert not alive, "the fixture's process outlived the stopped test run"

@@ -1,8 +1,11 @@
-"""What a running process holds, read from /proc (Linux): resident memory and open file descriptors."""
+"""Processes as /proc (Linux) shows them: resident memory, open file descriptors, and identities that survive PID
+reuse."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -16,3 +19,38 @@ def rss_kib(pid: int) -> int:
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A process as a test saw it: its PID and start time. PIDs are reused (pid_max is 32768 in CI containers, and
+    thread ids draw on the same numbers), so "the PID exists" alone may name another process."""
+
+    pid: int
+    started: int  # clock ticks after boot: the 22nd field of /proc/PID/stat
+
+
+def identity(pid: int) -> ProcessIdentity | None:
+    """The process with this PID now; None when there is none (or only a zombie)."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == "Z":
+        return None
+    return ProcessIdentity(pid, int(fields[19]))
+
+
+def identities(pids: Iterable[int]) -> list[ProcessIdentity]:
+    """The processes with these PIDs now (those that are gone are left out)."""
+    return [found for found in map(identity, pids) if found is not None]
+
+
+def still_running(process: ProcessIdentity) -> bool:
+    """Whether that very process is alive (not reaped, not a zombie, its PID not reused)."""
+    return identity(process.pid) == process
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name: fields[0] is the state, fields[19] the start time."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
