@@ -23,6 +23,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 CSV_COLUMNS = ("id", "name", "image", "link", "brand", "price", "tags", "category")
+# beside catalog.csv: which photos show a product (usable for try-on) and which do not, for train-classifier
+TRYON_LABELS_NAME = "tryon_labels.csv"
 
 GARMENTS: dict[str, tuple[str, str, str]] = {
     # kind: (category, English name, Korean name)
@@ -97,7 +99,9 @@ class _Item:
 
 
 def generate_catalog(out_dir: Path, count: int, seed: int = 0, non_product_fraction: float = 0.1) -> Path:
-    """Writes `count` photos under `out_dir/images/` and `out_dir/catalog.csv`; returns the CSV path.
+    """Writes `count` photos under `out_dir/images/`, `out_dir/catalog.csv` and, for `snapfit train-classifier`,
+    `out_dir/tryon_labels.csv` (image,label: usable for product photos, unusable for the others); returns the
+    catalog's path.
 
     The CSV has the original columns (id, name, image, link, brand, price, tags, category), UTF-8,
     image paths relative to the CSV, tags separated by "|". Prices are KRW in mixed spellings
@@ -111,6 +115,7 @@ def generate_catalog(out_dir: Path, count: int, seed: int = 0, non_product_fract
     items = _plan(count, seed, non_product_fraction)
     csv_path = out_dir / "catalog.csv"
     partial = csv_path.with_suffix(".csv.partial")
+    labels: list[tuple[str, str]] = []
     with partial.open("w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
@@ -118,8 +123,18 @@ def generate_catalog(out_dir: Path, count: int, seed: int = 0, non_product_fract
             rng = random.Random(f"{seed}:{item.index}")
             image_name = _render_photo(item, rng, seed, out_dir / "images")
             writer.writerow(_csv_row(item, rng, f"images/{image_name}"))
+            labels.append((f"images/{image_name}", "unusable" if item.non_product else "usable"))
+    _write_labels(out_dir / TRYON_LABELS_NAME, labels)
     os.replace(partial, csv_path)
     return csv_path
+
+
+def _write_labels(path: Path, labels: list[tuple[str, str]]) -> None:
+    """The try-on-readiness ground truth, in the layout `snapfit train-classifier` reads (image,label)."""
+    with path.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(("image", "label"))
+        writer.writerows(labels)
 
 
 def _plan(count: int, seed: int, non_product_fraction: float) -> list[_Item]:

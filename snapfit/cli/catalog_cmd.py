@@ -77,11 +77,12 @@ def _upload_and_follow_unchecked(base_url: str, csv_file: Path, admin_token: str
 
 @app.command("generate-catalog")
 def generate_demo_catalog(
-    out_dir: Annotated[Path, typer.Argument(help="folder for images/ and catalog.csv")] = Path("runs/demo_catalog"),
+    out_dir: Annotated[Path, typer.Argument(help="folder for images/, catalog.csv and tryon_labels.csv")] = Path("runs/demo_catalog"),
     count: Annotated[int, typer.Option(help="number of rows")] = 1000,
     seed: int = 0,
 ) -> None:
-    """Write a synthetic catalog (rendered product photos + non-product photos + CSV in the crawl's layout)."""
+    """Write a synthetic catalog (rendered product photos + non-product photos + CSV in the crawl's layout), and
+    tryon_labels.csv (image,label) for `snapfit train-classifier`."""
     from snapfit.demo_catalog import generate_catalog
 
     try:

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from export.labelled_images import find_labelled_images
 from orchestrator.images import decode_image
 from orchestrator.ingest.csv_rows import parse_catalog_csv
-from snapfit.demo_catalog import COLOURS, CSV_COLUMNS, GARMENTS, PATTERNS, generate_catalog
+from snapfit.demo_catalog import COLOURS, CSV_COLUMNS, GARMENTS, PATTERNS, TRYON_LABELS_NAME, generate_catalog
 
 CATEGORIES = {"top", "bottom", "dress", "outer"}
 
@@ -139,3 +140,13 @@ def test_a_smaller_catalog_is_a_prefix_of_a_larger_one(tmp_path):
     small = generate_catalog(tmp_path / "small", count=30, seed=2).read_text().splitlines()
     large = generate_catalog(tmp_path / "large", count=90, seed=2).read_text().splitlines()
     assert small == large[:31]
+
+
+def test_the_try_on_labels_beside_the_catalog_are_what_train_classifier_reads(tmp_path):
+    catalog = generate_catalog(tmp_path, count=40, seed=2, non_product_fraction=0.25)
+    with catalog.open(encoding="utf-8") as file:
+        non_products = {row["image"] for row in csv.DictReader(file) if "non-product" in row["tags"]}
+    found = find_labelled_images(tmp_path / TRYON_LABELS_NAME)
+    assert not found.skipped and len(found.items) == 40 and len(non_products) == 10
+    unusable = {str(item.path.relative_to(tmp_path)) for item in found.items if item.label == 0}
+    assert unusable == non_products
