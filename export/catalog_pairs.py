@@ -26,10 +26,10 @@ class CatalogPair:
     name: str
     tags: tuple[str, ...]  # the tags column split on "|", then the category if not among them
 
-    def texts(self) -> list[str]:
-        """Every text this product's photo should match: its name, and its tags as one phrase."""
-        phrases = [self.name, " ".join(self.tags)]
-        return [phrase for phrase in phrases if phrase.strip()]
+    @property
+    def title(self) -> str:
+        """The product's name, else its tags as one phrase: what a held-out product is searched for with."""
+        return self.name or " ".join(self.tags)
 
 
 @dataclass

@@ -152,7 +152,7 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
 def training_text(pair: CatalogPair, rng: random.Random) -> str:
     """The name, or a random non-empty subset of the tags in their order."""
     if not pair.tags or (pair.name and rng.random() < 0.3):
-        return pair.name or " ".join(pair.tags)
+        return pair.title
     chosen = [tag for tag in pair.tags if rng.random() < 0.5] or [rng.choice(pair.tags)]
     return " ".join(chosen)
 
@@ -162,15 +162,17 @@ def held_out_recall(model: torch.nn.Module, held_out: list[CatalogPair], tokeniz
                     seed: int) -> HeldOutRecall:
     """Recall on `held_out` (see the module docstring); the augmented views are drawn from `seed`."""
     model.eval()
-    photos = [_photo(pair.image) for pair in held_out]
-    gallery = _embed_images(model, [plain(photo) for photo in photos])
-    texts = [pair.name or " ".join(pair.tags) for pair in held_out]
-    queries = torch.cat([_normalised(model.encode_text(tokenizer(texts[i:i + EVAL_BATCH])))
-                         for i in range(0, len(texts), EVAL_BATCH)])
+    gallery, views, queries = [], [], []
     state = torch.random.get_rng_state()
     torch.manual_seed(seed + 1)  # the same augmented views before and after training
-    views = _embed_images(model, [augment(photo) for photo in photos])
+    for start in range(0, len(held_out), EVAL_BATCH):  # one batch of photos in memory at a time
+        chunk = held_out[start:start + EVAL_BATCH]
+        photos = [_photo(pair.image) for pair in chunk]
+        gallery.append(_normalised(model.encode_image(torch.stack([plain(photo) for photo in photos]))))
+        views.append(_normalised(model.encode_image(torch.stack([augment(photo) for photo in photos]))))
+        queries.append(_normalised(model.encode_text(tokenizer([pair.title for pair in chunk]))))
     torch.random.set_rng_state(state)
+    gallery, views, queries = torch.cat(gallery), torch.cat(views), torch.cat(queries)
     truth = torch.arange(len(held_out))
     text_ranks = _rank_of_truth(queries @ gallery.T, truth)
     image_ranks = _rank_of_truth(views @ gallery.T, truth)
@@ -182,11 +184,6 @@ def _rank_of_truth(scores: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """scores: (Q, G); truth: (Q,) the right gallery column per query -> (Q,) how many columns score higher."""
     right = scores[torch.arange(len(truth)), truth].unsqueeze(1)
     return (scores > right).sum(dim=1)
-
-
-def _embed_images(model: torch.nn.Module, tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([_normalised(model.encode_image(torch.stack(tensors[i:i + EVAL_BATCH])))
-                      for i in range(0, len(tensors), EVAL_BATCH)])
 
 
 def _normalised(features: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,6 @@ def train_classifier(
     console.print(report)
 
 
-
 @app.command("train-clip")
 def train_clip(
     catalog: Annotated[Path, typer.Argument(help="catalog CSV in the import layout (id, name, image, ..., tags, category); local photos, relative to the CSV")],

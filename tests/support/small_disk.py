@@ -10,7 +10,6 @@ leave it behind.
 from __future__ import annotations
 
 import errno
-import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,10 +52,6 @@ class SmallDisk:
 
     def free(self) -> None:
         (self.path / FILLER_NAME).unlink(missing_ok=True)
-
-    def free_bytes(self) -> int:
-        stats = os.statvfs(self.path)
-        return stats.f_bavail * stats.f_frsize
 
 
 def _mount(*args: str) -> subprocess.CompletedProcess:
