@@ -95,6 +95,27 @@ def _drop_database(url: str) -> None:
         client.drop_database(urlsplit(url).path.strip("/"))
 
 
+def post_import(client: httpx.Client, csv_path: Path) -> httpx.Response:
+    """POST /v1/catalog/imports of the CSV at csv_path, its relative image paths resolved beside it."""
+    return client.post("/v1/catalog/imports", files={"file": ("catalog.csv", csv_path.read_bytes())},
+                       data={"base_dir": str(csv_path.parent)})
+
+
+def start_import(client: httpx.Client, csv_path: Path) -> str:
+    """The job id of an import of csv_path, which must be accepted."""
+    started = post_import(client, csv_path)
+    assert started.status_code == 202, started.text
+    return started.json()["job_id"]
+
+
+def assert_unavailable(response: httpx.Response, code: str) -> None:
+    """A 503 with Retry-After and our error body with `code` (model_unavailable, store_unavailable)."""
+    assert response.status_code == 503, response.text
+    assert float(response.headers["Retry-After"]) > 0
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"], error
+
+
 def wait_for_import(client: httpx.Client, job_id: str, timeout_s: float = 300) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

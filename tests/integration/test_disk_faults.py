@@ -17,7 +17,15 @@ import pytest
 
 from orchestrator.index import FaissIndex
 from orchestrator.stores.factory import open_catalog_store
-from tests.integration.orchestrator_process import ADMIN, running_orchestrator, store_url, wait_for_import
+from tests.integration.orchestrator_process import (
+    ADMIN,
+    assert_unavailable,
+    post_import,
+    running_orchestrator,
+    start_import,
+    store_url,
+    wait_for_import,
+)
 from tests.support.catalog_parts import catalog_and_its_start
 from tests.support.photos import person_jpeg
 from tests.support.small_disk import read_only_view, small_disk
@@ -34,22 +42,8 @@ def catalogs(tmp_path_factory) -> tuple[Path, Path]:
     return catalog_and_its_start(tmp_path_factory.mktemp("catalog"), count=ROWS, first=HALF, seed=13)
 
 
-def post_import(client: httpx.Client, csv_path: Path) -> httpx.Response:
-    return client.post("/v1/catalog/imports", files={"file": ("catalog.csv", csv_path.read_bytes())},
-                       data={"base_dir": str(csv_path.parent)})
-
-
-def start_import(client: httpx.Client, csv_path: Path) -> str:
-    started = post_import(client, csv_path)
-    assert started.status_code == 202, started.text
-    return started.json()["job_id"]
-
-
-def assert_store_unavailable(response: httpx.Response) -> None:
-    assert response.status_code == 503, response.text
-    assert float(response.headers["Retry-After"]) > 0
-    error = response.json()["error"]
-    assert error["code"] == "store_unavailable" and error["message"], error
+def assert_unavailable_store(response: httpx.Response) -> None:
+    assert_unavailable(response, "store_unavailable")
 
 
 def stored_ids(data: Path) -> set[str]:
@@ -86,9 +80,9 @@ def test_a_full_disk_answers_503_loses_nothing_and_recovers_when_space_returns(t
                 some_product = client.get("/v1/search", params={"q": "dress"}).json()["results"][0]["product"]
 
                 disk.fill()
-                assert_store_unavailable(client.post("/v1/images", files={"file": ("me.jpg", person_jpeg())}))
-                assert_store_unavailable(post_import(client, whole))
-                assert_store_unavailable(client.delete(f"/v1/products/{some_product['product_id']}"))
+                assert_unavailable_store(client.post("/v1/images", files={"file": ("me.jpg", person_jpeg())}))
+                assert_unavailable_store(post_import(client, whole))
+                assert_unavailable_store(client.delete(f"/v1/products/{some_product['product_id']}"))
                 # reads go on, and the product a failed delete kept is still found
                 assert client.get(f"/v1/products/{some_product['product_id']}").status_code == 200
                 found = client.get("/v1/search", params={"q": "dress", "k": 100}).json()["results"]
@@ -138,10 +132,10 @@ def test_a_read_only_volume_serves_reads_and_answers_writes_503(triton_server, c
                     assert client.get("/v1/search", params={"q": "dress"}).json()["results"] == before
                     product_id = before[0]["product"]["product_id"]
                     assert client.get(f"/v1/products/{product_id}").status_code == 200
-                    assert_store_unavailable(client.post("/v1/images", files={"file": ("me.jpg", person_jpeg())}))
-                    assert_store_unavailable(client.patch(f"/v1/products/{product_id}", json={"price": 1}))
-                    assert_store_unavailable(client.delete(f"/v1/products/{product_id}"))
-                    assert_store_unavailable(post_import(client, whole))
+                    assert_unavailable_store(client.post("/v1/images", files={"file": ("me.jpg", person_jpeg())}))
+                    assert_unavailable_store(client.patch(f"/v1/products/{product_id}", json={"price": 1}))
+                    assert_unavailable_store(client.delete(f"/v1/products/{product_id}"))
+                    assert_unavailable_store(post_import(client, whole))
                     assert total(client) == HALF
 
         with running_orchestrator(triton_server.grpc_url, tmp_path / "runs-rw", whole.parent, data=disk.path) as api:

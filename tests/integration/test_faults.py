@@ -18,7 +18,13 @@ import pytest
 from snapfit.demo_catalog import generate_catalog
 from snapfit.triton.launcher import TritonLaunch, TritonPorts, TritonServer
 from tests.conftest import free_port
-from tests.integration.orchestrator_process import ADMIN, running_orchestrator, wait_for_import
+from tests.integration.orchestrator_process import (
+    ADMIN,
+    assert_unavailable,
+    running_orchestrator,
+    start_import,
+    wait_for_import,
+)
 from tests.support.process_stats import open_fds, rss_kib
 
 pytestmark = pytest.mark.integration
@@ -83,13 +89,6 @@ def catalog(tmp_path_factory) -> Path:
     return generate_catalog(tmp_path_factory.mktemp("catalog"), count=120, seed=9)
 
 
-def start_import(client: httpx.Client, csv_path: Path) -> str:
-    started = client.post("/v1/catalog/imports", files={"file": ("catalog.csv", csv_path.read_bytes())},
-                          data={"base_dir": str(csv_path.parent)})
-    assert started.status_code == 202, started.text
-    return started.json()["job_id"]
-
-
 def import_under_way(client: httpx.Client, csv_path: Path, rows: int = 16) -> str:
     """Starts an import and returns its job id once `rows` rows are done (the fault lands mid-import)."""
     job_id = start_import(client, csv_path)
@@ -105,10 +104,7 @@ def timed_search(client: httpx.Client, query: str = "red dress") -> tuple[httpx.
 
 
 def assert_refused_in_time(response: httpx.Response, seconds: float) -> None:
-    assert response.status_code == 503, response.text
-    assert float(response.headers["Retry-After"]) > 0
-    body = response.json()["error"]
-    assert body["code"] == "model_unavailable" and body["message"]
+    assert_unavailable(response, "model_unavailable")
     assert seconds <= ANSWER_WITHIN_S, f"the refusal took {seconds:.1f} s"
 
 

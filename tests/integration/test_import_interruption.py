@@ -13,18 +13,11 @@ import pytest
 
 from orchestrator.stores.factory import open_catalog_store
 from snapfit.demo_catalog import generate_catalog
-from tests.integration.orchestrator_process import ADMIN, running_orchestrator, store_url, wait_for_import
+from tests.integration.orchestrator_process import ADMIN, running_orchestrator, start_import, store_url, wait_for_import
 
 pytestmark = pytest.mark.integration
 ROWS = 400
 QUERIES = ("red dress", "black striped jeans", "navy hoodie", "lookbook")
-
-
-def start_import(client: httpx.Client, csv_path: Path) -> str:
-    started = client.post("/v1/catalog/imports", files={"file": ("catalog.csv", csv_path.read_bytes())},
-                          data={"base_dir": str(csv_path.parent)})
-    assert started.status_code == 202, started.text
-    return started.json()["job_id"]
 
 
 def searches(client: httpx.Client) -> dict[str, list[tuple[str, float]]]:

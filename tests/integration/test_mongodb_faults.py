@@ -18,7 +18,13 @@ import httpx
 import pytest
 
 from orchestrator.stores.factory import open_catalog_store
-from tests.integration.orchestrator_process import ADMIN, running_orchestrator, wait_for_import
+from tests.integration.orchestrator_process import (
+    ADMIN,
+    assert_unavailable,
+    running_orchestrator,
+    start_import,
+    wait_for_import,
+)
 from tests.support.catalog_parts import catalog_and_its_start
 from tests.support.tcp_proxy import TcpProxy
 
@@ -64,22 +70,13 @@ def catalogs(tmp_path_factory) -> tuple[Path, Path]:
     return catalog_and_its_start(tmp_path_factory.mktemp("catalog"), count=ROWS, first=HALF, seed=21)
 
 
-def start_import(client: httpx.Client, csv_path: Path) -> str:
-    started = client.post("/v1/catalog/imports", files={"file": ("catalog.csv", csv_path.read_bytes())},
-                          data={"base_dir": str(csv_path.parent)})
-    assert started.status_code == 202, started.text
-    return started.json()["job_id"]
-
-
 def timed(call) -> tuple[httpx.Response, float]:
     started = time.monotonic()
     return call(), time.monotonic() - started
 
 
 def assert_store_unavailable(response: httpx.Response, seconds: float) -> None:
-    assert response.status_code == 503, response.text
-    assert float(response.headers["Retry-After"]) > 0
-    assert response.json()["error"]["code"] == "store_unavailable"
+    assert_unavailable(response, "store_unavailable")
     assert seconds <= ANSWER_WITHIN_S, f"the refusal took {seconds:.1f} s"
 
 
