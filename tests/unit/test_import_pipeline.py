@@ -297,6 +297,28 @@ async def test_resume_asked_the_moment_a_job_reads_failed_waits_for_its_end_to_b
     await store.close()
 
 
+async def test_a_running_import_cannot_be_resumed(products, tmp_path, monkeypatch):
+    class StalledClip(FakeModels):
+        def __init__(self):
+            super().__init__(probability=0.8)
+            self.release = asyncio.Event()
+
+        async def clip_image(self, images):
+            await self.release.wait()
+            return await super().clip_image(images)
+
+    models = StalledClip()
+    images = {"0.png": png(0)}
+    monkeypatch.setattr("orchestrator.services.imports.ImageLoader", lambda **_: _Context(FakeLoader(images)))
+    jobs = ImportJobs(pipeline(products, models), products.store, CatalogSettings(index_path=tmp_path / "i"), "me/1")
+    job = await jobs.start((CSV_HEADER + "P0,Item,0.png,,,1,,top\n").encode())
+    with pytest.raises(Conflict, match="only a failed import can be resumed"):
+        await jobs.resume(job.job_id)
+    models.release.set()
+    assert (await wait_until_finished(jobs, job.job_id)).status == "succeeded"
+    await jobs.close()
+
+
 async def test_jobs_parse_the_csv_at_once_and_are_found_by_id(products, tmp_path):
     jobs = ImportJobs(pipeline(products), products.store, CatalogSettings(index_path=tmp_path / "index"), "me/1")
     with pytest.raises(BadRequest):

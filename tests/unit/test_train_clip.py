@@ -68,3 +68,10 @@ def test_the_split_holds_each_product_on_one_side_and_is_seeded(catalog):
 def test_the_cli_says_what_is_wrong_with_a_catalog(tmp_path):
     result = CliRunner().invoke(app, ["train-clip", str(tmp_path / "none.csv"), "--output", str(tmp_path / "c.pt")])
     assert result.exit_code == 1 and "cannot read the catalog" in result.output
+
+
+def test_weights_that_cannot_be_loaded_stop_the_run_with_the_reason(catalog, tmp_path):
+    result = CliRunner().invoke(app, ["train-clip", str(catalog), "--clip-pretrained", str(tmp_path / "none.pt"),
+                                      "--output", str(tmp_path / "c.pt")])
+    assert result.exit_code == 1 and "none.pt" in result.output
+    assert not (tmp_path / "c.pt").exists()
