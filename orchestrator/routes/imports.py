@@ -37,6 +37,7 @@ class ImportJobOut(BaseModel):
     failed: int
     rows_per_second: float
     resumed: int = Field(description="times a replica took this job over after its replica stopped")
+    reembed: bool = Field(description="every row is embedded and classified again, also unchanged ones")
     message: str
     errors: list[RowErrorOut] = Field(description="per-row problems (the first 1,000)")
 
@@ -45,8 +46,7 @@ def job_out(job) -> ImportJobOut:
     return ImportJobOut(job_id=job.job_id, status=job.status, total_rows=job.total_rows,
                         processed_rows=job.processed_rows, inserted=job.inserted, updated=job.updated,
                         unchanged=job.unchanged, failed=job.failed, rows_per_second=round(job.rows_per_second, 2),
-                        resumed=job.resumed,
-                        message=job.message,
+                        resumed=job.resumed, reembed=job.reembed, message=job.message,
                         errors=[RowErrorOut(line=e.line, product_id=e.product_id, message=e.message)
                                 for e in job.errors])
 
@@ -61,6 +61,8 @@ async def start_import(
     base_dir: str | None = Form(None, description="folder relative image paths resolve against "
                                                   "(must lie under SNAPFIT_CATALOG__IMAGE_ROOT)",
                                 examples=["/data/catalog"]),
+    reembed: bool = Form(False, description="embed and classify every row again, also rows stored unchanged: "
+                                            "after the served CLIP or classifier changed", examples=[False]),
     svc=Depends(services),
 ) -> ImportJobOut:
     data = await svc.read_upload(file)
@@ -70,7 +72,7 @@ async def start_import(
             column_mapping = ColumnMapping.model_validate(json.loads(mapping))
         except (ValueError, TypeError) as error:
             raise InvalidInput(f"mapping must be a JSON object of column names: {error}") from None
-    job = await svc.imports.start(data, column_mapping, Path(base_dir) if base_dir else None)
+    job = await svc.imports.start(data, column_mapping, Path(base_dir) if base_dir else None, reembed=reembed)
     return job_out(job)
 
 

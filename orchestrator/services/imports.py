@@ -11,6 +11,8 @@ the batch in flight when a replica died are imported again and, already stored, 
 Idempotent: a row's `source_hash` is the hash of its normalised fields plus the sha256 of its image bytes;
 rows whose stored product has the same hash are counted unchanged and never re-embedded, so importing the
 same CSV twice changes nothing, and re-running an interrupted import converges to the uninterrupted state.
+The hash does not know the models, so after serving another CLIP or classifier an import with `reembed` embeds
+and classifies every row again (rows whose result is the same still count unchanged).
 Batches are pipelined: the next batch's images load while the current batch is in Triton.
 
 Thumbnails: each changed row's photo, once decoded for the models, is also shrunk into the product's thumbnail
@@ -67,6 +69,8 @@ class ImportJob:
     finished_at: float = 0.0
     next_row: int = 0
     resumed: int = 0
+    # embed every row again, also those whose source is unchanged (the served CLIP or classifier changed)
+    reembed: bool = False
 
     def to_state(self) -> dict[str, Any]:
         """JSON-able progress for the store (everything but job_id and status)."""
@@ -140,7 +144,7 @@ class ImportPipeline:
         job.status = "running"
         job.started_at = job.started_at or time.time()
         queue: asyncio.Queue[_Prepared | None] = asyncio.Queue(maxsize=PIPELINE_DEPTH)
-        producer = asyncio.create_task(self._produce(rows, job.next_row, loader, queue))
+        producer = asyncio.create_task(self._produce(rows, job.next_row, loader, queue, job.reembed))
         try:
             while (prepared := await queue.get()) is not None:
                 await self._embed_and_store(job, prepared)
@@ -162,18 +166,18 @@ class ImportPipeline:
         return job
 
     async def _produce(self, rows: Sequence[CatalogRow], first: int, loader: ImageLoader,
-                       queue: asyncio.Queue) -> None:
+                       queue: asyncio.Queue, reembed: bool) -> None:
         for start in range(first, len(rows), self.batch_size):
             batch = list(rows[start:start + self.batch_size])
-            await queue.put(await self._prepare(batch, start + len(batch), loader))
+            await queue.put(await self._prepare(batch, start + len(batch), loader, reembed))
         await queue.put(None)
 
-    async def _prepare(self, rows: list[CatalogRow], end: int, loader: ImageLoader) -> _Prepared:
+    async def _prepare(self, rows: list[CatalogRow], end: int, loader: ImageLoader, reembed: bool) -> _Prepared:
         fetched = await asyncio.gather(*(loader.load(row.image) for row in rows), return_exceptions=True)
         existing = await self.products.get_many([row.product_id for row in rows])
         hashes = [None if isinstance(data, BaseException) else _source_hash(row, data)
                   for row, data in zip(rows, fetched)]
-        unchanged = [source_hash is not None and row.product_id in existing
+        unchanged = [not reembed and source_hash is not None and row.product_id in existing
                      and existing[row.product_id].source_hash == source_hash for row, source_hash in zip(rows, hashes)]
         without_thumbnail = await self._without_thumbnail(rows, unchanged, existing)
         prepared = _Prepared(end)
@@ -280,14 +284,16 @@ class ImportJobs:
         self._watcher: asyncio.Task | None = None
 
     async def start(self, csv_data: bytes, mapping: ColumnMapping | None = None,
-                    base_dir: Path | None = None) -> ImportJob:
+                    base_dir: Path | None = None, reembed: bool = False) -> ImportJob:
         """Parses the CSV now (a broken header is a 400 right away), stores the job with its CSV, and imports its
         rows in the background.
 
         Local image paths are allowed only under `catalog.image_root`; relative ones resolve against base_dir.
+        reembed: run the models on every row, also on rows whose product is stored unchanged.
         """
         rows, errors = await asyncio.to_thread(parse_catalog_csv, csv_data, mapping, base_dir=base_dir)
         job = self.pipeline.new_job(rows, errors)
+        job.reembed = reembed
         now = time.time()
         options = {"mapping": None if mapping is None else mapping.model_dump(),
                    "base_dir": None if base_dir is None else str(base_dir)}

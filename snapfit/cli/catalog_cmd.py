@@ -17,28 +17,31 @@ def import_catalog(
     url: Annotated[str, typer.Option(help="orchestrator base URL")] = DEFAULT_API_URL,
     mapping: Annotated[Optional[Path], typer.Option(help="JSON column mapping for other CSV layouts")] = None,
     admin_token: Annotated[Optional[str], typer.Option(envvar="SNAPFIT_ADMIN_TOKEN", show_default=False, help="the orchestrator's admin token (`snapfit up` prints it)")] = None,
+    reembed: Annotated[bool, typer.Option(help="embed and classify every row again, also rows already stored unchanged (after exporting another CLIP or classifier)")] = False,
 ) -> None:
     """Import a catalog CSV into a running orchestrator, with a progress bar and a per-row error report."""
     if not admin_token:
         console.print("[bold red]imports need the orchestrator's admin token[/]: pass --admin-token or set "
                       "SNAPFIT_ADMIN_TOKEN (`snapfit up` prints it)")
         raise typer.Exit(2)
-    job = upload_and_follow(url, csv_file, admin_token, mapping)
+    job = upload_and_follow(url, csv_file, admin_token, mapping, reembed=reembed)
     if job is None or job["status"] != "succeeded":
         raise typer.Exit(1)
 
 
-def upload_and_follow(base_url: str, csv_file: Path, admin_token: str, mapping: Path | None = None) -> dict | None:
+def upload_and_follow(base_url: str, csv_file: Path, admin_token: str, mapping: Path | None = None,
+                      reembed: bool = False) -> dict | None:
     import httpx
 
     try:
-        return _upload_and_follow_unchecked(base_url, csv_file, admin_token, mapping)
+        return _upload_and_follow_unchecked(base_url, csv_file, admin_token, mapping, reembed)
     except httpx.HTTPError as error:
         console.print(f"[bold red]lost contact with the orchestrator at {base_url}[/]: {error}")
         return None
 
 
-def _upload_and_follow_unchecked(base_url: str, csv_file: Path, admin_token: str, mapping: Path | None) -> dict | None:
+def _upload_and_follow_unchecked(base_url: str, csv_file: Path, admin_token: str, mapping: Path | None,
+                                 reembed: bool) -> dict | None:
     import httpx
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -51,7 +54,7 @@ def _upload_and_follow_unchecked(base_url: str, csv_file: Path, admin_token: str
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        data = {"base_dir": str(csv_file.resolve().parent)}
+        data = {"base_dir": str(csv_file.resolve().parent), "reembed": str(reembed).lower()}
         if mapping:
             data["mapping"] = mapping.read_text()
         response = client.post("/v1/catalog/imports", files={"file": (csv_file.name, csv_file.read_bytes())}, data=data,

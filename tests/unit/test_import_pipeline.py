@@ -111,6 +111,23 @@ async def test_reimporting_unchanged_rows_embeds_nothing(products):
     assert models.calls == []
 
 
+async def test_a_reembedding_import_runs_the_models_on_unchanged_rows_and_stores_what_changed(products):
+    """After another classifier (or CLIP) is served, `reembed` re-runs the models; an unchanged source alone
+    would have skipped every row."""
+    images = FakeLoader({"a.png": png(1), "b.png": png(2)})
+    rows = ("A,Shirt,a.png,,,,,top", "B,Skirt,b.png,,,,,bottom")
+    await run(pipeline(products, FakeModels(probability=0.8)), images, *rows)
+    models = FakeModels(probability=0.3)
+    parsed, errors = csv_rows(*rows)
+    job = pipeline(products, models).new_job(parsed, errors)
+    job.reembed = True
+    again = await pipeline(products, models).run(job, parsed, images)
+    assert (again.status, again.inserted, again.updated, again.unchanged) == ("succeeded", 0, 2, 0)
+    assert {c[0] for c in models.calls} == {"clip_image", "tryon_probability"}
+    assert (await products.store.get("A")).tryon_probability == pytest.approx(0.3)
+    assert ImportJob.from_state(job.job_id, job.status, job.to_state()).reembed  # a resumed job keeps it
+
+
 async def test_a_changed_image_updates_the_product(products):
     await run(pipeline(products), FakeLoader({"a.png": png(1)}), "A,Shirt,a.png,,,,,top")
     again = await run(pipeline(products), FakeLoader({"a.png": png(99)}), "A,Shirt,a.png,,,,,top")
