@@ -2,6 +2,8 @@
 
 `ModelChoices.clip_model` / `clip_pretrained` select it:
 - "tiny": a small ViT + text transformer built from TINY_CONFIG with random weights (tests);
+- "tiny-p32": the same with 32-pixel patches (49 image tokens instead of 196, a cheaper image tower): the demo's
+  CLIP (export.demo_models);
 - an open_clip model name ("ViT-B-16") with a pretrained tag ("laion2b_s34b_b88k"), a local
   checkpoint file, or nothing (random weights);
 - "hf-hub:ORG/NAME" (production: hf-hub:Marqo/marqo-fashionCLIP), or that plus a local checkpoint file.
@@ -38,6 +40,9 @@ TINY_CONFIG = {
     "vision_cfg": {"image_size": 224, "patch_size": 16, "width": 128, "layers": 2, "head_width": 64},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
+TINY_P32 = "tiny-p32"
+SMALL_CONFIGS = {TINY: TINY_CONFIG,
+                 TINY_P32: {**TINY_CONFIG, "vision_cfg": {**TINY_CONFIG["vision_cfg"], "patch_size": 32}}}
 # A built-in name whose tokenizer is open_clip's plain SimpleTokenizer: get_tokenizer() builds it offline.
 SIMPLE_TOKENIZER = "ViT-B-16"
 
@@ -87,8 +92,8 @@ def load_network(clip_model: str, clip_pretrained: str | None, seed: int, *,
 @functools.lru_cache(maxsize=4)
 def _load_network(clip_model: str, clip_pretrained: str | None, seed: int, weights_required: bool) -> ClipNetwork:
     torch.manual_seed(seed)
-    if clip_model == TINY:
-        network = _tiny(clip_pretrained)
+    if clip_model in SMALL_CONFIGS:
+        network = _small(clip_model, clip_pretrained)
     elif clip_model.startswith("hf-hub:"):
         network = _from_hub(clip_model, clip_pretrained, weights_required)
     else:
@@ -97,17 +102,18 @@ def _load_network(clip_model: str, clip_pretrained: str | None, seed: int, weigh
     return network
 
 
-def _tiny(checkpoint: str | None) -> ClipNetwork:
-    model = open_clip.CLIP(**TINY_CONFIG)
-    preprocess = PreprocessCfg(size=TINY_CONFIG["vision_cfg"]["image_size"])
+def _small(name: str, checkpoint: str | None) -> ClipNetwork:
+    config = SMALL_CONFIGS[name]
+    model = open_clip.CLIP(**config)
+    preprocess = PreprocessCfg(size=config["vision_cfg"]["image_size"])
     set_model_preprocess_cfg(model, asdict(preprocess))
-    source = _load_checkpoint(model, checkpoint, TINY) if checkpoint else "random-init"
-    return ClipNetwork(model, TINY, source, SIMPLE_TOKENIZER, model.context_length, preprocess)
+    source = _load_checkpoint(model, checkpoint, name) if checkpoint else "random-init"
+    return ClipNetwork(model, name, source, SIMPLE_TOKENIZER, model.context_length, preprocess)
 
 
 def _from_name(name: str, pretrained: str | None, weights_required: bool) -> ClipNetwork:
     if name not in open_clip.list_models():
-        raise ExportError(f"unknown open_clip model '{name}'; use 'tiny', 'hf-hub:ORG/NAME' or one of "
+        raise ExportError(f"unknown open_clip model '{name}'; use 'tiny', 'tiny-p32', 'hf-hub:ORG/NAME' or one of "
                           f"open_clip.list_models()")
     if pretrained and open_clip.get_pretrained_cfg(name, pretrained):
         tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)

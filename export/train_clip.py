@@ -1,16 +1,22 @@
 """`snapfit train-clip`: contrastive fine-tuning of the served open_clip model on a catalog CSV.
 
-The network is the one the exporter builds (export/clip_models.py: "tiny", an open_clip name with a pretrained tag
-or checkpoint file, or an `hf-hub:` id), so what is trained is what `snapfit export --clip-pretrained PATH`
-exports. open_clip's own pieces do the work: ClipLoss, the model's tokenizer, and its train/eval transforms
-(image_transform_v2 on the model's preprocessing config).
+The network is the one the exporter builds (export/clip_models.py: "tiny", "tiny-p32", an open_clip name with a
+pretrained tag or checkpoint file, or an `hf-hub:` id), so what is trained is what `snapfit export
+--clip-pretrained PATH` exports. open_clip's own pieces do the work: ClipLoss, the model's tokenizer, and its train/eval
+transforms (image_transform_v2 on the model's preprocessing config).
 
 Each step pairs a photo with one of its product's texts: the name, or a random subset of its tags in their order
-(so "red dress" or "빨간색 원피스" match as well as the full name). Held out by product (export/catalog_pairs.py):
-text→image recall@1/5/10 (each held-out product's name against every held-out photo) and image→image
-same-product recall@1 (an augmented view of each held-out photo against the un-augmented ones), before training
-and after every epoch. Writes the state dict (`<output>.pt`), the report (`<output>.json`) and the curves
-(`<output>.png`).
+(so "red dress" or "빨간색 원피스" match as well as the full name). Easy cues crowd out hard ones: trained on
+such texts from scratch, a small image tower learns a garment's colour within an epoch and its shape (a dress
+against a skirt) not at all, since colour alone already tells most pairs of a batch apart. `focus_tags` /
+`focus_epochs` give the hard cue its own start: for the first epochs each photo is paired with its one tag among
+`focus_tags` (e.g. the garment kinds) alone, so the image tower learns the shapes before the full texts come in;
+after them a share of the texts (`focus_share`) stays that tag alone, so the shapes are not unlearnt.
+
+Held out by product (export/catalog_pairs.py): text→image recall@1/5/10 (each held-out product's name against every
+held-out photo) and image→image same-product recall@1 (an augmented view of each held-out photo against the
+un-augmented ones), before training and after every epoch (or every `eval_every`). Writes the state dict
+(`<output>.pt`), the report (`<output>.json`) and the curves (`<output>.png`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import copy
 import json
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +44,8 @@ log = logging.getLogger(__name__)
 
 RECALL_AT = (1, 5, 10)
 EVAL_BATCH = 64
+# photos are decoded once and kept, shrunk to the model's input size, while they fit in this many bytes (RGB)
+PHOTO_CACHE_BYTES = 1 << 30
 FINE_TUNE_LR = 1e-5  # from trained weights: small steps keep what the model knows
 FROM_SCRATCH_LR = 5e-4  # from random weights (a small architecture on a small catalog)
 
@@ -86,15 +95,25 @@ class ClipTrainReport:
 
 def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pretrained: str | None = None,
                epochs: int = 5, batch_size: int = 32, lr: float | None = None, weight_decay: float = 0.1,
-               held_out_fraction: float = 0.2, seed: int = 0, progress: bool = True) -> ClipTrainReport:
+               held_out_fraction: float = 0.2, seed: int = 0, progress: bool = True,
+               focus_tags: Sequence[str] = (), focus_epochs: int = 0, focus_share: float = 0.0,
+               eval_every: int = 1) -> ClipTrainReport:
     """Fine-tunes `clip_model` (from `clip_pretrained`, or random weights when None) on the catalog at csv_path.
 
     output: the checkpoint path (`.pt`), or a folder to write `clip.pt` into. lr: AdamW's learning rate; by default
     1e-5 from trained weights (fine-tuning), 5e-4 from random ones (training from scratch). Deterministic for a
     seed on one machine. Raises DatasetError for an unusable catalog, ExportError for weights that cannot be loaded.
+    focus_tags, focus_epochs: the first `focus_epochs` epochs pair each photo with its first tag among `focus_tags`
+    alone (its name when it has none of them), and later epochs a `focus_share` of the pairs; see the module
+    docstring. eval_every: held-out recall after every this many epochs (and after the last).
     """
-    if epochs < 1 or batch_size < 2:
-        raise ValueError(f"epochs must be >= 1 and batch_size >= 2 (a contrastive batch), got {epochs}, {batch_size}")
+    if epochs < 1 or batch_size < 2 or eval_every < 1:
+        raise ValueError(f"epochs and eval_every must be >= 1 and batch_size >= 2 (a contrastive batch), got {epochs}, "
+                         f"{eval_every}, {batch_size}")
+    if not 0 <= focus_epochs < epochs or not 0.0 <= focus_share < 1.0 or \
+            bool(focus_epochs or focus_share) and not focus_tags:
+        raise ValueError(f"focus_epochs must be below epochs ({epochs}), focus_share in [0, 1), and either needs "
+                         f"focus_tags; got {focus_epochs}, {focus_share} and {len(focus_tags)} tags")
     checkpoint = Path(output) if Path(output).suffix == ".pt" else Path(output) / "clip.pt"
     found = read_catalog_pairs(csv_path)
     train_pairs, held_out = split_by_product(found.pairs, held_out_fraction, seed)
@@ -107,9 +126,11 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
     tokenizer = open_clip.get_tokenizer(network.tokenizer_name, context_length=network.context_length)
     augment = image_transform_v2(network.preprocess, is_train=True)
     plain = image_transform_v2(network.preprocess, is_train=False)
+    photos = PhotoCache(network.image_size, PHOTO_CACHE_BYTES)
+    focus = frozenset(focus_tags)
 
     def evaluate() -> HeldOutRecall:
-        return held_out_recall(model, held_out, tokenizer, plain, augment, seed)
+        return held_out_recall(model, held_out, tokenizer, plain, augment, seed, photos)
 
     before = evaluate()
     log.info("before: %s", before.line())
@@ -127,8 +148,9 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
         for step in bar:
             batch = [train_pairs[i] for i in order[step * batch_size:(step + 1) * batch_size]]
-            images = torch.stack([augment(_photo(pair.image)) for pair in batch])
-            texts = tokenizer([training_text(pair, rng) for pair in batch])
+            images = torch.stack([augment(photos.get(pair.image)) for pair in batch])
+            texts = tokenizer([focus_text(pair, focus) if epoch <= focus_epochs or rng.random() < focus_share
+                               else training_text(pair, rng) for pair in batch])
             image_features, text_features, logit_scale = _features(model(images, texts))
             loss = loss_fn(image_features, text_features, logit_scale)
             optimizer.zero_grad(set_to_none=True)
@@ -138,6 +160,9 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
                 model.logit_scale.clamp_(0, np.log(100))
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+        if epoch % eval_every and epoch != epochs:
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses))})
+            continue
         recall = evaluate()
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), **_flat(recall)})
         log.info("epoch %d/%d: loss %.3f, %s", epoch, epochs, np.mean(losses), recall.line())
@@ -145,8 +170,14 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
                              train_products=len(train_pairs), held_out_products=len(held_out), before=before,
                              after=recall, chance={k: min(1.0, k / len(held_out)) for k in RECALL_AT},
                              history=history, skipped=found.skipped)
-    _write(model, report, csv_path, seed, lr, batch_size)
+    _write(model, report, csv_path, seed, lr, batch_size,
+           {"tags": sorted(focus), "epochs": focus_epochs, "share": focus_share})
     return report
+
+
+def focus_text(pair: CatalogPair, focus: frozenset[str]) -> str:
+    """The pair's first tag among `focus`, else its title."""
+    return next((tag for tag in pair.tags if tag in focus), pair.title)
 
 
 def training_text(pair: CatalogPair, rng: random.Random) -> str:
@@ -159,17 +190,17 @@ def training_text(pair: CatalogPair, rng: random.Random) -> str:
 
 @torch.no_grad()
 def held_out_recall(model: torch.nn.Module, held_out: list[CatalogPair], tokenizer, plain, augment,
-                    seed: int) -> HeldOutRecall:
+                    seed: int, photos: PhotoCache) -> HeldOutRecall:
     """Recall on `held_out` (see the module docstring); the augmented views are drawn from `seed`."""
     model.eval()
     gallery, views, queries = [], [], []
     state = torch.random.get_rng_state()
     torch.manual_seed(seed + 1)  # the same augmented views before and after training
-    for start in range(0, len(held_out), EVAL_BATCH):  # one batch of photos in memory at a time
+    for start in range(0, len(held_out), EVAL_BATCH):  # embedded one batch at a time; photos from the bounded cache
         chunk = held_out[start:start + EVAL_BATCH]
-        photos = [_photo(pair.image) for pair in chunk]
-        gallery.append(_normalised(model.encode_image(torch.stack([plain(photo) for photo in photos]))))
-        views.append(_normalised(model.encode_image(torch.stack([augment(photo) for photo in photos]))))
+        decoded = [photos.get(pair.image) for pair in chunk]
+        gallery.append(_normalised(model.encode_image(torch.stack([plain(photo) for photo in decoded]))))
+        views.append(_normalised(model.encode_image(torch.stack([augment(photo) for photo in decoded]))))
         queries.append(_normalised(model.encode_text(tokenizer([pair.title for pair in chunk]))))
     torch.random.set_rng_state(state)
     gallery, views, queries = torch.cat(gallery), torch.cat(views), torch.cat(queries)
@@ -197,9 +228,34 @@ def _features(output) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return output[0], output[1], output[2]
 
 
-def _photo(path: Path) -> Image.Image:
+class PhotoCache:
+    """Decoded photos, shrunk (bicubic, as open_clip's resize) so that their shorter side is the model's input
+    size, kept while they fit in `budget_bytes`; past it, photos are decoded on every use."""
+
+    def __init__(self, size: int, budget_bytes: int):
+        self.size = size
+        self.budget_bytes = budget_bytes
+        self.used_bytes = 0
+        self._photos: dict[Path, Image.Image] = {}
+
+    def get(self, path: Path) -> Image.Image:
+        photo = self._photos.get(path)
+        if photo is None:
+            photo = _photo(path, self.size)
+            if self.used_bytes + photo.width * photo.height * 3 <= self.budget_bytes:
+                self._photos[path] = photo
+                self.used_bytes += photo.width * photo.height * 3
+        return photo
+
+
+def _photo(path: Path, size: int) -> Image.Image:
     with Image.open(path) as image:
-        return image.convert("RGB")
+        photo = image.convert("RGB")
+    scale = size / min(photo.size)
+    if scale < 1:
+        photo = photo.resize((max(size, round(photo.width * scale)), max(size, round(photo.height * scale))),
+                             Image.Resampling.BICUBIC)
+    return photo
 
 
 def _flat(recall: HeldOutRecall) -> dict:
@@ -208,11 +264,12 @@ def _flat(recall: HeldOutRecall) -> dict:
 
 
 def _write(model: torch.nn.Module, report: ClipTrainReport, csv_path: Path, seed: int, lr: float,
-           batch_size: int) -> None:
+           batch_size: int, focus: dict) -> None:
     checkpoint = report.checkpoint
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), checkpoint)
     metadata = {**report.to_dict(), "catalog": str(csv_path), "seed": seed, "lr": lr, "batch_size": batch_size,
+                "focus": focus,
                 "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     checkpoint.with_suffix(".json").write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
     plot_curves(report, checkpoint.with_suffix(".png"))
@@ -222,14 +279,15 @@ def plot_curves(report: ClipTrainReport, path: Path) -> None:
     """Held-out recall per epoch (epoch 0: before training) beside the training loss."""
     from matplotlib.figure import Figure  # a bare Figure renders with Agg, never touching pyplot's state
 
-    epochs = [entry["epoch"] for entry in report.history]
+    measured = [entry for entry in report.history if "image_to_image_r1" in entry]
+    epochs = [entry["epoch"] for entry in measured]
     figure = Figure(figsize=(9, 3.6), layout="constrained")
     recall_axes, loss_axes = figure.subplots(1, 2)
     for k in RECALL_AT:
-        recall_axes.plot(epochs, [e[f"text_to_image_r{k}"] for e in report.history], marker="o",
+        recall_axes.plot(epochs, [e[f"text_to_image_r{k}"] for e in measured], marker="o",
                          label=f"text→image R@{k}")
         recall_axes.axhline(report.chance[k], linestyle=":", linewidth=0.8, color=recall_axes.lines[-1].get_color())
-    recall_axes.plot(epochs, [e["image_to_image_r1"] for e in report.history], marker="s", label="image→image R@1")
+    recall_axes.plot(epochs, [e["image_to_image_r1"] for e in measured], marker="s", label="image→image R@1")
     recall_axes.set(xlabel="epoch (0 = before)", ylabel="held-out recall", ylim=(0, 1.02),
                     title=f"{report.held_out_products} held-out products (dotted: chance)")
     recall_axes.legend(fontsize=7)

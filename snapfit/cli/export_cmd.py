@@ -18,7 +18,7 @@ def export(
     precision: Annotated[Optional[str], typer.Option(help="auto (export fp32 and int8, serve int8 for each model whose int8 export passes the quality gate on the demo catalog, fp32 otherwise; the cpu profile's default), fp32 (the default of tiny and base), fp16 (GPU serving) or int8 (CPU serving, no gate; portable across x86 CPUs); see docs/models.md")] = None,
     sam_variant: Annotated[Optional[str], typer.Option(help="tiny, vit_b, vit_l, vit_h, mobile_sam (MobileSAM's TinyViT encoder) or tiny_mobile_sam")] = None,
     sam_checkpoint: Annotated[Optional[Path], typer.Option(help="segment-anything checkpoint (.pth), or MobileSAM's mobile_sam.pt for mobile_sam")] = None,
-    clip_model: Annotated[Optional[str], typer.Option(help="open_clip model name or hf-hub:ORG/NAME")] = None,
+    clip_model: Annotated[Optional[str], typer.Option(help="tiny, tiny-p32 (small, for tests and the demo), an open_clip model name or hf-hub:ORG/NAME")] = None,
     clip_pretrained: Annotated[Optional[str], typer.Option(help="open_clip pretrained tag or a local checkpoint file")] = None,
     classifier_variant: Annotated[Optional[str], typer.Option(help="tiny or efficientnet_v2_s")] = None,
     classifier_checkpoint: Annotated[Optional[Path], typer.Option(help="checkpoint written by `snapfit train-classifier`")] = None,
@@ -73,12 +73,15 @@ def train_classifier(
 def train_clip(
     catalog: Annotated[Path, typer.Argument(help="catalog CSV in the import layout (id, name, image, ..., tags, category); local photos, relative to the CSV")],
     output: Annotated[Path, typer.Option(help="where to write the checkpoint (.pt), its report (.json) and curves (.png)")] = Path("runs/clip/clip.pt"),
-    clip_model: Annotated[str, typer.Option(help="tiny, an open_clip model name, or hf-hub:ORG/NAME (as for snapfit export)")] = "tiny",
+    clip_model: Annotated[str, typer.Option(help="tiny, tiny-p32, an open_clip model name, or hf-hub:ORG/NAME (as for snapfit export)")] = "tiny",
     clip_pretrained: Annotated[Optional[str], typer.Option(help="start from this open_clip pretrained tag or checkpoint file; without it, random weights (from scratch)")] = None,
     epochs: int = 5,
     batch_size: Annotated[int, typer.Option(help="photo-text pairs per contrastive batch")] = 32,
     lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default 1e-5 from weights, 5e-4 from scratch)")] = None,
     held_out: Annotated[float, typer.Option(help="fraction of products held out for recall")] = 0.2,
+    focus_tag: Annotated[Optional[list[str]], typer.Option(help="with --focus-epochs: a tag the first epochs train on alone (repeatable; e.g. each garment kind), so the image tower learns that cue before easier ones (colour) dominate")] = None,
+    focus_epochs: Annotated[int, typer.Option(help="epochs, from the first, that pair each photo with its --focus-tag alone")] = 0,
+    focus_share: Annotated[float, typer.Option(help="after the focus epochs, the share of pairs that still get the --focus-tag alone")] = 0.0,
     seed: int = 0,
 ) -> None:
     """Fine-tune CLIP on a catalog CSV; report held-out text->image and image->image recall before and after.
@@ -92,7 +95,8 @@ def train_clip(
 
     try:
         report = train(catalog, output, clip_model=clip_model, clip_pretrained=clip_pretrained, epochs=epochs,
-                       batch_size=batch_size, lr=lr, held_out_fraction=held_out, seed=seed)
+                       batch_size=batch_size, lr=lr, held_out_fraction=held_out, seed=seed,
+                       focus_tags=tuple(focus_tag or ()), focus_epochs=focus_epochs, focus_share=focus_share)
     except (ExportError, ValueError) as error:  # DatasetError is a ValueError
         console.print(f"[bold red]train-clip failed:[/] {escape(str(error))}", highlight=False)
         raise typer.Exit(1) from None

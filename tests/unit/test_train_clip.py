@@ -75,3 +75,22 @@ def test_weights_that_cannot_be_loaded_stop_the_run_with_the_reason(catalog, tmp
                                       "--output", str(tmp_path / "c.pt")])
     assert result.exit_code == 1 and "none.pt" in result.output
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_focus_epochs_pair_each_photo_with_its_focus_tag_alone():
+    from export.catalog_pairs import CatalogPair
+    from export.train_clip import focus_text
+
+    dress = CatalogPair("SF-1", None, "Red Striped Dress", ("red", "stripes", "dress", "dress"))
+    lookbook = CatalogPair("SF-2", None, "Lookbook Photo 2", ("non-product", "scene", "top"))
+    focus = frozenset({"dress", "skirt", "non-product"})
+    assert focus_text(dress, focus) == "dress"
+    assert focus_text(lookbook, focus) == "non-product"
+    assert focus_text(CatalogPair("SF-3", None, "Blue Shirt", ("blue", "shirt")), focus) == "Blue Shirt"
+
+
+@pytest.mark.parametrize("focus", [{"focus_epochs": 2}, {"focus_share": 0.3}, {"focus_tags": ("dress",),
+                                                                             "focus_epochs": 3}])
+def test_focus_settings_that_cannot_work_are_refused_before_training(catalog, tmp_path, focus):
+    with pytest.raises(ValueError, match="focus"):
+        train_clip(catalog, tmp_path / "clip.pt", epochs=3, **focus)
