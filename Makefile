@@ -16,6 +16,7 @@ PERF_ANALYZER := $(PA_DIR)/tritonclient-$(PA_CLIENT_VER).data/data/bin/perf_anal
 PA_CUDART_DIR := $(TOOLS)/cuda-runtime-$(PA_CUDART_VER)
 PA_CUDART     := $(PA_CUDART_DIR)/nvidia/cuda_runtime/lib/libcudart.so.12
 # the demo's models: full-size SAM ViT-B where a GPU is present, MobileSAM's light encoder (the cpu profile) otherwise
+# (CLIP and the try-on classifier: small ones trained on the demo catalog, export/demo_models.py)
 PROFILE       ?= $(if $(shell command -v nvidia-smi 2>/dev/null),base,cpu)
 REPOSITORY    ?= model_repository
 # Deployment linters (tests/deploy): a venv of their own, so checkov's many pins never touch .venv.
@@ -115,7 +116,7 @@ export: env  ## export every model (PROFILE=cpu|base|tiny; default cpu without a
 triton: env  ## serve REPOSITORY with the CPU configs
 	$(VENV)/bin/snapfit triton --repository $(REPOSITORY)
 
-demo: env  ## export the models (cpu profile without a GPU), start Triton + the API, import a demo catalog
+demo: env  ## train the demo CLIP + classifier (once, cached), export the models (cpu profile without a GPU), start Triton + the API, import a demo catalog
 	$(VENV)/bin/snapfit up --profile $(PROFILE) --demo-catalog 1000
 
 # DEPLOY_TOOLS_REQUIRED / BROWSER_REQUIRED: tests/deploy and tests/browser fail (instead of skipping) when a

@@ -72,6 +72,8 @@ class ParityReport:
     metrics on emulated CPUs (`snapfit export --emulated-cpu`). The model is installed only if all pass.
     int8_gate: for `--precision auto`, the int8 export's quality on the demo catalog next to the fp32 one
     (export.int8_gate.GateResult.to_dict, plus `served`: the precision installed because of it); None otherwise.
+    demo_weights: for weights `snapfit up --demo-catalog` trained on the synthetic catalog (export.demo_models), the
+    key of their cache folder; None for every other export.
     """
 
     model: str
@@ -89,6 +91,7 @@ class ParityReport:
     exporting_cpu: dict = field(default_factory=dict)
     cpu_checks: list[CpuCheck] = field(default_factory=list)
     int8_gate: dict | None = None
+    demo_weights: str | None = None
 
     def add(self, name: str, value: float, threshold: float, higher_is_better: bool) -> None:
         self.metrics[name] = Metric(float(value), float(threshold), higher_is_better)

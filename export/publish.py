@@ -48,6 +48,7 @@ def publish(
     session, load_seconds = onnx_io.open_session(candidate, level=level)
     report.precision = request.precision.value
     report.profile = request.profile
+    report.demo_weights = request.demo_weights
     report.load_seconds = round(load_seconds, 3)
     report.versions = software_versions()
     report.quantization = precision.description(request.precision, bool(calibration), overrides)

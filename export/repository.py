@@ -99,24 +99,41 @@ def recorded_profile(repository: Path, model: str) -> str | None:
     return recorded_export(repository, model).get("profile")
 
 
-def exports_to_refresh(repository: Path, profile: str | None) -> dict[str, str]:
+# the models `snapfit up --demo-catalog` serves with weights trained on the synthetic catalog (export.demo_models)
+DEMO_TRAINED_MODELS = (contract.CLIP_IMAGE, contract.CLIP_TEXT, contract.TRYON_CLASSIFIER)
+
+
+def exports_to_refresh(repository: Path, profile: str | None, demo_weights: str | None = None) -> dict[str, str]:
     """Models of `repository` to export before `profile` is served, each with the reason.
 
     Always the missing ones (no model.onnx, or no try-on weights). With a profile, also the models another profile
     wrote. Raises ExportError, rather than overwrite what may be a user's own work, for a model whose profile is
     not recorded, or which another profile exported from a checkpoint (not random weights).
+
+    Demo weights (trained on the synthetic catalog, cached, so re-exported in seconds) never block and never
+    linger: with `demo_weights` (a cache key) the demo-trained models that hold other weights are refreshed, except
+    an export of the user's own checkpoint, which is kept; without it, a profile replaces demo weights with its own.
     """
     repository = Path(repository)
     refresh = dict.fromkeys(missing_exports(repository), "not exported yet")
     if contract.LADI_VTON in refresh:
         refresh[contract.LADI_VTON] = "no weights yet"
-    if profile is None:
-        return refresh
     for model in contract.ONNX_MODELS:
         if model in refresh or not (repository / model).is_dir():
             continue
         export = recorded_export(repository, model)
-        recorded, source = export.get("profile"), export.get("source", "?")
+        recorded, source, demo = export.get("profile"), export.get("source", "?"), export.get("demo_weights")
+        if demo_weights is not None and model in DEMO_TRAINED_MODELS:
+            if demo is not None and demo != demo_weights:
+                refresh[model] = "holds demo weights trained on another catalog or by other code"
+            elif demo is None and source == "random-init":
+                refresh[model] = "holds random weights; the demo trains its own"
+            continue  # the demo's own weights, or the user's checkpoint: served as they are
+        if profile is None:
+            continue
+        if demo is not None:
+            refresh[model] = "holds the demo's weights, which know only the synthetic catalog"
+            continue
         if recorded is None:
             raise ExportError(f"{repository / model} holds a model.onnx without a recorded profile (parity.json "
                               f"predates it, or is missing); export it again with `snapfit export --profile "

@@ -58,6 +58,8 @@ class ExportRequest:
     emulated_cpus: tuple[str, ...] = ()
     # changes to the int8 recipe (export.precision.int8_recipe), for comparing recipes; () = the default one
     int8_overrides: tuple[tuple[str, object], ...] = ()
+    # the cache key of demo weights (export.demo_models) being exported; recorded so that serving swaps them out
+    demo_weights: str | None = None
 
     @classmethod
     def for_profile(cls, profile: str, repository: Path, **overrides) -> "ExportRequest":

@@ -9,11 +9,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from export.demo_models import DemoWeights
 from export.errors import ExportError
 from export.parity import ParityReport
 from export.precision import Precision
 from export.registry import EXPORTERS, resolve
-from export.repository import SOURCE_REPOSITORY, copy_configs, exports_to_refresh
+from export.repository import DEMO_TRAINED_MODELS, SOURCE_REPOSITORY, copy_configs, exports_to_refresh
 from export.request import PROFILES, ExportRequest
 from export.tryon_weights import TRYON_MODEL, ensure_tryon_weights
 
@@ -91,17 +92,27 @@ def _run_exporters(request: ExportRequest, models: list[str], progress: Progress
 
 
 def export_for_serving(repository: Path, profile: str | None, console: Console | None = None,
-                       default_profile: str = "tiny") -> dict[str, str]:
+                       default_profile: str = "tiny", demo: DemoWeights | None = None) -> dict[str, str]:
     """Exports what `repository` needs before it is served: the missing models, and with `profile` given, the
     models another profile wrote (export.repository.exports_to_refresh). Missing models use `profile`, else
-    `default_profile`, in that profile's default precision (the cpu profile: int8 where the int8 gate holds). Returns
+    `default_profile`, in that profile's default precision (the cpu profile: int8 where the int8 gate holds).
+    demo: weights trained on the demo catalog (export.demo_models): CLIP and the classifier are exported from them
+    (fp32; small models), unless the repository holds the user's own checkpoint export. Returns
     {model: why it was exported}; raises ExportError, having changed nothing, when a model must not be overwritten."""
-    refresh = exports_to_refresh(repository, profile)
+    refresh = exports_to_refresh(repository, profile, demo_weights=demo.key if demo else None)
     if refresh:
         console = console or Console(stderr=True)
         for model, reason in refresh.items():
-            console.print(f"{model}: {reason}; exporting the {profile or default_profile} profile")
-        export_models(profile or default_profile, repository=repository, only=list(refresh), console=console)
+            trained = demo is not None and model in DEMO_TRAINED_MODELS
+            console.print(f"{model}: {reason}; exporting "
+                          + ("the demo's trained weights" if trained else f"the {profile or default_profile} profile"))
+        demo_models = [m for m in refresh if demo is not None and m in DEMO_TRAINED_MODELS]
+        others = [m for m in refresh if m not in demo_models]
+        if others:
+            export_models(profile or default_profile, repository=repository, only=others, console=console)
+        if demo_models:
+            export_models(profile or default_profile, repository=repository, only=demo_models, console=console,
+                          precision="fp32", **demo.export_choices())
     return refresh
 
 

@@ -89,6 +89,36 @@ _OUTLINES: dict[str, list[tuple[float, float]]] = {
 
 
 @dataclass(frozen=True)
+class CatalogQuery:
+    """A search the demo catalog has a ground truth for: a colour and a garment, in English or Korean."""
+
+    text: str  # "red dress", "빨간색 원피스"
+    colour: str  # a key of COLOURS
+    garment: str  # a key of GARMENTS
+    language: str  # "en" or "ko"
+
+    def matches(self, tags: list[str]) -> bool:
+        """Whether a product with these tags (the CSV's tags column split on "|") answers the query: a product
+        photo (not "non-product") of this colour and garment, in any pattern."""
+        return "non-product" not in tags and self.colour in tags and self.garment in tags
+
+
+def colour_garment_queries() -> list[CatalogQuery]:
+    """Every colour x garment query, in English ("red dress") and in Korean ("빨간색 원피스"): 2 x 12 x 8."""
+    return [CatalogQuery(f"{colour} {garment}" if language == "en" else f"{colour_ko} {garment_ko}", colour, garment,
+                         language)
+            for language in ("en", "ko") for garment, (_, _, garment_ko) in GARMENTS.items()
+            for colour, (_, colour_ko) in COLOURS.items()]
+
+
+def capped_recall(ranked: list[str], relevant: set[str], k: int = 10) -> float:
+    """Recall@k of a ranking, out of what k results can hold: |relevant in the top k| / min(k, |relevant|)."""
+    if not relevant:
+        raise ValueError("a query without a relevant product has no recall")
+    return len(set(ranked[:k]) & relevant) / min(k, len(relevant))
+
+
+@dataclass(frozen=True)
 class _Item:
     index: int
     product_id: str

@@ -101,6 +101,7 @@ def up(
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="Triton gRPC port")] = contract.TRITON_GRPC_PORT,
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="Triton metrics port")] = contract.TRITON_METRICS_PORT,
     demo_catalog: Annotated[Optional[int], typer.Option(help="generate and import a synthetic catalog of N products")] = None,
+    demo_training: Annotated[bool, typer.Option(help="with --demo-catalog: train a small CLIP and the try-on classifier on that catalog (once, cached in runs/demo_models; minutes) and serve them instead of the profile's random-weight ones, so that searches find things. They know only the synthetic catalog")] = True,
 ) -> None:
     """Start Triton and the orchestrator together in the foreground; Ctrl-C / SIGTERM / SIGHUP stops both.
 
@@ -131,7 +132,9 @@ def up(
     except ValidationError as error:
         console.print(f"[bold red]invalid settings (SNAPFIT_* variables):[/] {error}")
         raise typer.Exit(2)
-    _export_what_the_profile_lacks(profile, repository)
+    demo_csv = _demo_catalog(demo_catalog) if demo_catalog else None
+    demo = _demo_weights(demo_csv) if demo_csv is not None and demo_training else None
+    exported = _export_what_the_profile_lacks(profile, repository, demo)
     Path("runs").mkdir(exist_ok=True)
     with _recording_stop_signals() as stop_requested:
         try:
@@ -151,8 +154,11 @@ def up(
     previous = {sig: signal.signal(sig, raise_keyboard_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     supervisor = TritonSupervisor(server, report=lambda line: console.print(f"[yellow]{line}[/]")).watch()
     try:
-        if demo_catalog:
-            _import_demo_catalog_when_ready(settings, demo_catalog)
+        if demo_csv is not None:
+            from export.repository import DEMO_TRAINED_MODELS
+
+            # stored products keep the embeddings of the models they were imported with: new models embed them again
+            _import_demo_catalog_when_ready(settings, demo_csv, reembed=bool(set(exported) & set(DEMO_TRAINED_MODELS)))
         console.print(f"[green]snapfit is up[/]: API http://localhost:{port} (docs at /docs), "
                       f"Triton gRPC {server.grpc_url}, metrics {server.metrics_url}")
         if settings.web_pages:  # plain print, one line each: scripts read them
@@ -171,33 +177,58 @@ def up(
         console.print(f"stopped the orchestrator and tritonserver (exit code {code})")
 
 
-def _export_what_the_profile_lacks(profile: str | None, repository: Path) -> None:
-    """Exports what `repository` lacks to serve `profile` (export.runner.export_for_serving); exits with the
-    message when a model must not be overwritten or an export fails."""
+def _export_what_the_profile_lacks(profile: str | None, repository: Path, demo=None) -> dict[str, str]:
+    """Exports what `repository` lacks to serve `profile` (export.runner.export_for_serving), with the demo's
+    trained CLIP and classifier when `demo` (export.demo_models.DemoWeights) is given; returns {model: why} of the
+    exported ones. Exits with the message when a model must not be overwritten or an export fails."""
     from export.errors import ExportError
     from export.runner import export_for_serving
 
     try:
-        export_for_serving(repository, profile, console)
+        return export_for_serving(repository, profile, console, demo=demo)
     except ExportError as error:
         console.print(f"[bold red]{error}[/]")
         raise typer.Exit(1)
 
 
-def _import_demo_catalog_when_ready(settings, count: int) -> None:
-    """Generates runs/demo_catalog (once) and imports it through the API as soon as the orchestrator is ready."""
-    import threading
+DEMO_CATALOG_FOLDER = Path("runs") / "demo_catalog"
 
+
+def _demo_catalog(count: int) -> Path:
+    """runs/demo_catalog/catalog.csv with `count` products, generated when it is missing or of another size."""
     from snapfit.demo_catalog import generate_catalog
 
-    folder = Path("runs") / "demo_catalog"
-    csv_path = folder / "catalog.csv"
-    if not csv_path.exists():
-        console.print(f"generating a synthetic demo catalog of {count} products in {folder} ...")
-        generate_catalog(folder, count=count)
+    csv_path = DEMO_CATALOG_FOLDER / "catalog.csv"
+    if csv_path.exists():
+        with csv_path.open(encoding="utf-8") as file:
+            if sum(1 for _ in file) - 1 == count:
+                return csv_path
+    console.print(f"generating a synthetic demo catalog of {count} products in {DEMO_CATALOG_FOLDER} ...")
+    return generate_catalog(DEMO_CATALOG_FOLDER, count=count)
+
+
+def _demo_weights(csv_path: Path):
+    """The demo's trained CLIP and classifier (export.demo_models), trained now unless cached; exits on failure."""
+    from export.demo_models import ensure_demo_weights
+    from export.errors import ExportError
+
+    try:
+        return ensure_demo_weights(csv_path, say=lambda line: console.print(line, markup=False, highlight=False))
+    except (ExportError, ValueError) as error:  # DatasetError is a ValueError
+        console.print(f"[bold red]training the demo's models failed:[/] {error}")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        console.print("stopped while training the demo's models; nothing was cached, the next start trains again")
+        raise typer.Exit(130)
+
+
+def _import_demo_catalog_when_ready(settings, csv_path: Path, reembed: bool) -> None:
+    """Imports the demo catalog through the API as soon as the orchestrator is ready (`reembed`: run the models on
+    rows stored unchanged too)."""
+    import threading
+
     if settings.catalog.image_root is None:
-        settings.catalog.image_root = folder.resolve()
+        settings.catalog.image_root = csv_path.parent.resolve()
     threading.Thread(target=upload_and_follow, daemon=True,
                      args=(f"http://127.0.0.1:{settings.port}", csv_path, settings.admin_token.get_secret_value()),
-                     ).start()
-
+                     kwargs={"reembed": reembed}).start()
