@@ -28,7 +28,7 @@ CLASSIFIER_FILE = "tryon_classifier.pt"
 SEARCH_QUALITY_FILE = "search_quality.json"  # CatalogSearchQuality of the trained CLIP on the whole catalog
 # What is trained (part of the cache key). CLIP: the first epochs pair each photo with its garment alone, and later
 # ones 30 % of the photos (export.train_clip: focus_tags), since colour, learnt in an epoch, otherwise crowds out the
-# garment's shape; 10 % of the products held out for the report. About 10 minutes on a 2-core CPU.
+# garment's shape; 10 % of the products held out for the report. About 9 minutes on a 2-core CPU.
 CLIP_RECIPE = {"clip_model": "tiny-p32", "epochs": 90, "batch_size": 32, "lr": None, "held_out_fraction": 0.1,
                "seed": 0, "focus_tags": (*GARMENTS, "non-product"), "focus_epochs": 12, "focus_share": 0.3,
                "eval_every": 10}
@@ -87,9 +87,11 @@ def demo_weights_key(catalog_csv: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def cached_demo_weights(catalog_csv: Path, cache_root: Path = CACHE_ROOT) -> DemoWeights | None:
-    """The cached weights of this catalog, recipe and code, or None."""
-    weights = DemoWeights(demo_weights_key(catalog_csv), Path(cache_root) / demo_weights_key(catalog_csv))
+def cached_demo_weights(catalog_csv: Path, cache_root: Path = CACHE_ROOT, key: str | None = None) -> DemoWeights | None:
+    """The cached weights of this catalog, recipe and code (`key`: demo_weights_key(catalog_csv), if known), or
+    None."""
+    key = key or demo_weights_key(catalog_csv)
+    weights = DemoWeights(key, Path(cache_root) / key)
     return weights if weights.clip.is_file() and weights.classifier.is_file() else None
 
 
@@ -101,14 +103,14 @@ def ensure_demo_weights(catalog_csv: Path, cache_root: Path = CACHE_ROOT, say: C
     Training writes into `<key>.partial/` and renames it when both models are done, so a stopped run leaves no
     half entry; a finished one removes the cache's other entries (one demo's weights are kept, ~20 MB)."""
     cache_root = Path(cache_root)
-    cached = cached_demo_weights(catalog_csv, cache_root)
+    key = demo_weights_key(catalog_csv)  # reads every photo: once per start
+    cached = cached_demo_weights(catalog_csv, cache_root, key)
     if cached is not None:
         say(f"demo weights: reusing {cached.folder} (trained on this catalog with this code)")
         return cached
     from export.train_classifier import train as train_classifier
     from export.train_clip import train_clip
 
-    key = demo_weights_key(catalog_csv)
     partial = cache_root / f"{key}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     say(f"demo weights: training a small CLIP and the try-on classifier on {catalog_csv} (once; cached in "
@@ -119,9 +121,8 @@ def ensure_demo_weights(catalog_csv: Path, cache_root: Path = CACHE_ROOT, say: C
     classifier = train_classifier(labels, partial / CLASSIFIER_FILE, progress=progress, **CLASSIFIER_RECIPE)
     say(str(classifier))
     quality = catalog_search_quality(partial / CLIP_FILE, catalog_csv)
-    if quality is not None:
-        say(quality.line())
-        (partial / SEARCH_QUALITY_FILE).write_text(json.dumps(asdict(quality), indent=2, ensure_ascii=False) + "\n")
+    say(quality.line())
+    (partial / SEARCH_QUALITY_FILE).write_text(json.dumps(asdict(quality), indent=2, ensure_ascii=False) + "\n")
     for stale in cache_root.iterdir():
         if stale != partial and stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
@@ -137,13 +138,16 @@ def _classifier_labels(labels_csv: Path, subset_csv: Path) -> Path:
 
     with labels_csv.open(encoding="utf-8", newline="") as file:
         rows = list(csv.DictReader(file))
-    unusable = [row for row in rows if row["label"] == "unusable"]
-    usable = [row for row in rows if row["label"] == "usable"][:CLASSIFIER_USABLE_PER_UNUSABLE * len(unusable)]
+    usable_left = CLASSIFIER_USABLE_PER_UNUSABLE * sum(row["label"] == "unusable" for row in rows)
     subset_csv.parent.mkdir(parents=True, exist_ok=True)
     with subset_csv.open("w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file, lineterminator="\n")
         writer.writerow(("image", "label"))
-        for row in sorted(unusable + usable, key=rows.index):
+        for row in rows:  # in the catalog's order
+            if row["label"] == "usable":
+                if not usable_left:
+                    continue
+                usable_left -= 1
             writer.writerow((str((labels_csv.parent / row["image"]).resolve()), row["label"]))
     return subset_csv
 

@@ -35,7 +35,8 @@ def trainings(monkeypatch) -> list[str]:
 
     monkeypatch.setattr("export.train_clip.train_clip", fake_clip)
     monkeypatch.setattr("export.train_classifier.train", fake_classifier)
-    monkeypatch.setattr(demo_models, "catalog_search_quality", lambda clip, csv: None)
+    monkeypatch.setattr(demo_models, "catalog_search_quality", lambda clip, csv: demo_models.CatalogSearchQuality(
+        {"en": 0.0, "ko": 0.0}, ("red dress", 0.0), 0.0, 0.0))
     return trained
 
 
@@ -75,3 +76,16 @@ def test_a_changed_photo_changes_the_key(catalog):
     photo = sorted((catalog.parent / "images").iterdir())[0]
     photo.write_bytes(photo.read_bytes() + b"\0")
     assert demo_weights_key(catalog) != key
+
+
+def test_the_classifier_trains_on_every_non_product_photo_and_three_product_photos_each(tmp_path):
+    import csv
+
+    catalog = generate_catalog(tmp_path / "catalog", count=60)
+    subset = demo_models._classifier_labels(catalog.parent / "tryon_labels.csv", tmp_path / "subset.csv")
+    with subset.open(encoding="utf-8") as file:
+        labels = [row["label"] for row in csv.DictReader(file)]
+    unusable = labels.count("unusable")
+    assert unusable == 6 and labels.count("usable") == 3 * unusable
+    with subset.open(encoding="utf-8") as file:
+        assert all(Path(row["image"]).is_absolute() and Path(row["image"]).is_file() for row in csv.DictReader(file))
