@@ -2,8 +2,9 @@
 
 The network is the one the exporter builds (export/clip_models.py: "tiny", "tiny-p32", an open_clip name with a
 pretrained tag or checkpoint file, or an `hf-hub:` id), so what is trained is what `snapfit export
---clip-pretrained PATH` exports. open_clip's own pieces do the work: ClipLoss, the model's tokenizer, and its train/eval
-transforms (image_transform_v2 on the model's preprocessing config).
+--clip-pretrained PATH` exports. open_clip's own pieces do the work: ClipLoss, the model's tokenizer, its train/eval
+transforms (image_transform_v2 on the model's preprocessing config) and its trainer's learning-rate schedule (a
+linear warm-up over the first WARMUP_SHARE of the steps, then a cosine decay to zero at the last one).
 
 Each step pairs a photo with one of its product's texts: the name, or a random subset of its tags in their order
 (so "red dress" or "빨간색 원피스" match as well as the full name). Easy cues crowd out hard ones: trained on
@@ -34,6 +35,7 @@ import numpy as np
 import open_clip
 import torch
 from open_clip.transform import image_transform_v2
+from open_clip_train.scheduler import cosine_lr
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -48,6 +50,7 @@ EVAL_BATCH = 64
 PHOTO_CACHE_BYTES = 1 << 30
 FINE_TUNE_LR = 1e-5  # from trained weights: small steps keep what the model knows
 FROM_SCRATCH_LR = 5e-4  # from random weights (a small architecture on a small catalog)
+WARMUP_SHARE = 0.05  # of all steps, warming the learning rate up from zero
 
 
 @dataclass
@@ -100,9 +103,10 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
                eval_every: int = 1) -> ClipTrainReport:
     """Fine-tunes `clip_model` (from `clip_pretrained`, or random weights when None) on the catalog at csv_path.
 
-    output: the checkpoint path (`.pt`), or a folder to write `clip.pt` into. lr: AdamW's learning rate; by default
-    1e-5 from trained weights (fine-tuning), 5e-4 from random ones (training from scratch). Deterministic for a
-    seed on one machine. Raises DatasetError for an unusable catalog, ExportError for weights that cannot be loaded.
+    output: the checkpoint path (`.pt`), or a folder to write `clip.pt` into. lr: AdamW's peak learning rate
+    (warm-up, then cosine decay); by default 1e-5 from trained weights (fine-tuning), 5e-4 from random ones (from
+    scratch). Deterministic for a seed on one machine. Raises DatasetError for an unusable catalog, ExportError for
+    weights that cannot be loaded.
     focus_tags, focus_epochs: the first `focus_epochs` epochs pair each photo with its first tag among `focus_tags`
     alone (its name when it has none of them), and later epochs a `focus_share` of the pairs; see the module
     docstring. eval_every: held-out recall after every this many epochs (and after the last).
@@ -140,6 +144,7 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
                                   weight_decay=weight_decay)
     rng = random.Random(seed)
     steps = max(1, len(train_pairs) // batch_size)
+    schedule = cosine_lr(optimizer, lr, warmup_length=int(WARMUP_SHARE * steps * epochs), steps=steps * epochs)
     for epoch in range(1, epochs + 1):
         model.train()
         order = list(range(len(train_pairs)))
@@ -147,6 +152,7 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
         losses = []
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
         for step in bar:
+            schedule((epoch - 1) * steps + step)
             batch = [train_pairs[i] for i in order[step * batch_size:(step + 1) * batch_size]]
             images = torch.stack([augment(photos.get(pair.image)) for pair in batch])
             texts = tokenizer([focus_text(pair, focus) if epoch <= focus_epochs or rng.random() < focus_share

@@ -1,11 +1,13 @@
 """A synthetic demo catalog: rendered garment product photos plus a CSV in the original crawl's layout.
 
 No real catalog ships with snapfit, so `make demo` imports one of these. Each product photo is a flat
-garment (8 kinds in 4 categories) in one of 12 named colours and 4 patterns, centred on a white or
-light background with a soft shadow, like a shop's product shot. Names and tags say the colour, pattern
-and garment (English, or Korean for about a third of the products), so a text search such as
-"red dress" has a ground truth. A fraction of rows get a non-product photo instead (a busy scene,
-noise, or a person-like figure outdoors), tagged "non-product": the try-on classifier should reject them.
+garment (8 kinds in 4 categories) in one of 12 named colours and 4 patterns (printed in a tone of the garment's own
+colour), centred on a white or light background with a soft shadow, like a shop's product shot (a white garment on
+light grey). Each kind has the parts a shopper tells it by at thumbnail size: a shirt's collar, placket and cuffs,
+a jacket's open front and pocket flaps, a hoodie's hood, drawstrings and kangaroo pocket. Names and tags say the
+colour, pattern and garment (English, or Korean for about a third of the products), so a text search such as
+"red dress" has a ground truth. A fraction of rows get a non-product photo instead (a busy scene, noise, or a
+person-like figure outdoors), tagged "non-product": the try-on classifier should reject them.
 
 Everything is deterministic for a seed (same files, byte for byte, with the same Pillow version).
 """
@@ -69,6 +71,7 @@ _BASE_PRICE_KRW = {"t-shirt": 19000, "shirt": 35000, "hoodie": 49000, "jeans": 5
                    "skirt": 39000, "shorts": 29000, "dress": 69000, "jacket": 99000}
 _SIZES_PX = (256, 320, 384)
 _BACKGROUNDS = ((255, 255, 255), (250, 250, 250), (245, 244, 240), (240, 242, 245))
+_LIGHT_GARMENT = 690  # a colour whose R + G + B is above this gets a darker background (white, not beige)
 
 # Garment outlines in a unit square (x right, y down), drawn at ~70 % of the photo.
 _OUTLINES: dict[str, list[tuple[float, float]]] = {
@@ -239,11 +242,15 @@ def _product_photo(size: int, rng: random.Random, item: _Item) -> Image.Image:
     if item.garment == "hoodie":
         ImageDraw.Draw(mask).ellipse(_hood_box(points), fill=255)
 
-    photo = Image.new("RGB", (size, size), rng.choice(_BACKGROUNDS))
-    photo.paste((90, 90, 90), mask=_soft_shadow(mask))
     base = COLOURS[item.colour][0]
+    background = rng.choice(_BACKGROUNDS)
+    if sum(base) > _LIGHT_GARMENT:
+        # shops shoot white garments on grey, so that their edges show
+        background = tuple(c - 40 for c in background)
+    photo = Image.new("RGB", (size, size), background)
+    photo.paste((90, 90, 90), mask=_soft_shadow(mask))
     photo.paste(_pattern_fill(size, rng, base, item.pattern), mask=mask)
-    _draw_details(ImageDraw.Draw(photo), item.garment, points, _shade(base, 0.6), max(1, size // 128))
+    _draw_details(ImageDraw.Draw(photo), item.garment, points, base, max(1, size // 128))
     return photo
 
 
@@ -265,7 +272,9 @@ def _hood_box(points: list[tuple[float, float]]) -> tuple[float, float, float, f
 def _pattern_fill(size: int, rng: random.Random, base: tuple[int, int, int], pattern: str) -> Image.Image:
     fill = Image.new("RGB", (size, size), base)
     draw = ImageDraw.Draw(fill)
-    ink = (250, 250, 250) if sum(base) < 360 else (30, 35, 60)
+    # tonal: a lighter or darker tone of the garment's own colour, so that a pattern never shows another colour of
+    # the catalog (navy stripes on a "white" shirt would make it half navy to any eye)
+    ink = _tint(base, 0.35) if sum(base) < 360 else _shade(base, 0.72)
     step = rng.choice((12, 16, 20)) * size // 320
     if pattern == "stripes":
         for offset in range(0, size, step):
@@ -286,33 +295,62 @@ def _pattern_fill(size: int, rng: random.Random, base: tuple[int, int, int], pat
 
 
 def _draw_details(draw: ImageDraw.ImageDraw, garment: str, points: list[tuple[float, float]],
-                  line: tuple[int, int, int], width: int) -> None:
-    """Outline plus the seams that tell garments apart (collar, buttons, hood, pockets, waistband)."""
+                  base: tuple[int, int, int], width: int) -> None:
+    """Outline plus the parts that tell garments apart at thumbnail size, as on a shop's photo: a shirt's pointed
+    collar, placket and cuffs; a jacket's open front and pocket flaps; a hoodie's hood opening, drawstrings,
+    kangaroo pocket and hem band; a T-shirt's or dress's neckline; a waistband on bottoms."""
+    line = _shade(base, 0.6)
     draw.line(points + points[:1], fill=line, width=width, joint="curve")
     (left, top), (right, _) = points[0], points[1]
     mid = (left + right) / 2
     span = right - left
+    bottom = points[len(points) // 2 + 1][1] if garment in ("shirt", "hoodie", "jacket") else None
     if garment in ("t-shirt", "dress"):
         draw.arc((mid - span * 0.3, top - span * 0.25, mid + span * 0.3, top + span * 0.25), 0, 180, line, width)
-    elif garment in ("shirt", "jacket"):
-        draw.line([(left, top), (mid, top + span * 0.35), (right, top)], fill=line, width=width)
-        bottom = points[7][1]
-        draw.line([(mid, top + span * 0.35), (mid, bottom)], fill=line, width=width)
-        if garment == "shirt":
-            for k in range(1, 6):
-                y = top + span * 0.35 + (bottom - top - span * 0.35) * k / 6
-                draw.ellipse((mid + 3, y - 2, mid + 7, y + 2), fill=line)
-        else:
-            pocket_y = top + (bottom - top) * 0.6
-            draw.line([(left - span * 0.1, pocket_y), (left + span * 0.15, pocket_y)], fill=line, width=width)
-            draw.line([(right - span * 0.15, pocket_y), (right + span * 0.1, pocket_y)], fill=line, width=width)
+    elif garment == "shirt":
+        collar = top + span * 0.45
+        draw.rectangle((mid - span * 0.05, collar, mid + span * 0.05, bottom), fill=line)
+        for k in range(1, 6):
+            y = collar + (bottom - collar) * k / 6
+            radius = span * 0.035
+            draw.ellipse((mid - radius, y - radius, mid + radius, y + radius), fill=_shade(line, 0.5))
+        for side, edge in ((-1, left), (1, right)):
+            draw.polygon([(edge, top), (mid, top + span * 0.3), (mid + side * span * 0.12, collar)], fill=line)
+        # sleeve ends (outer, inner corner) and the shoulder and armpit above them, right then left
+        for end, above in (((3, 4), (2, 5)), ((10, 9), (11, 8))):
+            _band(draw, [points[i] for i in end], [points[i] for i in above], 0.12, line)
+    elif garment == "jacket":
+        opening = top + span * 1.7
+        draw.polygon([(left, top), (mid, opening), (right, top)], fill=(45, 45, 50) if sum(base) > 300
+                     else (225, 225, 222))
+        for side, edge in ((-1, left), (1, right)):
+            draw.polygon([(edge, top), (mid + side * span * 0.08, opening), (edge + side * span * 0.25,
+                                                                             top + span * 0.5)], fill=line)
+            flap_x = mid + side * span * 0.75
+            flap_y = top + (bottom - top) * 0.62
+            draw.rectangle((flap_x - span * 0.28, flap_y, flap_x + span * 0.28, flap_y + span * 0.14), fill=line)
+        draw.line([(mid, opening), (mid, bottom)], fill=line, width=width * 2)
     elif garment == "hoodie":
-        draw.arc(_hood_box(points), 180, 360, line, width)
-        bottom = points[7][1]
-        pocket = (mid - span * 0.6, bottom - span * 0.55, mid + span * 0.6, bottom - span * 0.2)
-        draw.rectangle(pocket, outline=line, width=width)
+        hood = _hood_box(points)
+        inset = (hood[2] - hood[0]) * 0.18
+        draw.ellipse((hood[0] + inset, hood[1] + inset, hood[2] - inset, hood[3] - inset), fill=_shade(base, 0.45))
+        for side in (-1, 1):
+            draw.line([(mid + side * span * 0.15, top + span * 0.1), (mid + side * span * 0.15, top + span * 0.7)],
+                      fill=line, width=width * 2)
+        pocket = (mid - span * 0.6, bottom - span * 0.65, mid + span * 0.6, bottom - span * 0.22)
+        draw.polygon([(pocket[0] + span * 0.15, pocket[1]), (pocket[2] - span * 0.15, pocket[1]),
+                      (pocket[2], pocket[3]), (pocket[0], pocket[3])], fill=_shade(base, 0.8), outline=line)
+        hem_left, hem_right = points[8][0], points[7][0]
+        draw.rectangle((hem_left, bottom - span * 0.16, hem_right, bottom), fill=line)
     elif garment in ("jeans", "shorts", "skirt"):
         draw.line([(left, top + span * 0.08), (right, top + span * 0.08)], fill=line, width=width)
+
+
+def _band(draw: ImageDraw.ImageDraw, edge: list[tuple[float, float]], towards: list[tuple[float, float]],
+          depth: float, fill: tuple[int, int, int]) -> None:
+    """Fills the strip along `edge` (two points) reaching `depth` of the way to `towards` (two points): a cuff."""
+    inner = [(e[0] + (t[0] - e[0]) * depth, e[1] + (t[1] - e[1]) * depth) for e, t in zip(edge, towards)]
+    draw.polygon([edge[0], edge[1], inner[1], inner[0]], fill=fill)
 
 
 def _noise_photo(size: int, rng: np.random.Generator) -> Image.Image:
@@ -365,6 +403,11 @@ def _gradient(size: int, top: tuple[int, int, int], bottom: tuple[int, int, int]
 
 def _random_colour(rng: random.Random) -> tuple[int, int, int]:
     return rng.randrange(256), rng.randrange(256), rng.randrange(256)
+
+
+def _tint(colour: tuple[int, int, int], amount: float) -> tuple[int, int, int]:
+    """`colour` moved `amount` (0..1) of the way to white."""
+    return tuple(int(c + (255 - c) * amount) for c in colour)
 
 
 def _shade(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:

@@ -77,7 +77,7 @@ def train_clip(
     clip_pretrained: Annotated[Optional[str], typer.Option(help="start from this open_clip pretrained tag or checkpoint file; without it, random weights (from scratch)")] = None,
     epochs: int = 5,
     batch_size: Annotated[int, typer.Option(help="photo-text pairs per contrastive batch")] = 32,
-    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default 1e-5 from weights, 5e-4 from scratch)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate, warmed up over the first 5 percent of the steps, then decayed (cosine) to zero (default 1e-5 from weights, 5e-4 from scratch)")] = None,
     held_out: Annotated[float, typer.Option(help="fraction of products held out for recall")] = 0.2,
     focus_tag: Annotated[Optional[list[str]], typer.Option(help="with --focus-epochs: a tag the first epochs train on alone (repeatable; e.g. each garment kind), so the image tower learns that cue before easier ones (colour) dominate")] = None,
     focus_epochs: Annotated[int, typer.Option(help="epochs, from the first, that pair each photo with its --focus-tag alone")] = 0,

@@ -104,7 +104,11 @@ def test_product_photos_are_small_garments_on_a_light_background(thousand):
         height, width, _ = pixels.shape
         assert 256 <= height == width <= 384
         border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-        assert border.min() >= 225, row["image"]  # light background reaches every edge
+        # a light background reaches every edge: white, or light grey behind a white garment so that its edges show
+        if row["tags"].split("|")[0] == "white":
+            assert 190 <= border.min() and border.max() <= 225, row["image"]
+        else:
+            assert border.min() >= 225, row["image"]
         centre = pixels[height // 3: 2 * height // 3, width // 3: 2 * width // 3].reshape(-1, 3)
         expected = np.array(COLOURS[row["tags"].split("|")[0]][0])
         assert np.abs(np.median(centre, axis=0) - expected).max() < 70 or row["tags"].split("|")[1] != "solid"

@@ -23,15 +23,16 @@ def catalog(tmp_path_factory):
 
 
 def test_held_out_recall_rises_well_above_chance_and_the_exporter_loads_the_result(catalog, tmp_path):
-    # 10 epochs: over seeds 0-3 (a stand-in for other CPUs' rounding) held-out R@5 ended 0.80-0.85, R@10 0.85-1.0
-    report = train_clip(catalog, tmp_path / "clip.pt", epochs=10, batch_size=16, seed=0, progress=False)
+    # 15 epochs (the learning rate decays to zero at the last): over seeds 0-3 (a stand-in for other CPUs' rounding)
+    # held-out R@5 ended 0.75-0.90 from 0.20-0.35, R@10 0.85-0.95; 10 epochs left seed 1 at R@5 0.60 from 0.35
+    report = train_clip(catalog, tmp_path / "clip.pt", epochs=15, batch_size=16, seed=0, progress=False)
     assert (report.train_products, report.held_out_products) == (80, 20)
     after, chance = report.after.text_to_image, report.chance
     print(f"\n{report}")
     assert after[5] >= 2 * chance[5] and after[10] >= 1.5 * chance[10], (report.before, report.after)
     assert after[5] > report.before.text_to_image[5] + 0.3
     saved = json.loads((tmp_path / "clip.json").read_text())
-    assert [entry["epoch"] for entry in saved["history"]] == list(range(11)) and saved["seed"] == 0
+    assert [entry["epoch"] for entry in saved["history"]] == list(range(16)) and saved["seed"] == 0
     assert (tmp_path / "clip.png").stat().st_size > 10_000
     assert load_network("tiny", str(tmp_path / "clip.pt"), 0, weights_required=True).source == str(tmp_path / "clip.pt")
 
