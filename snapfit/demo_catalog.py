@@ -162,6 +162,38 @@ def generate_catalog(out_dir: Path, count: int, seed: int = 0, non_product_fract
     return csv_path
 
 
+STAMP_NAME = "generator.stamp"  # beside catalog.csv: what generated it (see ensure_catalog)
+
+
+def ensure_catalog(out_dir: Path, count: int, seed: int = 0) -> tuple[Path, bool]:
+    """`out_dir/catalog.csv` of `count` products, generated unless the one there came from this very generator
+    (this module's code, Pillow's and numpy's versions, count and seed, as recorded in `out_dir/generator.stamp`):
+    a catalog drawn by an older version would teach the demo's models other photos. Returns (csv path, whether it
+    was generated now)."""
+    out_dir = Path(out_dir)
+    stamp_path, csv_path = out_dir / STAMP_NAME, out_dir / "catalog.csv"
+    stamp = _generator_stamp(count, seed)
+    if csv_path.exists() and stamp_path.exists() and stamp_path.read_text() == stamp:
+        return csv_path, False
+    stamp_path.unlink(missing_ok=True)
+    if (out_dir / "images").is_dir():  # photos of another version could differ in name as well as in content
+        for old in (out_dir / "images").iterdir():
+            old.unlink()
+    generate_catalog(out_dir, count, seed)
+    stamp_path.write_text(stamp)
+    return csv_path, True
+
+
+def _generator_stamp(count: int, seed: int) -> str:
+    import hashlib
+
+    import PIL
+
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(f"{PIL.__version__} {np.__version__} {count} {seed}".encode())
+    return digest.hexdigest()
+
+
 def _write_labels(path: Path, labels: list[tuple[str, str]]) -> None:
     """The try-on-readiness ground truth, in the layout `snapfit train-classifier` reads (image,label)."""
     with path.open("w", encoding="utf-8", newline="") as file:

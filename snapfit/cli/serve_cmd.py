@@ -195,16 +195,15 @@ DEMO_CATALOG_FOLDER = Path("runs") / "demo_catalog"
 
 
 def _demo_catalog(count: int) -> Path:
-    """runs/demo_catalog/catalog.csv with `count` products, generated when it is missing or of another size."""
-    from snapfit.demo_catalog import generate_catalog
+    """runs/demo_catalog/catalog.csv with `count` products, generated when it is missing, of another size or drawn by
+    another version of snapfit.demo_catalog."""
+    from snapfit.demo_catalog import ensure_catalog
 
-    csv_path = DEMO_CATALOG_FOLDER / "catalog.csv"
-    if csv_path.exists():
-        with csv_path.open(encoding="utf-8") as file:
-            if sum(1 for _ in file) - 1 == count:
-                return csv_path
-    console.print(f"generating a synthetic demo catalog of {count} products in {DEMO_CATALOG_FOLDER} ...")
-    return generate_catalog(DEMO_CATALOG_FOLDER, count=count)
+    console.print(f"demo catalog: {count} products in {DEMO_CATALOG_FOLDER} (generated unless already there) ...")
+    csv_path, generated = ensure_catalog(DEMO_CATALOG_FOLDER, count)
+    if generated:
+        console.print(f"generated {csv_path}")
+    return csv_path
 
 
 def _demo_weights(csv_path: Path):

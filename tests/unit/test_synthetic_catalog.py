@@ -12,7 +12,16 @@ import pytest
 from export.labelled_images import find_labelled_images
 from orchestrator.images import decode_image
 from orchestrator.ingest.csv_rows import parse_catalog_csv
-from snapfit.demo_catalog import COLOURS, CSV_COLUMNS, GARMENTS, PATTERNS, TRYON_LABELS_NAME, generate_catalog
+from snapfit.demo_catalog import (
+    COLOURS,
+    CSV_COLUMNS,
+    GARMENTS,
+    PATTERNS,
+    STAMP_NAME,
+    TRYON_LABELS_NAME,
+    ensure_catalog,
+    generate_catalog,
+)
 
 CATEGORIES = {"top", "bottom", "dress", "outer"}
 
@@ -154,3 +163,17 @@ def test_the_try_on_labels_beside_the_catalog_are_what_train_classifier_reads(tm
     assert not found.skipped and len(found.items) == 40 and len(non_products) == 10
     unusable = {str(item.path.relative_to(tmp_path)) for item in found.items if item.label == 0}
     assert unusable == non_products
+
+
+def test_ensure_catalog_reuses_only_what_this_generator_drew(tmp_path):
+    csv_path, generated = ensure_catalog(tmp_path, count=24)
+    assert generated and len(_rows(csv_path)) == 24
+    photos = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "images").iterdir()}
+    assert ensure_catalog(tmp_path, count=24) == (csv_path, False)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "images").iterdir()} == photos
+    # drawn by another version of the generator (its stamp differs): generated again, stray photos removed
+    (tmp_path / STAMP_NAME).write_text("another version")
+    (tmp_path / "images" / "SF-999999.png").write_bytes(b"old")
+    assert ensure_catalog(tmp_path, count=24) == (csv_path, True)
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(photos)
+    assert ensure_catalog(tmp_path, count=30)[1] and len(_rows(csv_path)) == 30
