@@ -336,7 +336,7 @@ def _draw_details(draw: ImageDraw.ImageDraw, garment: str, points: list[tuple[fl
     (left, top), (right, _) = points[0], points[1]
     mid = (left + right) / 2
     span = right - left
-    bottom = points[len(points) // 2 + 1][1] if garment in ("shirt", "hoodie", "jacket") else None
+    bottom = points[7][1] if garment in ("shirt", "hoodie", "jacket") else None  # their hem: points 6 and 7
     if garment in ("t-shirt", "dress"):
         draw.arc((mid - span * 0.3, top - span * 0.25, mid + span * 0.3, top + span * 0.25), 0, 180, line, width)
     elif garment == "shirt":
