@@ -104,8 +104,9 @@ def test_shopper_flow_from_photo_to_masks_results_and_a_try_on_with_progress_and
 
     # the first upper-body result (the filter let only try-on ready ones through; the person photo shows no hips for
     # a lower-body try-on); which products random weights find depends on the catalog's photos
+    upper_body = upper_body_products(stack)
     shown = [card_id for card_id in cards.evaluate_all("cards => cards.map(c => c.dataset.productId)")
-             if card_id in upper_body_products(stack)]
+             if card_id in upper_body]
     assert shown, "no upper-body product among the results"
     card(page, shown[0]).get_by_role("button", name=re.compile("^Try on")).click()
     page.set_input_files("#person-file", files=[{"name": "me.jpg", "mimeType": "image/jpeg", "buffer": person_photo}])
