@@ -26,7 +26,8 @@ import copy
 import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,9 +141,11 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
     log.info("before: %s", before.line())
     history = [{"epoch": 0, "train_loss": None, **_flat(before)}]
     loss_fn = open_clip.ClipLoss()
+    # fused: one kernel over all parameters instead of a Python loop over them (27 -> 6 ms a step for tiny-p32)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                                  weight_decay=weight_decay)
+                                  weight_decay=weight_decay, fused=True)
     rng = random.Random(seed)
+    ahead = not draws_random_numbers(model)  # else the step's draws would interleave with the augmentations'
     steps = max(1, len(train_pairs) // batch_size)
     schedule = cosine_lr(optimizer, lr, warmup_length=int(WARMUP_SHARE * steps * epochs), steps=steps * epochs)
     for epoch in range(1, epochs + 1):
@@ -150,11 +153,13 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
         order = list(range(len(train_pairs)))
         rng.shuffle(order)
         losses = []
-        bar = tqdm(range(steps), desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
-        for step in bar:
+        batches = [[train_pairs[i] for i in order[step * batch_size:(step + 1) * batch_size]] for step in range(steps)]
+        views = (one_ahead if ahead else inline)(
+            batches, lambda batch: torch.stack([augment(photos.get(pair.image)) for pair in batch]))
+        bar = tqdm(views, total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
+        for step, images in enumerate(bar):
             schedule((epoch - 1) * steps + step)
-            batch = [train_pairs[i] for i in order[step * batch_size:(step + 1) * batch_size]]
-            images = torch.stack([augment(photos.get(pair.image)) for pair in batch])
+            batch = batches[step]
             texts = tokenizer([focus_text(pair, focus) if epoch <= focus_epochs or rng.random() < focus_share
                                else training_text(pair, rng) for pair in batch])
             image_features, text_features, logit_scale = _features(model(images, texts))
@@ -179,6 +184,39 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
     _write(model, report, csv_path, seed, lr, batch_size,
            {"tags": sorted(focus), "epochs": focus_epochs, "share": focus_share})
     return report
+
+
+def one_ahead(items: Sequence, make: Callable) -> Iterator:
+    """make(item) for each item in order, the next one made in a background thread while the caller uses this one.
+
+    The augmentations (PIL crops and resizes, which release the GIL) then overlap the model's step: 182 against
+    202 ms a step of tiny-p32 on a 2-core Xeon. One thread makes them one after the other, so they draw torch's
+    random numbers in the same order as inline, as long as the caller draws none meanwhile (a training step of
+    open_clip's models without dropout draws none); the evaluation between epochs runs after the epoch's thread
+    has finished. `draws_random_numbers` tells when the step does draw."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="augment") as pool:
+        pending = pool.submit(make, items[0]) if items else None
+        for index in range(len(items)):
+            made = pending.result()
+            pending = pool.submit(make, items[index + 1]) if index + 1 < len(items) else None
+            yield made
+
+
+def inline(items: Sequence, make: Callable) -> Iterator:
+    """make(item) for each item in order, made when asked for."""
+    return (make(item) for item in items)
+
+
+def draws_random_numbers(model: torch.nn.Module) -> bool:
+    """Whether a training step of `model` draws from torch's random generator: dropout of any kind."""
+    from open_clip.transformer import PatchDropout
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd) and module.p > 0 or \
+                isinstance(module, torch.nn.MultiheadAttention) and module.dropout > 0 or \
+                isinstance(module, PatchDropout) and module.prob > 0:
+            return True
+    return False
 
 
 def focus_text(pair: CatalogPair, focus: frozenset[str]) -> str:

@@ -78,6 +78,46 @@ def test_weights_that_cannot_be_loaded_stop_the_run_with_the_reason(catalog, tmp
     assert not (tmp_path / "c.pt").exists()
 
 
+def test_making_each_batch_ahead_in_a_thread_trains_the_same_model_as_making_it_inline(catalog, tmp_path,
+                                                                                       monkeypatch):
+    ahead = train_clip(catalog, tmp_path / "ahead.pt", epochs=2, batch_size=16, seed=5, progress=False)
+    monkeypatch.setattr("export.train_clip.draws_random_numbers", lambda model: True)  # what makes it go inline
+    inline = train_clip(catalog, tmp_path / "inline.pt", epochs=2, batch_size=16, seed=5, progress=False)
+    assert ahead.history == inline.history
+
+
+def test_one_ahead_makes_the_next_item_while_the_caller_uses_this_one():
+    import threading
+
+    from export.train_clip import one_ahead
+
+    started = {n: threading.Event() for n in range(3)}
+
+    def make(n):
+        started[n].set()
+        return n * n
+
+    made = []
+    for n, value in enumerate(one_ahead([0, 1, 2], make)):
+        if n < 2:  # the next item is being made before this one is used up
+            assert started[n + 1].wait(5)
+        made.append(value)
+    assert made == [0, 1, 4] and list(one_ahead([], make)) == []
+
+
+def test_dropout_of_any_kind_makes_a_step_draw_random_numbers():
+    import torch
+    from open_clip.transformer import PatchDropout
+
+    from export.train_clip import draws_random_numbers
+
+    assert not draws_random_numbers(load_network("tiny", None, 0).model)
+    assert draws_random_numbers(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1)))
+    assert draws_random_numbers(torch.nn.MultiheadAttention(4, 2, dropout=0.1))
+    assert draws_random_numbers(PatchDropout(0.5))
+    assert not draws_random_numbers(torch.nn.Sequential(torch.nn.Dropout(0.0)))
+
+
 def test_focus_epochs_pair_each_photo_with_its_focus_tag_alone():
     from export.catalog_pairs import CatalogPair
     from export.train_clip import focus_text
