@@ -9,6 +9,10 @@ which goes first every pair. Both halves of the ratio are then timed under the s
 2-core VM whose speed drifts by tens of percent within minutes, p50s taken in separate steps minutes apart
 compare the drift, not the orchestrator. The targets (benchmarks.targets) divide the HTTP p50 by the models' p50
 of these rows when the run has them.
+
+Each HTTP answer's Server-Timing header (orchestrator/timing.py) splits its time further: the Triton calls as the
+orchestrator saw them, preprocessing, FAISS, the catalog lookup, the rest of the orchestrator (routing, validation,
+JSON) and what lies outside it (this client, the HTTP connection, uvicorn's parsing), each a p50 over the pairs.
 """
 
 from __future__ import annotations
@@ -58,8 +62,8 @@ async def _run(base_url: str, grpc_url: str, pairs: int, max_seconds: float, war
             row = {"scenario": scenario, "models": " + ".join(search_models.QUERIES[scenario]), "concurrency": 1}
             try:
                 models_call = search_models.query_call(grpc_url, search_models.QUERIES[scenario], crop)
-                times = await _pairs(http_load.SCENARIO_SPECS[scenario].send, client, ctx, models_call, pairs,
-                                     max_seconds, warmup)
+                *times, server_ms = await _pairs(http_load.SCENARIO_SPECS[scenario].send, client, ctx,
+                                                 models_call, pairs, max_seconds, warmup)
             except Exception as error:  # noqa: BLE001 - one failing query leaves the others' rows
                 rows.append({**row, "pairs": None, "ratio": None, "error": f"{type(error).__name__}: {error}"})
                 continue
@@ -69,14 +73,19 @@ async def _run(base_url: str, grpc_url: str, pairs: int, max_seconds: float, war
                          "http_p95_ms": float(np.percentile(http_ms, 95)),
                          "models_p50_ms": float(np.percentile(models_ms, 50)),
                          "models_p95_ms": float(np.percentile(models_ms, 95)),
-                         "ratio": float(np.percentile(http_ms, 50) / np.percentile(models_ms, 50)), "error": None})
+                         "ratio": float(np.percentile(http_ms, 50) / np.percentile(models_ms, 50)),
+                         "server_timing_p50_ms": split_p50s(http_ms, server_ms), "error": None})
     return rows
 
 
 async def _pairs(send, client: httpx.AsyncClient, ctx, models_call, pairs: int, max_seconds: float,
-                 warmup: int) -> tuple[list[float], list[float]]:
-    """Seconds of each timed HTTP request and each timed models-only call, `pairs` of each at most."""
+                 warmup: int) -> tuple[list[float], list[float], list[dict[str, float]]]:
+    """Seconds of each timed HTTP request and each timed models-only call, `pairs` of each at most, and each timed
+    HTTP answer's Server-Timing milliseconds ({} when it sent none)."""
     from benchmarks.http_load import sam_click_cached_image
+    from orchestrator.timing import parse_header
+
+    server_ms: list[dict[str, float]] = []
 
     async def http_once() -> float:
         started = time.perf_counter()
@@ -84,6 +93,7 @@ async def _pairs(send, client: httpx.AsyncClient, ctx, models_call, pairs: int, 
         elapsed = time.perf_counter() - started
         if not response.is_success:
             raise RuntimeError(f"the HTTP search answered {response.status_code}: {response.text[:300]}")
+        server_ms.append(parse_header(response.headers.get("server-timing", "")))
         return elapsed
 
     def models_once() -> float:
@@ -96,6 +106,7 @@ async def _pairs(send, client: httpx.AsyncClient, ctx, models_call, pairs: int, 
     for _ in range(warmup):
         await http_once()
         models_once()
+    server_ms.clear()
     http_s, models_s = [], []
     spent = 0.0
     while len(http_s) < pairs and (spent < max_seconds or len(http_s) < 3):
@@ -106,7 +117,29 @@ async def _pairs(send, client: httpx.AsyncClient, ctx, models_call, pairs: int, 
             models_s.append(models_once())
             http_s.append(await http_once())
         spent += http_s[-1] + models_s[-1]
-    return http_s, models_s
+    return http_s, models_s, server_ms
+
+
+STAGES = ("preprocess", "index", "store")  # the orchestrator's own timed stages (orchestrator/timing.py)
+
+
+def split_p50s(http_ms: Sequence[float], server_ms: Sequence[dict[str, float]]) -> dict[str, float] | None:
+    """p50 milliseconds of where the HTTP requests' time went, from their Server-Timing values (None when an answer
+    lacks one): `outside` (HTTP - app: the client, the connection, uvicorn), `app` (inside the orchestrator),
+    `triton` (its Triton calls, summed per request), each of STAGES, and `rest` (app minus all of those)."""
+    if not server_ms or any("app" not in timings for timings in server_ms):
+        return None
+    parts: dict[str, list[float]] = {name: [] for name in ("outside", "app", "triton", *STAGES, "rest")}
+    for total, timings in zip(http_ms, server_ms):
+        triton = sum(ms for name, ms in timings.items() if name.startswith("triton."))
+        own = {name: timings.get(name, 0.0) for name in STAGES}
+        parts["outside"].append(total - timings["app"])
+        parts["app"].append(timings["app"])
+        parts["triton"].append(triton)
+        for name, ms in own.items():
+            parts[name].append(ms)
+        parts["rest"].append(timings["app"] - triton - sum(own.values()))
+    return {name: float(np.percentile(values, 50)) for name, values in parts.items()}
 
 
 COLUMNS: list[Column] = [
@@ -117,14 +150,30 @@ COLUMNS: list[Column] = [
     ("error", "error", format_value)]
 
 
+SPLIT_COLUMNS: list[Column] = [
+    ("query", "scenario", format_value), ("HTTP p50 ms", "http_p50_ms", format_value),
+    ("outside the app", "outside", format_value), ("in the app", "app", format_value),
+    ("its Triton calls", "triton", format_value), ("preprocess", "preprocess", format_value),
+    ("FAISS", "index", format_value), ("catalog lookup", "store", format_value),
+    ("rest of the app", "rest", format_value)]
+
+
 @register_section(SECTION, "Search overhead: HTTP search and its Triton calls alone, in pairs")
 def render_search_overhead(rows: list[dict], out_dir) -> str:
     if not rows:
         return "_no rows_"
-    return ("Each pair is one HTTP search through the orchestrator and the same Triton calls sent straight over gRPC "
+    text = ("Each pair is one HTTP search through the orchestrator and the same Triton calls sent straight over gRPC "
             "(the inputs the orchestrator sends: the garment crop, a unique text), back to back at concurrency 1, "
             "the order swapped every pair, so both p50s come from the same minutes of this machine. The search "
             "targets divide these p50s.\n\n" + markdown_table(rows, COLUMNS))
+    split = [{"scenario": row["scenario"], "http_p50_ms": row.get("http_p50_ms"), **row["server_timing_p50_ms"]}
+             for row in rows if row.get("server_timing_p50_ms")]
+    if split:
+        text += ("\n\nWhere the HTTP searches' time went, from each answer's Server-Timing header (p50 ms of each part "
+                 "over the same requests, so the parts need not add up to the HTTP p50): outside the app = the "
+                 "client, the connection and uvicorn; its Triton calls as the orchestrator waited for them; rest = "
+                 "routing, validation, thread hand-offs and JSON.\n\n" + markdown_table(split, SPLIT_COLUMNS))
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:

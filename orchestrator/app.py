@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from orchestrator import timing
 from orchestrator.clients.models import ModelGateway
 from orchestrator.clients.person import MediapipePersonPreprocessor
 from orchestrator.clients.triton import TritonClient
@@ -181,7 +182,7 @@ def create_app(settings: Settings | None = None, open_store: StoreOpener = open_
                   description="Segment garments in a photo, find matching products, manage the catalog.")
     _install_error_handlers(app)
     app.add_middleware(_DeclaredSizeCheck, limit=settings.images.max_upload_bytes + BODY_OVERHEAD_BYTES)
-    _install_request_metrics(app)
+    _install_request_metrics(app, settings.server_timing)
     from orchestrator.routes import health, images, imports, products, search, tryon
 
     # a body over the largest upload (plus its form framing) is refused with 413 as soon as its Content-Length
@@ -269,26 +270,32 @@ class _DeclaredSizeCheck:
         await self.app(scope, receive, send)
 
 
-def _install_request_metrics(app: FastAPI) -> None:
-    app.add_middleware(_RequestMetrics)
+def _install_request_metrics(app: FastAPI, server_timing: bool) -> None:
+    app.add_middleware(_RequestMetrics, server_timing=server_timing)
 
 
 class _RequestMetrics:
     """ASGI middleware: each HTTP request's duration by method, route template and status (plain ASGI: Starlette's
-    BaseHTTPMiddleware costs about a millisecond per request, a tenth of a cached text search)."""
+    BaseHTTPMiddleware costs about a millisecond per request, a tenth of a cached text search), and with
+    `server_timing` its stages in a Server-Timing response header (orchestrator/timing.py)."""
 
-    def __init__(self, app):
+    def __init__(self, app, server_timing: bool = True):
         self.app = app
+        self.server_timing = server_timing
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started, status = time.perf_counter(), [500]
+        stages = timing.start_request() if self.server_timing else None
 
         async def send_and_note_status(message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                if stages is not None:
+                    value = timing.header_value(stages, time.perf_counter() - started)
+                    message = {**message, "headers": [*message.get("headers", ()), (timing.HEADER, value)]}
             await send(message)
 
         try:

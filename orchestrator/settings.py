@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(None, min_length=16,
                                           description="bearer token of the catalog-changing endpoints (16+ "
                                                       "characters); unset = those endpoints refuse every request")
+    server_timing: bool = Field(True, description="send each HTTP response's stages (the Triton calls, FAISS, the "
+                                "catalog lookup, the orchestrator in all) in a Server-Timing header, which browsers' "
+                                "developer tools and `snapfit bench` read")
     web_pages: bool = Field(True, description="serve the shopper's page at / and the catalog admin page at /admin "
                                               "(off: the API alone)")
     rate_limit: RateLimitSettings = RateLimitSettings()

@@ -14,6 +14,7 @@ import numpy as np
 from orchestrator.clients.triton import TritonClient
 from orchestrator.domain import MaskPrediction, TryOnUpdate
 from orchestrator.errors import InvalidInput
+from orchestrator.timing import stage
 from snapfit import contract
 from snapfit.preprocessing.classifier import resize_for_classifier
 from snapfit.preprocessing.clip import resize_and_crop
@@ -39,7 +40,8 @@ class ModelGateway:
 
     async def sam_embedding(self, image: np.ndarray) -> np.ndarray:
         """image: HxWx3 uint8 RGB -> 1x256x64x64 float32."""
-        resized = await asyncio.to_thread(resize_for_encoder, image)
+        with stage("preprocess"):
+            resized = await asyncio.to_thread(resize_for_encoder, image)
         out = await self.triton.infer(contract.SAM_ENCODER, {"image": resized[None]}, ["image_embeddings"],
                                       timeout_s=self.triton.settings.encoder_timeout_s)
         return out["image_embeddings"]
@@ -66,7 +68,8 @@ class ModelGateway:
 
     async def clip_image(self, images: list[np.ndarray]) -> np.ndarray:
         """images: HxWx3 uint8 RGB each -> Nx512 float32, L2-normalised."""
-        batch = await asyncio.to_thread(lambda: np.stack([resize_and_crop(i) for i in images]))
+        with stage("preprocess"):
+            batch = await asyncio.to_thread(lambda: np.stack([resize_and_crop(i) for i in images]))
         return await self._batched(contract.CLIP_IMAGE, "image", batch, "embeddings")
 
     async def clip_text(self, texts: list[str]) -> np.ndarray:
@@ -76,7 +79,8 @@ class ModelGateway:
 
     async def tryon_probability(self, images: list[np.ndarray]) -> np.ndarray:
         """images: HxWx3 uint8 RGB each -> N float32, P(photo usable for try-on)."""
-        batch = await asyncio.to_thread(lambda: np.stack([resize_for_classifier(i) for i in images]))
+        with stage("preprocess"):
+            batch = await asyncio.to_thread(lambda: np.stack([resize_for_classifier(i) for i in images]))
         return (await self._batched(contract.TRYON_CLASSIFIER, "image", batch, "probabilities"))[:, 1]
 
     async def _batched(self, model: str, input_name: str, batch: np.ndarray, output: str) -> np.ndarray:

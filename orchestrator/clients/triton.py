@@ -27,6 +27,7 @@ from orchestrator.clients.shared_memory import Region, Regions
 from orchestrator.errors import InvalidInput, ModelDeadlineExceeded, ModelUnavailable, Overloaded
 from orchestrator.metrics import TRITON_CALL_SECONDS, TRITON_ERRORS
 from orchestrator.settings import TritonSettings
+from orchestrator.timing import stage
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5.0
@@ -78,7 +79,8 @@ class TritonClient:
             raise Overloaded(f"{model} is busy ({limit} calls in flight); retry shortly", retry_after_s=1.0)
         self._in_flight[model] = self._in_flight.get(model, 0) + 1
         try:
-            return await self._infer(model, inputs, outputs, timeout_s)
+            with stage(f"triton.{model}"):
+                return await self._infer(model, inputs, outputs, timeout_s)
         finally:
             self._in_flight[model] -= 1
 

@@ -18,6 +18,7 @@ from orchestrator.domain import Product, ProductFilter
 from orchestrator.errors import InvalidInput
 from orchestrator.services.dependencies import Embedder, ProductLookup, UploadedPhotos, VectorIndex
 from orchestrator.settings import SearchSettings
+from orchestrator.timing import stage
 
 
 @dataclass
@@ -52,8 +53,10 @@ class SearchService:
         if not 1 <= query.k <= self.settings.max_k:
             raise InvalidInput(f"k must be between 1 and {self.settings.max_k}")
         vector = await self.query_vector(query)
-        hits = (await asyncio.to_thread(self.index.search, vector[None], query.k, query.filter))[0]
-        products = await self.store.get_many([product_id for product_id, _ in hits])
+        with stage("index"):
+            hits = (await asyncio.to_thread(self.index.search, vector[None], query.k, query.filter))[0]
+        with stage("store"):
+            products = await self.store.get_many([product_id for product_id, _ in hits])
         # a product deleted between the index search and the lookup is simply skipped
         return [SearchHit(products[pid], score) for pid, score in hits if pid in products]
 
@@ -81,7 +84,8 @@ class SearchService:
             if query.mask is None:
                 raise InvalidInput("searching by image_id needs the chosen mask")
             pixels = await self.images.pixels(query.image_id)
-            garment = await asyncio.to_thread(cut_out, pixels, query.mask, self.settings.background_rgb)
+            with stage("preprocess"):
+                garment = await asyncio.to_thread(cut_out, pixels, query.mask, self.settings.background_rgb)
             return (await self.models.clip_image([garment]))[0]
         if query.image is not None:
             return (await self.models.clip_image([query.image]))[0]

@@ -9,6 +9,7 @@ import numpy as np
 
 from orchestrator.errors import InvalidInput
 from orchestrator.services.dependencies import MaskPredictor, UploadedPhotos
+from orchestrator.timing import stage
 
 MULTIMASK_OUTPUTS = slice(1, 4)  # SAM's three multimask tokens; token 0 is the single-mask output
 
@@ -41,7 +42,8 @@ class SegmentService:
         )
         scores = prediction.iou_predictions[MULTIMASK_OUTPUTS]
         order = [int(i) for i in np.argsort(-scores, kind="stable")]
-        logits = await asyncio.to_thread(prediction.logits, [MULTIMASK_OUTPUTS.start + i for i in order])
+        with stage("masks"):
+            logits = await asyncio.to_thread(prediction.logits, [MULTIMASK_OUTPUTS.start + i for i in order])
         return [ScoredMask(mask=mask > 0.0, score=float(scores[i])) for mask, i in zip(logits, order)]
 
 

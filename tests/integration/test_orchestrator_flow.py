@@ -15,6 +15,7 @@ from PIL import Image
 
 from orchestrator.masks import decode_png, decode_rle
 from orchestrator.schemas import MasksResponse
+from orchestrator.timing import parse_header
 from snapfit.demo_catalog import generate_catalog
 from tests.integration.orchestrator_process import (
     ADMIN,
@@ -107,6 +108,7 @@ def test_import_upload_segment_search_and_product(orchestrator):
         assert found.status_code == 200, found.text
         results = found.json()["results"]
         assert len(results) == 5
+        check_server_timing(found, ["preprocess", "triton.clip_image", "triton.clip_text_embed", "index", "store"])
         product_id = results[0]["product"]["product_id"]
         assert client.get(f"/v1/products/{product_id}").json()["product_id"] == product_id
 
@@ -118,6 +120,15 @@ def test_import_upload_segment_search_and_product(orchestrator):
         after = client.get("/v1/search", params={"q": "anything", "k": 100}).json()["results"]
         assert product_id not in {r["product"]["product_id"] for r in after}
         assert client.get(f"/v1/products/{product_id}").status_code == 404
+
+
+def check_server_timing(response: httpx.Response, stages: list[str]) -> None:
+    """The response says, in its Server-Timing header, how long each of `stages` (in that order) and the whole
+    request took inside the orchestrator."""
+    timings = parse_header(response.headers["server-timing"])
+    assert list(timings) == [*stages, "app"], response.headers["server-timing"]
+    assert all(ms > 0 for ms in timings.values())
+    assert timings["app"] >= sum(timings[name] for name in stages)  # one after the other in a search
 
 
 def check_product_list_and_thumbnail(client: httpx.Client, expected_total: int) -> None:

@@ -154,3 +154,16 @@ def test_a_results_file_without_profiles_loads_as_the_base_profile(tmp_path):
     assert loaded == {"machine": {"cpu_model": "old"}, "profiles": {"base": {"sections": {"faiss_scale": [{"x": 1}]}}}}
     assert normalize_results(loaded) == loaded
     assert load_results(tmp_path / "missing") == {"machine": {}, "profiles": {}}
+
+
+def test_server_timing_splits_an_http_search_into_its_parts():
+    from benchmarks.search_overhead import split_p50s
+
+    answers = [{"preprocess": 4.0, "triton.clip_image": 60.0, "index": 3.0, "store": 1.0, "app": 70.0},
+               {"preprocess": 6.0, "triton.clip_image": 80.0, "index": 3.0, "store": 1.0, "app": 92.0}]
+    split = split_p50s([73.0, 96.0], answers)
+    assert split == {"outside": 3.5, "app": 81.0, "triton": 70.0, "preprocess": 5.0, "index": 3.0, "store": 1.0,
+                     "rest": 2.0}
+    text_only = split_p50s([40.0], [{"triton.clip_text_embed": 31.0, "triton.clip_image": 2.0, "app": 37.0}])
+    assert text_only["triton"] == 33.0 and text_only["preprocess"] == 0 and text_only["rest"] == 4.0
+    assert split_p50s([40.0], [{}]) is None and split_p50s([], []) is None  # a server without the header
