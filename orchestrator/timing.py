@@ -6,13 +6,15 @@
 The app's middleware starts an empty record per HTTP request (a context variable, so each request has its own and
 the threads that `asyncio.to_thread` starts see it too) and, when the response starts, writes
 `Server-Timing: triton.clip_text_embed;dur=31.04, index;dur=2.98, store;dur=0.88, app;dur=36.85`: each stage's
-milliseconds (summed when a stage runs more than once), then `app`, the whole request inside this process. Browsers'
+milliseconds (summed when a stage runs more than once), then `app`, the request inside this process until its
+response started (for a streamed response, such as a try-on's progress, the time to its first byte). Browsers'
 developer tools draw the header under a request's timing, and `snapfit bench` reads it to split an HTTP search into
 the served models and this process's own work (benchmarks/search_overhead.py).
 
 Stages used: `triton.<model>` (one inference call, retries included), `preprocess` (resizing and cutting out what a
 model is sent), `index` (FAISS), `store` (the catalog's metadata lookup), `masks` (SAM's masks upsampled to the
-photo). Outside a request (imports, tests) `stage` times nothing.
+photo). Outside a request (the CLI, tests) `stage` times nothing; work that a request starts in the background (an
+import, a try-on) inherits its record and adds to it after the header was sent, where nothing reads it.
 """
 
 from __future__ import annotations
