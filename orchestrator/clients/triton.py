@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 
+import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
@@ -201,7 +202,7 @@ class TritonClient:
 
         responses = self._stream_client.stream_infer(one_request(),
                                                      stream_timeout=timeout_s or self.settings.timeout_s)
-        started = time.perf_counter()
+        started, ended = time.perf_counter(), False
         try:
             async for result, error in responses:
                 if error is not None:
@@ -210,12 +211,16 @@ class TritonClient:
                     raise translated
                 present = {name: value for name in outputs if (value := result.as_numpy(name)) is not None}
                 final = result.get_response().parameters.get("triton_final_response")
+                ended = final is not None and final.bool_param
                 if present:
                     yield present
-                if (final is not None and final.bool_param) or len(present) == len(outputs):
+                if ended or len(present) == len(outputs):
                     return
         finally:
-            responses.cancel()
+            if ended:  # let the call end as Triton ends it: see _finish_stream
+                await _finish_stream(responses)
+            else:
+                responses.cancel()
             TRITON_CALL_SECONDS.labels(model=model).observe(time.perf_counter() - started)
 
     async def max_batch_size(self, model: str) -> int:
@@ -260,6 +265,19 @@ class TritonClient:
         tensor = grpcclient.InferInput(name, list(value.shape), dtype)
         tensor.set_data_from_numpy(value)
         return tensor
+
+
+async def _finish_stream(responses, timeout_s: float = 5.0) -> None:
+    """Reads a stream to its end after the model's final response: Triton closes it once the client has half-closed
+    (its request iterator ended). Cancelling it instead, or closing the channel under it, right after the final
+    response kept a decoupled model (ladi_vton) referenced until Triton's 30 s exit timeout on shutdown (Triton
+    2.51; tests/integration/test_triton_stop.py). Cancels only a stream that does not end within `timeout_s`."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for _ in responses:
+                pass
+    except (TimeoutError, grpc.aio.AioRpcError, InferenceServerException):
+        responses.cancel()
 
 
 def _open(url: str) -> grpcclient.InferenceServerClient:
