@@ -271,7 +271,8 @@ async def _finish_stream(responses, timeout_s: float = 5.0) -> None:
     """Reads a stream to its end after the model's final response: Triton closes it once the client has half-closed
     (its request iterator ended). Cancelling it instead, or closing the channel under it, right after the final
     response kept a decoupled model (ladi_vton) referenced until Triton's 30 s exit timeout on shutdown (Triton
-    2.51; tests/integration/test_triton_stop.py). Cancels only a stream that does not end within `timeout_s`."""
+    2.51; tests/integration/conftest.py checks how long the session Triton takes to stop). Cancels only a stream
+    that does not end within `timeout_s`."""
     try:
         async with asyncio.timeout(timeout_s):
             async for _ in responses:

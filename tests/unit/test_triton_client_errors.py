@@ -109,3 +109,33 @@ async def test_calls_past_the_in_flight_limit_of_a_model_are_refused_at_once_and
         assert (await client.infer("clip_image", {}, ["embeddings"]))["embeddings"].shape == (1, 4)  # freed again
     finally:
         await client.close()
+
+
+async def test_a_finished_stream_that_triton_does_not_close_is_cancelled_after_the_wait():
+    import asyncio
+
+    from orchestrator.clients.triton import _finish_stream
+
+    class Responses:  # a stream whose server never ends it
+        cancelled = False
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            await asyncio.sleep(3600)
+
+        def cancel(self):
+            self.cancelled = True
+
+    hanging = Responses()
+    await _finish_stream(hanging, timeout_s=0.05)
+    assert hanging.cancelled
+
+    class Ended(Responses):
+        async def __anext__(self):
+            raise StopAsyncIteration
+
+    ended = Ended()
+    await _finish_stream(ended)
+    assert not ended.cancelled  # Triton ended it: nothing to cancel
