@@ -141,7 +141,8 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
     log.info("before: %s", before.line())
     history = [{"epoch": 0, "train_loss": None, **_flat(before)}]
     loss_fn = open_clip.ClipLoss()
-    # fused: one kernel over all parameters instead of a Python loop over them (27 -> 6 ms a step for tiny-p32)
+    # fused: one kernel over all parameters instead of a Python loop over them (27 -> 6 ms a step for tiny-p32;
+    # torch.profiler, ad hoc)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
                                   weight_decay=weight_decay, fused=True)
     rng = random.Random(seed)
@@ -154,8 +155,10 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
         rng.shuffle(order)
         losses = []
         batches = [[train_pairs[i] for i in order[step * batch_size:(step + 1) * batch_size]] for step in range(steps)]
-        views = (one_ahead if ahead else inline)(
-            batches, lambda batch: torch.stack([augment(photos.get(pair.image)) for pair in batch]))
+        def make(batch: list[CatalogPair]) -> torch.Tensor:
+            return torch.stack([augment(photos.get(pair.image)) for pair in batch])
+
+        views = one_ahead(batches, make) if ahead else map(make, batches)
         bar = tqdm(views, total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
         for step, images in enumerate(bar):
             schedule((epoch - 1) * steps + step)
@@ -190,21 +193,16 @@ def one_ahead(items: Sequence, make: Callable) -> Iterator:
     """make(item) for each item in order, the next one made in a background thread while the caller uses this one.
 
     The augmentations (PIL crops and resizes, which release the GIL) then overlap the model's step: 182 against
-    202 ms a step of tiny-p32 on a 2-core Xeon. One thread makes them one after the other, so they draw torch's
-    random numbers in the same order as inline, as long as the caller draws none meanwhile (a training step of
-    open_clip's models without dropout draws none); the evaluation between epochs runs after the epoch's thread
-    has finished. `draws_random_numbers` tells when the step does draw."""
+    202 ms a step of tiny-p32 on a 2-core Xeon (timed ad hoc, 2026-12-06). One thread makes them one after the
+    other, so they draw torch's random numbers in the same order as inline, as long as the caller draws none
+    meanwhile (a training step of open_clip's models without dropout draws none); the evaluation between epochs
+    runs after the epoch's thread has finished. `draws_random_numbers` tells when the step does draw."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="augment") as pool:
         pending = pool.submit(make, items[0]) if items else None
         for index in range(len(items)):
             made = pending.result()
             pending = pool.submit(make, items[index + 1]) if index + 1 < len(items) else None
             yield made
-
-
-def inline(items: Sequence, make: Callable) -> Iterator:
-    """make(item) for each item in order, made when asked for."""
-    return (make(item) for item in items)
 
 
 def draws_random_numbers(model: torch.nn.Module) -> bool:
