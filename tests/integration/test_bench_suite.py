@@ -18,25 +18,7 @@ from benchmarks import http_load
 from benchmarks.model_latency import ONNX_MODELS
 from benchmarks.report import profile_sections
 from benchmarks.suite import QUICK, STEPS, BenchRun, run_bench
-from tests.support.process_stats import ProcessIdentity, identity, still_running
-
-
-def descendants(pid: int) -> set[int]:
-    """PIDs of every live process below `pid`, from /proc (ppid is the 4th field of /proc/PID/stat)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
+from tests.support.process_stats import ProcessIdentity, command_line, descendants, identity, still_running
 
 pytestmark = pytest.mark.integration
 
@@ -158,7 +140,7 @@ def test_a_stopped_bench_stops_the_tritonserver_it_started(tiny_repository, tmp_
         while not servers:
             assert bench.poll() is None and time.monotonic() < deadline, "the bench never started tritonserver"
             servers = {identity(pid) for pid in descendants(bench.pid)
-                       if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")} - {None}
+                       if "tritonserver" in command_line(pid)} - {None}
             time.sleep(0.2)
         time.sleep(1.0)  # past its start, into the run
         bench.send_signal(stop)

@@ -16,7 +16,7 @@ import pytest
 
 from snapfit.triton.launcher import process_group_members
 from tests.conftest import free_port
-from tests.support.process_stats import ProcessIdentity, identities, still_running
+from tests.support.process_stats import ProcessIdentity, children, command_line, identities, still_running
 
 pytestmark = pytest.mark.integration
 
@@ -66,14 +66,6 @@ def test_snapfit_triton_serves_and_stops_on_sigterm(tiny_repository, tmp_path):
     assert "tritonserver stopped" in output
 
 
-def children(pid: int) -> list[int]:
-    """PIDs of the direct children of `pid` (Linux /proc)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
 def start_snapfit_up(tiny_repository: Path, tmp_path: Path, **env_overrides: str):
     """`snapfit up` on a one-model copy of the tiny repository (quick to start) on free ports, in tmp_path;
     returns the process and its (api, triton http) ports."""
@@ -99,7 +91,7 @@ def test_snapfit_up_stops_tritonserver_on_sigterm(tiny_repository, tmp_path):
         wait_ready(http, process)
         wait_api(api, process)
         servers = identities(pid for pid in children(process.pid)
-                             if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text())
+                             if "tritonserver" in command_line(pid))
         assert len(servers) == 1
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=90)
@@ -139,7 +131,7 @@ def test_snapfit_up_restarts_a_killed_tritonserver_and_stops_everything_on_sighu
 
     def tritons() -> list[ProcessIdentity]:
         return identities(pid for pid in children(process.pid)
-                          if "tritonserver" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"))
+                          if "tritonserver" in command_line(pid))
 
     try:
         wait_ready(http, process)

@@ -48,6 +48,45 @@ def still_running(process: ProcessIdentity) -> bool:
     return identity(process.pid) == process
 
 
+def command_line(pid: int) -> str:
+    """The process's command line, arguments joined by NUL; "" once it has exited (a short-lived child may go
+    between listing /proc and reading this)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def children(pid: int) -> list[int]:
+    """PIDs of the direct children of `pid`, across its threads (threads that end meanwhile are skipped)."""
+    found = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    """PIDs of every live process below `pid`, from /proc (ppid is the 4th field of /proc/PID/stat)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = _stat_fields(int(stat.parent.name))
+        if fields is not None and fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def _stat_fields(pid: int) -> list[str] | None:
     """/proc/PID/stat after the command name: fields[0] is the state, fields[19] the start time."""
     try:
