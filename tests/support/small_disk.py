@@ -28,26 +28,19 @@ class SmallDisk:
         self.path = path
 
     def fill(self) -> int:
-        """Writes a filler file until the filesystem is full; returns the bytes it took."""
+        """Writes a filler file until the filesystem is full; returns the bytes it took.
+
+        Large writes first, then smaller ones for what a partial one left. Unbuffered: a buffered file that took
+        part of a write keeps the rest in its buffer, and closing it then fails with ENOSPC."""
         written = 0
-        with open(self.path / FILLER_NAME, "ab") as filler:
+        for size in (len(CHUNK), 4096, 512, 1):
             try:
-                while True:
-                    filler.write(CHUNK)
-                    filler.flush()
-                    written += len(CHUNK)
+                with open(self.path / FILLER_NAME, "ab", buffering=0) as filler:
+                    while True:
+                        written += filler.write(CHUNK[:size])
             except OSError as error:
                 if error.errno != errno.ENOSPC:
                     raise
-        # the last partial chunk may have left a few bytes: take them one small write at a time
-        with open(self.path / FILLER_NAME, "ab", buffering=0) as filler:
-            for size in (4096, 512, 1):
-                try:
-                    while True:
-                        written += filler.write(b"\0" * size)
-                except OSError as error:
-                    if error.errno != errno.ENOSPC:
-                        raise
         return written
 
     def free(self) -> None:
