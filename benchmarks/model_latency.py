@@ -13,7 +13,9 @@ inputs to the served model (gRPC; inputs of 256 KB or more through shared memory
 when Triton shares its host). The try-on UNet step (one classifier-free-guidance call, batch 2) has torch rows
 only: it is served by the Python backend in torch.
 Every (model, variant, batch) is timed until `iterations` calls or `max_seconds`; `speedup_vs_torch_fp32` is
-torch_fp32's p50 over the variant's p50 at the same batch, in the same run. The report goes to `--out` (default
+torch_fp32's p50 over the variant's p50 at the same batch, in the same run. The serving overhead (served p50 over
+in-process p50, batch 1) is timed once more after a model's rows, both sides in alternating blocks
+(`add_paired_overhead`). The report goes to `--out` (default
 benchmarks/results/<machine-id>/).
 """
 
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import Column, format_value, line_plot, markdown_table, register_section
-from benchmarks.stats import LatencySummary, time_calls
+from benchmarks.stats import LatencySummary, alternating_times, percentile, time_calls
 from snapfit import contract
 
 SECTION = "model_latency"
@@ -488,19 +490,65 @@ def serving_overhead(rows: Sequence[dict]) -> list[dict]:
     """Per model at batch 1: Triton-served p50 over in-process ONNX Runtime p50 (same model file: fp32, or int8
     where the served repository holds int8), and the
     difference in ms: what gRPC, (de)serialisation, the scheduler and the Python backend add (and, where the
-    served config gives a call fewer threads than the in-process session, that too: see `served_threads`)."""
+    served config gives a call fewer threads than the in-process session, that too: see `served_threads`).
+
+    From the paired timing (`add_paired_overhead`: both sides in alternating blocks) where the Triton row has it,
+    else from the two rows' own p50s, timed minutes apart; `paired_calls` says which (None: unpaired)."""
     by_key = {(r["model"], r["variant"], r["batch"]): r for r in rows}
     result = []
     for model in dict.fromkeys(r["model"] for r in rows):
         precision = next((p for p in ("fp32", "int8") if (model, f"triton_{p}", 1) in by_key), "fp32")
         served, local = by_key.get((model, f"triton_{precision}", 1)), by_key.get((model, f"ort_{precision}", 1))
-        if served and local and served["p50_ms"] and local["p50_ms"]:
+        if not (served and local):
+            continue
+        paired = served.get("paired_ort_p50_ms") and served.get("paired_triton_p50_ms")
+        local_ms, served_ms = ((served["paired_ort_p50_ms"], served["paired_triton_p50_ms"]) if paired else
+                               (local["p50_ms"], served["p50_ms"]))
+        if served_ms and local_ms:
             result.append({"model": model, "precision": precision, "ort_threads": local.get("threads"),
-                           "served_threads":
-                           served.get("threads"), "ort_p50_ms": local["p50_ms"], "triton_p50_ms": served["p50_ms"],
-                           "overhead_ms": served["p50_ms"] - local["p50_ms"],
-                           "ratio": served["p50_ms"] / local["p50_ms"]})
+                           "served_threads": served.get("threads"), "ort_p50_ms": local_ms,
+                           "triton_p50_ms": served_ms, "overhead_ms": served_ms - local_ms,
+                           "ratio": served_ms / local_ms,
+                           "paired_calls": served.get("paired_calls") if paired else None})
     return result
+
+
+PAIRED_BLOCKS = 4  # alternating blocks per side in the paired serving-overhead timing
+
+
+def add_paired_overhead(subject: Subject, rows: list[dict], sessions: dict, triton_grpc_url: str | None,
+                        iterations: int, max_seconds: float, warmup: int) -> None:
+    """Times the served model and its in-process session again at batch 1, in alternating blocks
+    (`benchmarks.stats.alternating_times`), and adds the result to the Triton row: paired_ort_p50_ms,
+    paired_triton_p50_ms, paired_calls (per side), or paired_error.
+
+    The rows' own p50s are timed minutes apart (other variants run in between), and this machine's speed drifts
+    that much: one full run gave the SAM decoder 0.84x, another 1.25x. The pairs share the drift. Each block
+    starts with `warmup` untimed calls (none for a model whose calls take a second or more: its warm-up would
+    double the cost, and one call already warms what a block needs); in all about 2 x max_seconds a model."""
+    served = next((r for r in rows if r["model"] == subject.model and r["batch"] == 1 and r.get("p50_ms")
+                   and r["variant"].startswith("triton_")), None)
+    if served is None or not triton_grpc_url:
+        return
+    precision = served["variant"].removeprefix("triton_")
+    local = next((r for r in rows if r["model"] == subject.model and r["batch"] == 1 and r.get("p50_ms")
+                  and r["variant"] == f"ort_{precision}"), None)
+    if local is None:
+        return
+    blocks = PAIRED_BLOCKS if warmup else 2  # a quick run (no warm-up) only shows that the pairing runs
+    block_warmup = warmup if max(served["p50_ms"], local["p50_ms"]) < 1000 else 0
+    try:
+        feeds = subject.make_feeds(1)
+        in_process = variant_call(subject, local["variant"], feeds, sessions)
+        through_triton = variant_call(subject, served["variant"], feeds, sessions, triton_grpc_url=triton_grpc_url)
+        local_s, served_s = alternating_times(in_process, through_triton, blocks=blocks,
+                                              block_calls=max(1, iterations // blocks),
+                                              block_seconds=max_seconds / blocks, warmup=block_warmup)
+    except Exception as error:  # noqa: BLE001 - the unpaired rows still give a ratio
+        served["paired_error"] = f"{type(error).__name__}: {error}"
+        return
+    served.update(paired_ort_p50_ms=percentile(local_s, 50) * 1000,
+                  paired_triton_p50_ms=percentile(served_s, 50) * 1000, paired_calls=min(len(local_s), len(served_s)))
 
 
 def flops_per_item(subject: Subject, device: str = "cpu") -> float | None:
@@ -585,6 +633,9 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
                     rows.append(measure(subject, variant, batch, iterations, max_seconds, sessions, profile, device,
                                         triton_grpc_url, warmup))
                     progress.advance(task)
+            if not cuda:
+                progress.update(task, description=f"{model}: Triton and in-process in alternating blocks")
+                add_paired_overhead(subject, rows, sessions, triton_grpc_url, iterations, max_seconds, warmup)
             del subject, sessions
     return add_efficiency(add_speedups(rows), flops, peaks or {})
 
@@ -612,7 +663,7 @@ OVERHEAD_COLUMNS: list[Column] = [
     ("in-process threads", "ort_threads", format_value), ("served threads per call", "served_threads", format_value),
     ("ONNX Runtime in-process p50 ms", "ort_p50_ms", format_value),
     ("Triton gRPC p50 ms", "triton_p50_ms", format_value), ("added ms", "overhead_ms", format_value),
-    ("Triton / in-process", "ratio", _speedup)]
+    ("Triton / in-process", "ratio", _speedup), ("calls per side, alternating", "paired_calls", format_value)]
 
 
 def speedup_plot(rows: list[dict], path: Path, batch: int = 1) -> Path:
@@ -668,8 +719,13 @@ def render_model_latency(rows: list[dict], out_dir: Path) -> str:
     parts = [_intro(rows)]
     overhead = serving_overhead(rows)
     if overhead:
-        parts += ["", "**Serving overhead** (batch 1, same fp32 ONNX model): Triton over gRPC vs an in-process "
-                  "ONNX Runtime session of the same model file.", "", markdown_table(overhead, OVERHEAD_COLUMNS)]
+        parts += ["", "**Serving overhead** (batch 1, the served precision): Triton over gRPC vs an in-process "
+                  "ONNX Runtime session of the same model file, timed in alternating blocks of calls after the rows "
+                  "below (calls per side shown; a dash: from the rows' own p50s, timed minutes apart).", "",
+                  markdown_table(overhead, OVERHEAD_COLUMNS)]
+        failed = [f"- {r['model']}: the alternating timing failed ({r['paired_error']}); its ratio is unpaired"
+                  for r in rows if r.get("paired_error")]
+        parts += ["", *failed] if failed else []
     if any(r["batch"] == 1 for r in rows):
         bars = speedup_plot(rows, out_dir / "model_latency_speedup.png")
         parts += ["", f"![speedup at batch 1]({bars.name})"]

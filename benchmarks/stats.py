@@ -94,3 +94,30 @@ def time_calls(fn: Callable[[], object], warmup: int = 1, iterations: int = 100,
         if spent >= max_seconds:
             break
     return seconds
+
+
+def alternating_times(first: Callable[[], object], second: Callable[[], object], blocks: int = 4,
+                      block_calls: int = 10, block_seconds: float = 2.0, warmup: int = 1, pause_s: float = 0.2,
+                      clock: Callable[[], float] = time.perf_counter,
+                      sleep: Callable[[float], None] = time.sleep) -> tuple[list[float], list[float]]:
+    """Times `first` and `second` in alternating blocks: `blocks` rounds of a block of `first`, then one of `second`.
+
+    For a ratio of two callables on a machine whose speed drifts (a shared VM runs 1.5x faster or slower from one
+    minute to the next): timed one after the other, each side gets its own stretch of the machine's speed, and the
+    ratio measures the drift as much as the callables; in alternating blocks both sides sample the same stretches.
+    Blocks rather than single alternating calls, since a callable may leave threads busy after it returns (ONNX
+    Runtime's spinning intra-op threads) that would slow the other side's next call: each block starts after
+    `pause_s` of sleep and `warmup` untimed calls, then times calls until `block_calls` or `block_seconds`
+    (at least one; `time_calls`' rule).
+
+    Returns:
+        (first's seconds, second's seconds): per timed call, in call order, `blocks` blocks each.
+    """
+    if blocks < 1:
+        raise ValueError(f"blocks must be >= 1, got {blocks}")
+    timed: tuple[list[float], list[float]] = ([], [])
+    for _ in range(blocks):
+        for fn, seconds in zip((first, second), timed):
+            sleep(pause_s)
+            seconds += time_calls(fn, warmup=warmup, iterations=block_calls, max_seconds=block_seconds, clock=clock)
+    return timed

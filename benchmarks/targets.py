@@ -71,7 +71,9 @@ TARGETS: dict[str, Target] = {t.key: t for t in (
              "pairs at concurrency 1 (runs without that section: http_load p50 / search_models p50)")
       for scenario, what in SEARCH_SCENARIOS.items()),
     Target("serving_overhead", "Triton-served / in-process ONNX Runtime p50, batch 1, every model", "≤ 1.10×", 1.10,
-           True, "model_latency triton_fp32 / ort_fp32 at batch 1 (worst model shown)"),
+           True, "model_latency serving overhead: the served model (triton_fp32, or triton_int8 where served) / its "
+           "in-process ONNX Runtime session at batch 1, timed in alternating blocks (runs without them: the two "
+           "rows' p50s; worst model shown)"),
     Target("p99_over_p50", "p99 / p50 at concurrency 1, every served model", "≤ 2.0", 2.0, True,
            "perf_analyzer concurrency 1 where the run has a stable level, else model_latency triton_fp32 batch 1 "
            "(worst model shown; per model below)"),
@@ -219,7 +221,7 @@ def compute(sections: Sections, profile: str = "base") -> list[dict]:
     rows = [_click(t["new_photo_click"], sections, profile, "sam_click_new_image", 1e-3, "s"),
             _click(t["cached_click"], sections, profile, "sam_click_cached_image", 1.0, "ms")]
     rows += [_search(t[scenario], sections, profile) for scenario in SEARCH_SCENARIOS]
-    rows.append(_worst(t["serving_overhead"], profile, serving_overhead(sections), "triton_fp32 + ort_fp32 batch-1"))
+    rows.append(_worst(t["serving_overhead"], profile, serving_overhead(sections), "Triton + ONNX Runtime batch-1"))
     rows.append(_worst(t["p99_over_p50"], profile, {m: v["ratio"] for m, v in tail_ratios(sections).items()},
                        "served concurrency-1"))
     rows.append(_import(t["import_throughput"], sections, profile))

@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from benchmarks import http_load
-from benchmarks.model_latency import ONNX_MODELS
+from benchmarks.model_latency import ONNX_MODELS, serving_overhead
 from benchmarks.report import profile_sections
 from benchmarks.suite import QUICK, STEPS, BenchRun, run_bench
 from tests.support.process_stats import ProcessIdentity, command_line, descendants, identity, still_running
@@ -70,6 +70,14 @@ def test_every_model_is_timed_in_torch_onnxruntime_and_triton_with_speedups_and_
             row = next(r for r in rows if r["model"] == model and r["variant"] == variant and r["batch"] == 1)
             assert row["error"] is None, row
             assert row["p50_ms"] > 0 and row["speedup_vs_torch_fp32"] > 0 and row["peak_fraction"] > 0
+    # the serving overhead is timed again with both sides in alternating blocks, and the ratio comes from that
+    served = {r["model"]: r for r in rows if r["variant"] == "triton_fp32" and r["batch"] == 1}
+    assert all(r["paired_calls"] >= 1 and r["paired_ort_p50_ms"] > 0 and r["paired_triton_p50_ms"] > 0
+               for r in served.values()), served
+    overhead = {r["model"]: r for r in serving_overhead(rows)}
+    assert set(overhead) == set(ONNX_MODELS)
+    assert all(overhead[m]["ratio"] == served[m]["paired_triton_p50_ms"] / served[m]["paired_ort_p50_ms"]
+               for m in ONNX_MODELS)
     # sam_encoder's CPU config serves one image per call: its batch-2 Triton row says so instead of a timing
     served_batch_2 = [r for r in rows if r["variant"] == "triton_fp32" and r["batch"] == 2]
     assert {r["model"] for r in served_batch_2} == {"clip_image", "clip_text", "tryon_classifier"}

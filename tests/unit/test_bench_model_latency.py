@@ -112,9 +112,22 @@ def test_serving_overhead_is_the_triton_p50_over_the_in_process_ort_p50_at_batch
             {"model": "q", "variant": "triton_int8", "batch": 1, "p50_ms": 2.5}]
     assert serving_overhead(rows) == [
         {"model": "m", "precision": "fp32", "ort_threads": None, "served_threads": None, "ort_p50_ms": 4.0,
-         "triton_p50_ms": 5.0, "overhead_ms": 1.0, "ratio": 1.25},
+         "triton_p50_ms": 5.0, "overhead_ms": 1.0, "ratio": 1.25, "paired_calls": None},
         {"model": "q", "precision": "int8", "ort_threads": None, "served_threads": None, "ort_p50_ms": 2.0,
-         "triton_p50_ms": 2.5, "overhead_ms": 0.5, "ratio": 1.25}]
+         "triton_p50_ms": 2.5, "overhead_ms": 0.5, "ratio": 1.25, "paired_calls": None}]
+
+
+def test_serving_overhead_takes_the_alternating_blocks_timing_where_the_run_has_it():
+    rows = [{"model": "m", "variant": "ort_fp32", "batch": 1, "p50_ms": 4.0},
+            {"model": "m", "variant": "triton_fp32", "batch": 1, "p50_ms": 5.0, "paired_ort_p50_ms": 8.0,
+             "paired_triton_p50_ms": 8.8, "paired_calls": 40},
+            # the pairing failed: the rows' own p50s still give a ratio
+            {"model": "n", "variant": "ort_fp32", "batch": 1, "p50_ms": 4.0},
+            {"model": "n", "variant": "triton_fp32", "batch": 1, "p50_ms": 3.0, "paired_error": "OSError: gone"}]
+    by_model = {r["model"]: r for r in serving_overhead(rows)}
+    assert by_model["m"]["ratio"] == pytest.approx(1.1) and by_model["m"]["ort_p50_ms"] == 8.0
+    assert by_model["m"]["paired_calls"] == 40
+    assert by_model["n"]["ratio"] == pytest.approx(0.75) and by_model["n"]["paired_calls"] is None
 
 
 def test_the_served_precision_comes_from_the_served_models_parity_json(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.stats import LatencySummary, percentile, time_calls
+from benchmarks.stats import LatencySummary, alternating_times, percentile, time_calls
 
 
 class FakeClock:
@@ -99,3 +99,38 @@ def test_time_calls_uses_the_real_clock_by_default():
 def test_time_calls_rejects_zero_iterations():
     with pytest.raises(ValueError):
         time_calls(lambda: None, iterations=0)
+
+
+def test_alternating_blocks_share_a_drifting_machine_where_one_after_the_other_does_not():
+    """A machine that runs at half speed for its second 5 s: one after the other, the second callable gets only the
+    slow stretch; in alternating blocks both sample both stretches, and the ratio stays the callables' own."""
+    clock = FakeClock()
+
+    def costing(seconds: float):
+        def call():
+            clock.now += seconds * (2.0 if clock.now >= 5.0 else 1.0)
+        return call
+
+    first, second = costing(0.1), costing(0.11)  # the second is 1.1x the first
+    one = time_calls(first, warmup=0, iterations=50, max_seconds=5.0, clock=clock)
+    other = time_calls(second, warmup=0, iterations=50, max_seconds=5.0, clock=clock)
+    assert percentile(other, 50) / percentile(one, 50) == pytest.approx(2.2)
+
+    clock.now = 0.0
+    pauses = []
+    firsts, seconds = alternating_times(first, second, blocks=8, block_calls=6, block_seconds=10.0, warmup=1,
+                                        pause_s=0.2, clock=clock, sleep=pauses.append)
+    assert len(firsts) == len(seconds) == 48 and pauses == [0.2] * 16
+    assert (min(firsts), max(firsts)) == pytest.approx((0.1, 0.2)) and (min(seconds), max(seconds)) == pytest.approx(
+        (0.11, 0.22))  # both sides met both speeds
+    assert percentile(seconds, 50) / percentile(firsts, 50) == pytest.approx(1.1)
+
+
+def test_alternating_blocks_run_warm_up_then_timed_calls_block_by_block():
+    calls = []
+    firsts, seconds = alternating_times(lambda: calls.append("a"), lambda: calls.append("b"), blocks=2,
+                                        block_calls=3, warmup=1, pause_s=0.0, sleep=lambda s: None)
+    assert "".join(calls) == "aaaabbbbaaaabbbb"  # one warm-up, three timed, per block and side
+    assert len(firsts) == len(seconds) == 6
+    with pytest.raises(ValueError, match="blocks"):
+        alternating_times(lambda: None, lambda: None, blocks=0)
