@@ -214,3 +214,49 @@ def test_a_precision_that_may_not_be_exported_is_reported_missing_instead(tmp_pa
     assert by_variant["ort_fp32"]["error"] is None
     assert "no int8 ONNX model here" in by_variant["ort_int8"]["error"]
     assert not (tmp_path / "int8" / "clip_text" / "1" / "model.onnx").exists()
+
+
+def _served_rows(p50_ms: float = 5.0) -> list[dict]:
+    return [{"model": "clip_text", "variant": "ort_fp32", "batch": 1, "p50_ms": p50_ms},
+            {"model": "clip_text", "variant": "triton_fp32", "batch": 1, "p50_ms": p50_ms * 1.2}]
+
+
+def test_the_alternating_timing_adds_its_p50s_to_the_triton_row(monkeypatch):
+    from types import SimpleNamespace
+
+    import benchmarks.model_latency as model_latency
+
+    called = []
+    monkeypatch.setattr(model_latency, "variant_call",
+                        lambda subject, variant, *args, **kwargs: lambda: called.append(variant))
+    monkeypatch.setattr(model_latency, "alternating_times",
+                        lambda first, second, **kw: (first(), second(), called.append(kw))
+                        and ([0.004] * 8, [0.0044] * 8))
+    rows = _served_rows()
+    model_latency.add_paired_overhead(SimpleNamespace(model="clip_text", make_feeds=lambda batch: {}), rows, {},
+                                      "localhost:1", iterations=30, max_seconds=10.0, warmup=0)
+    assert called[:2] == ["ort_fp32", "triton_fp32"]
+    assert called[2]["blocks"] == 2 and called[2]["warmup"] == 0  # a quick run: two blocks, no warm-up
+    assert rows[1]["paired_calls"] == 8 and rows[1]["paired_triton_p50_ms"] == pytest.approx(4.4)
+    assert serving_overhead(rows)[0]["ratio"] == pytest.approx(1.1)
+
+
+def test_a_failed_alternating_timing_is_reported_and_the_unpaired_ratio_stays(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import benchmarks.model_latency as model_latency
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Triton is down")
+
+    monkeypatch.setattr(model_latency, "variant_call", unreachable)
+    rows = _served_rows()
+    model_latency.add_paired_overhead(SimpleNamespace(model="clip_text", make_feeds=lambda batch: {}), rows, {},
+                                      "localhost:1", iterations=30, max_seconds=10.0, warmup=1)
+    assert rows[1]["paired_error"] == "ConnectionError: Triton is down" and "paired_calls" not in rows[1]
+    assert serving_overhead(rows)[0]["ratio"] == pytest.approx(1.2)
+    for row in rows:
+        row.update({key: row.get(key) for _, key, _ in model_latency.COLUMNS}, profile="base", device="cpu",
+                   int8_settings=None, outputs=None, error=None)
+    text = model_latency.render_model_latency(rows, tmp_path)
+    assert "- clip_text: the alternating timing failed (ConnectionError: Triton is down); its ratio is unpaired" in text
