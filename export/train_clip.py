@@ -41,6 +41,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from export.catalog_pairs import CatalogPair, read_catalog_pairs, split_by_product
+from export.clip_batches import batch_transform, clip_forward
 from export.clip_models import load_network
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,8 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
     torch.manual_seed(seed)
     model = copy.deepcopy(network.model)  # load_network caches its (eval-mode) model for the exporter
     tokenizer = open_clip.get_tokenizer(network.tokenizer_name, context_length=network.context_length)
-    augment = image_transform_v2(network.preprocess, is_train=True)
-    plain = image_transform_v2(network.preprocess, is_train=False)
+    augment = batch_transform(image_transform_v2(network.preprocess, is_train=True))
+    plain = batch_transform(image_transform_v2(network.preprocess, is_train=False))
     photos = PhotoCache(network.image_size, PHOTO_CACHE_BYTES)
     focus = frozenset(focus_tags)
 
@@ -156,7 +157,7 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
         losses = []
         batches = [[train_pairs[i] for i in order[step * batch_size:(step + 1) * batch_size]] for step in range(steps)]
         def make(batch: list[CatalogPair]) -> torch.Tensor:
-            return torch.stack([augment(photos.get(pair.image)) for pair in batch])
+            return augment([photos.get(pair.image) for pair in batch])
 
         views = one_ahead(batches, make) if ahead else map(make, batches)
         bar = tqdm(views, total=steps, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, leave=False)
@@ -165,7 +166,7 @@ def train_clip(csv_path: Path, output: Path, clip_model: str = "tiny", clip_pret
             batch = batches[step]
             texts = tokenizer([focus_text(pair, focus) if epoch <= focus_epochs or rng.random() < focus_share
                                else training_text(pair, rng) for pair in batch])
-            image_features, text_features, logit_scale = _features(model(images, texts))
+            image_features, text_features, logit_scale = _features(clip_forward(model, images, texts))
             loss = loss_fn(image_features, text_features, logit_scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -241,8 +242,8 @@ def held_out_recall(model: torch.nn.Module, held_out: list[CatalogPair], tokeniz
     for start in range(0, len(held_out), EVAL_BATCH):  # embedded one batch at a time; photos from the bounded cache
         chunk = held_out[start:start + EVAL_BATCH]
         decoded = [photos.get(pair.image) for pair in chunk]
-        gallery.append(_normalised(model.encode_image(torch.stack([plain(photo) for photo in decoded]))))
-        views.append(_normalised(model.encode_image(torch.stack([augment(photo) for photo in decoded]))))
+        gallery.append(_normalised(model.encode_image(plain(decoded))))
+        views.append(_normalised(model.encode_image(augment(decoded))))
         queries.append(_normalised(model.encode_text(tokenizer([pair.title for pair in chunk]))))
     torch.random.set_rng_state(state)
     gallery, views, queries = torch.cat(gallery), torch.cat(views), torch.cat(queries)
