@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.machine import machine_id, machine_info
-from benchmarks.report import load_results, markdown_table, register_section, save_section
+from benchmarks.report import load_results, markdown_table, profile_sections, register_section, save_section
 from benchmarks.stats import LatencySummary, time_calls
 from snapfit import contract
 
@@ -172,8 +172,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     rows = run(args.only or contract.ONNX_MODELS, args.profile, args.seeds, args.emulated_cpu, args.iterations)
     out = args.out or Path(__file__).parent / "results" / machine_id(machine_info())
-    report = save_section(section(args.profile), merged(load_results(out).get("sections", {}).get(
-        section(args.profile), []), rows), out)
+    earlier = profile_sections(load_results(out)).get(section(args.profile), [])
+    report = save_section(section(args.profile), merged(earlier, rows), out)
     print(f"wrote {report}")
     return report
 

@@ -125,7 +125,9 @@ def write_report(results: dict, out_dir: Path) -> Path:
             body = section.render(rows, plots)
             if several:  # the renderers link their plots by file name, relative to the folder they wrote them in
                 body = re.sub(r"(!\[[^\]]*\]\()([^)/]+\))", rf"\g<1>{profile}/\g<2>", body)
-            parts += ["", f"## {section.title}{f' ({profile} profile)' if several else ''}", "", body]
+            # a section whose title names its profile (the int8 recipes') keeps its title as it is
+            named = several and not section.title.endswith(" profile)")
+            parts += ["", f"## {section.title}{f' ({profile} profile)' if named else ''}", "", body]
     report = out_dir / REPORT_FILE
     report.write_text("\n".join(parts).rstrip() + "\n")
     return report

@@ -4,8 +4,8 @@
     snapfit bench --profile cpu && snapfit bench --profile base   # full runs; benchmarks/results/<machine-id>/
 
 Each profile's results are kept under its own key in the machine's results.json (a run replaces only its own
-profile's sections), and report.md shows issue 12's targets with one column per profile first
-(benchmarks.targets), then each profile's sections.
+profile's suite sections; those other commands wrote, such as benchmarks.int8_recipes, stay), and report.md shows
+issue 12's targets with one column per profile first (benchmarks.targets), then each profile's sections.
 
 Steps, in order (each can be picked with `only`):
   peaks   the machine's matmul peak per precision (benchmarks.flops)
@@ -52,6 +52,11 @@ GPU_STEPS = ("peaks", "models")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_ROOT = REPO_ROOT / "benchmarks" / "results"
 SCRATCH_ROOT = REPO_ROOT / "runs" / "bench"
+# the sections a run of the suite writes (each module's SECTION; tests/unit/test_bench_suite_plan.py checks them).
+# A full run starts these afresh in its profile and keeps the others: sections that commands of their own add to
+# the machine's folder, such as benchmarks.int8_recipes
+SUITE_SECTIONS = ("matmul_peak", "model_latency", "perf_analyzer", "http_load", "search_overhead",
+                  "original_comparison", "search_models", "import_throughput", "faiss_scale", "run")
 
 
 @dataclass(frozen=True)
@@ -174,8 +179,9 @@ def ensure_exports(run: BenchRun, console: Console) -> None:
 
 class Recorder:
     """Keeps the run's results and rewrites results.json + report.md after every step, so a run that is stopped
-    half-way still leaves the steps it finished. Other profiles' results in the folder are always kept; this
-    profile's other sections only when `keep_other_sections` (a run of some steps)."""
+    half-way still leaves the steps it finished. Other profiles' results in the folder are always kept, and so are
+    this profile's sections that other commands wrote; this profile's earlier suite sections (SUITE_SECTIONS) only
+    when `keep_other_sections` (a run of some steps)."""
 
     def __init__(self, out_dir: Path, info: dict, keep_other_sections: bool, render: bool = True,
                  profile: str = "base"):
@@ -184,9 +190,10 @@ class Recorder:
             _register_renderers()
         previous = load_results(out_dir)
         profiles = previous["profiles"]
-        if not keep_other_sections:
-            profiles[profile] = {"sections": {}}
         profiles.setdefault(profile, {"sections": {}})
+        if not keep_other_sections:
+            profiles[profile]["sections"] = {name: rows for name, rows in profiles[profile]["sections"].items()
+                                             if name not in SUITE_SECTIONS}
         self.results = {"machine": info, "profiles": profiles}
 
     @property

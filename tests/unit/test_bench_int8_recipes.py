@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import int8_recipes
-from benchmarks.report import write_report
+from benchmarks.report import load_results, profile_sections, write_report
 from export import emulation
 
 
@@ -40,3 +40,22 @@ def test_a_later_run_replaces_its_own_rows_and_keeps_the_others(tmp_path):
     text = write_report({"machine": {"cpu_model": "test"}, "sections": {"int8_recipes_tiny": rows}},
                         tmp_path).read_text()
     assert "## int8 recipes (tiny profile)" in text and "| clip_text | 0 | 8-bit |" in text and "| fp32 | 1 |" in text
+
+
+def test_a_run_for_other_models_adds_to_the_rows_already_in_the_folder(tmp_path, monkeypatch):
+    def fake_run(models, profile, *args):
+        return [{"kind": "parity", "model": m, "seed": 0, "recipe": "8-bit", "passed": True} for m in models]
+
+    monkeypatch.setattr(int8_recipes, "run", fake_run)
+    int8_recipes.main(["--only", "clip_text", "--out", str(tmp_path)])
+    int8_recipes.main(["--only", "sam_decoder", "--out", str(tmp_path)])
+    rows = profile_sections(load_results(tmp_path))["int8_recipes_tiny"]
+    assert [row["model"] for row in rows] == ["clip_text", "sam_decoder"]
+
+
+def test_its_sections_keep_their_own_titles_in_a_report_of_several_profiles(tmp_path):
+    rows = [{"kind": "parity", "model": "clip_text", "seed": 0, "recipe": "8-bit", "passed": True}]
+    text = write_report({"machine": {"cpu_model": "test"}, "profiles": {
+        "base": {"sections": {"int8_recipes_tiny": rows, "run": [{"mode": "full"}]}},
+        "cpu": {"sections": {"run": [{"mode": "full"}]}}}}, tmp_path).read_text()
+    assert "\n## int8 recipes (tiny profile)\n" in text and "\n## Run (cpu profile)\n" in text

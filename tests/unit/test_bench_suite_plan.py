@@ -60,6 +60,35 @@ def test_a_second_profile_joins_the_machine_folder_and_a_rerun_replaces_only_its
     assert set(load_results(tmp_path)["profiles"]["base"]["sections"]) == {"faiss_scale", "run"}
 
 
+def test_a_full_run_keeps_the_sections_other_commands_wrote_in_its_profile(tmp_path):
+    Recorder(tmp_path, INFO, keep_other_sections=True, render=False, profile="base").save(
+        "int8_recipes_tiny", [{"kind": "parity"}])
+    Recorder(tmp_path, INFO, keep_other_sections=False, render=False, profile="base").save("model_latency", [{"a": 1}])
+    Recorder(tmp_path, INFO, keep_other_sections=False, render=False, profile="base").save("http_load", [{"b": 1}])
+    sections = load_results(tmp_path)["profiles"]["base"]["sections"]
+    assert sections == {"int8_recipes_tiny": [{"kind": "parity"}], "http_load": [{"b": 1}]}
+
+
+def test_the_suite_sections_are_the_ones_its_steps_write():
+    from benchmarks import (
+        faiss_scale,
+        flops,
+        http_load,
+        import_throughput,
+        model_latency,
+        original,
+        perf_analyzer,
+        search_models,
+        search_overhead,
+    )
+    from benchmarks.suite import SUITE_SECTIONS
+
+    written = {flops.PEAK_SECTION, model_latency.SECTION, perf_analyzer.SECTION, http_load.SECTION,
+               search_overhead.SECTION, original.SECTION, search_models.SECTION, import_throughput.SECTION,
+               faiss_scale.SECTION, "run"}
+    assert set(SUITE_SECTIONS) == written
+
+
 def test_the_triton_step_asks_perf_analyzer_for_a_real_stability_threshold(monkeypatch):
     from benchmarks import perf_analyzer, suite
 
