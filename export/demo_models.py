@@ -28,7 +28,7 @@ CLASSIFIER_FILE = "tryon_classifier.pt"
 SEARCH_QUALITY_FILE = "search_quality.json"  # CatalogSearchQuality of the trained CLIP on the whole catalog
 # What is trained (part of the cache key). CLIP: the first epochs pair each photo with its garment alone, and later
 # ones 30 % of the photos (export.train_clip: focus_tags), since colour, learnt in an epoch, otherwise crowds out the
-# garment's shape; 10 % of the products held out for the report. About 6 minutes on a 2-core CPU.
+# garment's shape; 10 % of the products held out for the report. About 4-5 minutes on a 2-core CPU.
 CLIP_RECIPE = {"clip_model": "tiny-p32", "epochs": 60, "batch_size": 32, "lr": None, "held_out_fraction": 0.1,
                "seed": 0, "focus_tags": (*GARMENTS, "non-product"), "focus_epochs": 10, "focus_share": 0.3,
                "eval_every": 10}

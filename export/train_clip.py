@@ -234,7 +234,8 @@ def training_text(pair: CatalogPair, rng: random.Random) -> str:
 @torch.no_grad()
 def held_out_recall(model: torch.nn.Module, held_out: list[CatalogPair], tokenizer, plain, augment,
                     seed: int, photos: PhotoCache) -> HeldOutRecall:
-    """Recall on `held_out` (see the module docstring); the augmented views are drawn from `seed`."""
+    """Recall on `held_out` (see the module docstring); the augmented views are drawn from `seed`. plain, augment:
+    photos -> (B, 3, H, W) batches (export.clip_batches.batch_transform of open_clip's eval and train transforms)."""
     model.eval()
     gallery, views, queries = [], [], []
     state = torch.random.get_rng_state()

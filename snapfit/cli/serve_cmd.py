@@ -101,7 +101,7 @@ def up(
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="Triton gRPC port")] = contract.TRITON_GRPC_PORT,
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="Triton metrics port")] = contract.TRITON_METRICS_PORT,
     demo_catalog: Annotated[Optional[int], typer.Option(help="generate and import a synthetic catalog of N products")] = None,
-    demo_training: Annotated[bool, typer.Option(help="with --demo-catalog: train a small CLIP and the try-on classifier on that catalog (once, cached in runs/demo_models; about 6 minutes on 2 CPU cores) and serve them instead of the profile's random-weight ones, so that searches find things. They know only the synthetic catalog")] = True,
+    demo_training: Annotated[bool, typer.Option(help="with --demo-catalog: train a small CLIP and the try-on classifier on that catalog (once, cached in runs/demo_models; about 4-5 minutes on 2 CPU cores) and serve them instead of the profile's random-weight ones, so that searches find things. They know only the synthetic catalog")] = True,
 ) -> None:
     """Start Triton and the orchestrator together in the foreground; Ctrl-C / SIGTERM / SIGHUP stops both.
 

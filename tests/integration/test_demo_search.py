@@ -2,7 +2,7 @@
 catalog by export.demo_models and exported as `snapfit up --demo-catalog` exports them, served by a real
 tritonserver behind `snapfit serve`, find what the catalog's ground truth says.
 
-The demo's own recipe on its 1,000 products trains for about 8 minutes on a 2-core CPU, too long for `make test`
+The demo's own recipe on its 1,000 products trains for about 4-5 minutes on a 2-core CPU, too long for `make test`
 (30 minutes in all). So `make test` runs the whole path on a 360-product catalog with the recipe cut to a quarter of
 its epochs and checks that search learnt far more than chance; SNAPFIT_DEMO_RECIPE_TEST=1 runs the demo's exact
 catalog and recipe and checks the targets (recall@10 >= 0.9 in each language, the product itself first, the
