@@ -157,7 +157,7 @@ def _render(rows: list[dict], out_dir: Path) -> str:
 
 
 for _profile in ("tiny", "base"):
-    register_section(section(_profile), f"int8 recipes ({_profile} profile)")(_render)
+    register_section(section(_profile), f"int8 recipes ({_profile} profile)", names_its_profile=True)(_render)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

@@ -40,15 +40,16 @@ Renderer = Callable[[list[dict], Path], str]
 class Section:
     title: str
     render: Renderer
+    names_its_profile: bool = False  # the title says which profile it measured: a report of several adds nothing
 
 
 SECTIONS: dict[str, Section] = {}
 
 
-def register_section(name: str, title: str) -> Callable[[Renderer], Renderer]:
+def register_section(name: str, title: str, names_its_profile: bool = False) -> Callable[[Renderer], Renderer]:
     """Decorator: `render(rows, out_dir) -> markdown` becomes the renderer of section `name` under `title`."""
     def register(render: Renderer) -> Renderer:
-        SECTIONS[name] = Section(title, render)
+        SECTIONS[name] = Section(title, render, names_its_profile)
         return render
     return register
 
@@ -125,9 +126,8 @@ def write_report(results: dict, out_dir: Path) -> Path:
             body = section.render(rows, plots)
             if several:  # the renderers link their plots by file name, relative to the folder they wrote them in
                 body = re.sub(r"(!\[[^\]]*\]\()([^)/]+\))", rf"\g<1>{profile}/\g<2>", body)
-            # a section whose title names its profile (the int8 recipes') keeps its title as it is
-            named = several and not section.title.endswith(" profile)")
-            parts += ["", f"## {section.title}{f' ({profile} profile)' if named else ''}", "", body]
+            suffix = f" ({profile} profile)" if several and not section.names_its_profile else ""
+            parts += ["", f"## {section.title}{suffix}", "", body]
     report = out_dir / REPORT_FILE
     report.write_text("\n".join(parts).rstrip() + "\n")
     return report

@@ -201,6 +201,8 @@ class Recorder:
         return self.results["profiles"][self.profile]["sections"]
 
     def save(self, section: str, rows: list[dict]) -> Path:
+        if section not in SUITE_SECTIONS:  # a full run would then keep it from an earlier run instead of replacing it
+            raise ValueError(f"section {section!r} is not in SUITE_SECTIONS")
         self.sections[section] = rows
         if self.render:
             return write_report(self.results, self.out_dir)
@@ -216,8 +218,8 @@ def _register_renderers() -> None:
     lacks renders generically."""
     import importlib
 
-    for module in ("faiss_scale", "http_load", "import_throughput", "perf_analyzer", "search_models", "search_overhead",
-                   "targets"):
+    for module in ("faiss_scale", "http_load", "import_throughput", "int8_recipes", "perf_analyzer", "search_models",
+                   "search_overhead", "targets"):
         with contextlib.suppress(ImportError):
             importlib.import_module(f"benchmarks.{module}")
 

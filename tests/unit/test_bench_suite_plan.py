@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks.model_latency import UNET_STEP
 from benchmarks.original import ORIGINAL, compare
-from benchmarks.report import load_results
+from benchmarks.report import load_results, save_section
 from benchmarks.suite import FULL, GPU, QUICK, RESULTS_ROOT, STEPS, BenchRun, Recorder
 
 INFO = {"cpu_model": "Intel(R) Xeon(R) Processor @ 2.50GHz", "logical_cores": 2, "gpu": None,
@@ -61,12 +63,24 @@ def test_a_second_profile_joins_the_machine_folder_and_a_rerun_replaces_only_its
 
 
 def test_a_full_run_keeps_the_sections_other_commands_wrote_in_its_profile(tmp_path):
-    Recorder(tmp_path, INFO, keep_other_sections=True, render=False, profile="base").save(
-        "int8_recipes_tiny", [{"kind": "parity"}])
+    save_section("int8_recipes_tiny", [{"kind": "parity"}], tmp_path)  # what benchmarks.int8_recipes does
     Recorder(tmp_path, INFO, keep_other_sections=False, render=False, profile="base").save("model_latency", [{"a": 1}])
     Recorder(tmp_path, INFO, keep_other_sections=False, render=False, profile="base").save("http_load", [{"b": 1}])
     sections = load_results(tmp_path)["profiles"]["base"]["sections"]
     assert sections == {"int8_recipes_tiny": [{"kind": "parity"}], "http_load": [{"b": 1}]}
+
+
+def test_a_full_run_renders_the_int8_recipe_sections_it_keeps_with_their_own_tables(tmp_path):
+    rows = [{"kind": "parity", "model": "clip_text", "seed": 0, "recipe": "8-bit", "cpu": "avx2", "passed": True}]
+    save_section("int8_recipes_tiny", rows, tmp_path)
+    Recorder(tmp_path, INFO, keep_other_sections=False, render=True, profile="cpu").save("run", [{"mode": "full"}])
+    text = (tmp_path / "report.md").read_text()
+    assert "\n## int8 recipes (tiny profile)\n" in text and "| clip_text | 0 | 8-bit | avx2 | True |" in text
+
+
+def test_a_section_the_suite_does_not_own_is_refused():
+    with pytest.raises(ValueError, match="SUITE_SECTIONS"):
+        Recorder(Path("/nonexistent"), INFO, keep_other_sections=True, render=False).save("int8_recipes_tiny", [])
 
 
 def test_the_suite_sections_are_the_ones_its_steps_write():
