@@ -13,7 +13,7 @@ import typer
 from snapfit import contract
 from snapfit.cli.app import DEFAULT_REPOSITORY, app, console, setup_logging
 from snapfit.cli.catalog_cmd import upload_and_follow
-from snapfit.cli.signals import raise_keyboard_interrupt
+from snapfit.cli.signals import hang_up_as_terminate, raise_keyboard_interrupt
 
 
 @app.command()
@@ -150,8 +150,9 @@ def up(
         raise typer.Exit(0)
     # uvicorn shuts down on SIGTERM and then re-raises the signal with the handler that was installed before it;
     # with the default handler that kills this process before `finally` could stop tritonserver. SIGHUP (a closed
-    # terminal), which uvicorn leaves alone, would end it the same way.
-    previous = {sig: signal.signal(sig, raise_keyboard_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # terminal), which uvicorn leaves alone, would end it the same way: it is sent on as SIGTERM.
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_keyboard_interrupt),
+                signal.SIGHUP: signal.signal(signal.SIGHUP, hang_up_as_terminate)}
     supervisor = TritonSupervisor(server, report=lambda line: console.print(f"[yellow]{line}[/]")).watch()
     try:
         if demo_csv is not None:

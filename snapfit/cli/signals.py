@@ -14,6 +14,14 @@ def raise_keyboard_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def hang_up_as_terminate(signum, frame) -> None:
+    """SIGHUP handled as SIGTERM. While uvicorn serves, it handles SIGTERM itself (a graceful shutdown, then the
+    signal again with the handler from before it, outside any request) but not SIGHUP: a KeyboardInterrupt raised
+    by a SIGHUP handler in the middle of a request is caught and logged by uvicorn as an error of that request, and
+    the process serves on."""
+    signal.raise_signal(signal.SIGTERM)
+
+
 @contextmanager
 def stop_signals_interrupt() -> Iterator[None]:
     """Within the block SIGTERM and SIGHUP raise KeyboardInterrupt (SIGINT already does); restored afterwards."""
