@@ -6,7 +6,8 @@
 A closed loop: N workers each send one scenario request, wait for the answer and send the next, until the level
 has sent `max_requests` or `max_seconds` have passed (no request starts after that; the ones in flight are
 awaited). Only loopback URLs are accepted (127.0.0.0/8, ::1, localhost), proxies from the environment are ignored
-and redirects are not followed, so the load never leaves the machine.
+and redirects are not followed, so the load never leaves the machine. Requests go through benchmarks.http_client
+(aiohttp), whose own cost per call is a tenth of a millisecond.
 
 Scenarios (one "request" is what a shopper's action costs, which may be more than one HTTP call):
     sam_click_new_image     POST /v1/images (a photo with unique pixels) + POST /v1/images/{id}/masks:
@@ -19,7 +20,7 @@ Scenarios (one "request" is what a shopper's action costs, which may be more tha
     search_text_image       POST /v1/search {image_id, mask, text: "but in <colour>"}
 
 Each row: scenario, concurrency, requests, ok, errors (non-2xx answers + transport errors), error_kinds
-({"429": 3, "ReadTimeout": 1}), duration_s (first send to last answer), throughput_rps (ok / duration_s),
+({"429": 3, "TimeoutError": 1}), duration_s (first send to last answer), throughput_rps (ok / duration_s),
 mean/p50/p95/p99/max_ms of the successful requests, stopped_by, http_calls (per request), cache (which cache could
 serve the scenario and why it does not here) and notes.
 
@@ -46,9 +47,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 
+from benchmarks.http_client import BenchClient, Reply
 from benchmarks.report import Column, format_value, line_plot, markdown_table, register_section
 from benchmarks.stats import LatencySummary
 from snapfit import contract
@@ -69,7 +70,7 @@ PHOTO_HEIGHT, PHOTO_WIDTH = 1024, 768  # a portrait phone photo; SAM resizes its
 EMBEDDING_DIM = contract.CLIP_EMBEDDING_DIM  # the served CLIP's width, which the orchestrator's index takes
 
 # a request to send: returns the last HTTP answer of the scenario's action (raises on transport errors)
-Send = Callable[[], Awaitable[httpx.Response]]
+Send = Callable[[], Awaitable[Reply]]
 
 
 # ---------------------------------------------------------------- loopback only
@@ -126,7 +127,7 @@ class LevelResult:
 
 
 async def attempt(send: Send) -> str | None:
-    """Sends once: None on a 2xx answer, else the error kind ("500", "ReadTimeout", ...)."""
+    """Sends once: None on a 2xx answer, else the error kind ("500", "TimeoutError", "ClientConnectorError", ...)."""
     try:
         response = await send()
     except Exception as error:  # noqa: BLE001 - every failure is a counted error, never the end of a run
@@ -271,11 +272,11 @@ def garment_rle(ctx: ScenarioContext) -> dict:
     return encode_rle(garment_mask(*ctx.photo.shape[:2]))
 
 
-async def upload(client: httpx.AsyncClient, data: bytes) -> httpx.Response:
+async def upload(client: BenchClient, data: bytes) -> Reply:
     return await client.post("/v1/images", files={"file": ("photo.png", data, "image/png")})
 
 
-async def prepare_image(client: httpx.AsyncClient, ctx: ScenarioContext) -> None:
+async def prepare_image(client: BenchClient, ctx: ScenarioContext) -> None:
     """Uploads the run's photo, clicks the garment as a shopper would and chooses the garment's mask.
     RuntimeError when the API refuses (nothing to benchmark then).
 
@@ -295,27 +296,27 @@ async def prepare_image(client: httpx.AsyncClient, ctx: ScenarioContext) -> None
 # ---------------------------------------------------------------- scenarios
 
 
-async def sam_click_new_image(client: httpx.AsyncClient, ctx: ScenarioContext) -> httpx.Response:
+async def sam_click_new_image(client: BenchClient, ctx: ScenarioContext) -> Reply:
     uploaded = await upload(client, unique_photo_png(ctx))
     if not uploaded.is_success:
         return uploaded
     return await client.post(f"/v1/images/{uploaded.json()['image_id']}/masks", json={"points": [ctx.click()]})
 
 
-async def sam_click_cached_image(client: httpx.AsyncClient, ctx: ScenarioContext) -> httpx.Response:
+async def sam_click_cached_image(client: BenchClient, ctx: ScenarioContext) -> Reply:
     return await client.post(f"/v1/images/{ctx.image_id}/masks", json={"points": [ctx.click()]})
 
 
-async def search_text(client: httpx.AsyncClient, ctx: ScenarioContext) -> httpx.Response:
+async def search_text(client: BenchClient, ctx: ScenarioContext) -> Reply:
     return await client.get("/v1/search", params={"q": query_text(ctx), "k": SEARCH_K})
 
 
-async def search_image(client: httpx.AsyncClient, ctx: ScenarioContext) -> httpx.Response:
+async def search_image(client: BenchClient, ctx: ScenarioContext) -> Reply:
     return await client.post("/v1/search", json={"image_id": ctx.image_id, "mask": {"rle": ctx.mask_rle},
                                                  "k": SEARCH_K})
 
 
-async def search_text_image(client: httpx.AsyncClient, ctx: ScenarioContext) -> httpx.Response:
+async def search_text_image(client: BenchClient, ctx: ScenarioContext) -> Reply:
     number = ctx.next_number()
     text = f"but in {COLOURS[number % len(COLOURS)]} #{ctx.run_tag:x}-{number}"
     return await client.post("/v1/search", json={"image_id": ctx.image_id, "mask": {"rle": ctx.mask_rle},
@@ -327,7 +328,7 @@ class Scenario:
     """send: one request of the scenario; needs_image: uses the uploaded photo and its mask; http_calls per
     request; cache: which cache could serve it and why it does not here (or does, by design)."""
 
-    send: Callable[[httpx.AsyncClient, ScenarioContext], Awaitable[httpx.Response]]
+    send: Callable[[BenchClient, ScenarioContext], Awaitable[Reply]]
     needs_image: bool
     http_calls: int
     cache: str
@@ -365,7 +366,7 @@ def run(base_url: str, scenarios: Sequence[str] = SCENARIOS, concurrencies: Sequ
 
     warmup: untimed requests per scenario before its first level (first calls, connections, model warm-up);
         scenarios on the uploaded photo also get one untimed click first, as a shopper clicks before searching.
-    timeout_s: per HTTP call; a call that exceeds it counts as a "ReadTimeout" (or similar) error.
+    timeout_s: per HTTP call; a call that exceeds it counts as a "TimeoutError" error.
     Raises ValueError for a non-loopback base_url or an unknown scenario, before any request.
     """
     require_loopback(base_url)
@@ -384,11 +385,8 @@ async def _run(base_url: str, scenarios: list[str], concurrencies: list[int], ma
 
     photo, box = garment_photo(seed)
     ctx = ScenarioContext(photo, box, run_tag=secrets.randbits(64), rng=random.Random(seed))
-    limits = httpx.Limits(max_connections=max(concurrencies), max_keepalive_connections=max(concurrencies))
     rows: list[dict] = []
-    # trust_env=False: a proxy from the environment must not carry loopback load elsewhere
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, limits=limits, trust_env=False,
-                                 follow_redirects=False) as client:
+    async with BenchClient(base_url, timeout_s=timeout_s, connections=max(concurrencies)) as client:
         if any(SCENARIO_SPECS[name].needs_image for name in scenarios):
             await prepare_image(client, ctx)
         with Progress(disable=not show_progress, transient=True) as progress:
@@ -487,7 +485,7 @@ async def _seed_url(store_url: str, count: int, dim: int, seed: int, batch_size:
 
 
 def error_kinds_text(value: object) -> str:
-    """{"429": 3, "ReadTimeout": 1} -> "429×3, ReadTimeout×1"; none -> a dash."""
+    """{"429": 3, "TimeoutError": 1} -> "429×3, TimeoutError×1"; none -> a dash."""
     return ", ".join(f"{kind}×{n}" for kind, n in value.items()) if value else "—"
 
 

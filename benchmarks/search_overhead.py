@@ -24,9 +24,9 @@ import secrets
 import time
 from collections.abc import Sequence
 
-import httpx
 import numpy as np
 
+from benchmarks.http_client import BenchClient
 from benchmarks.report import Column, format_value, markdown_table, register_section
 from snapfit import contract
 
@@ -55,8 +55,7 @@ async def _run(base_url: str, grpc_url: str, pairs: int, max_seconds: float, war
     ctx = http_load.ScenarioContext(photo, box, run_tag=secrets.randbits(64), rng=random.Random(seed))
     crop = search_models.garment_crop(seed=seed)
     rows = []
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s, trust_env=False,
-                                 follow_redirects=False) as client:
+    async with BenchClient(base_url, timeout_s=timeout_s, connections=1) as client:
         await http_load.prepare_image(client, ctx)
         for scenario in scenarios:
             row = {"scenario": scenario, "models": " + ".join(search_models.QUERIES[scenario]), "concurrency": 1}
@@ -78,7 +77,7 @@ async def _run(base_url: str, grpc_url: str, pairs: int, max_seconds: float, war
     return rows
 
 
-async def _pairs(send, client: httpx.AsyncClient, ctx, models_call, pairs: int, max_seconds: float,
+async def _pairs(send, client: BenchClient, ctx, models_call, pairs: int, max_seconds: float,
                  warmup: int) -> tuple[list[float], list[float], list[dict[str, float]]]:
     """Seconds of each timed HTTP request and each timed models-only call, `pairs` of each at most, and each timed
     HTTP answer's Server-Timing milliseconds ({} when it sent none)."""

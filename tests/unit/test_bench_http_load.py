@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -22,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from benchmarks.http_client import BenchClient, Reply
 from benchmarks.http_load import (
     SCENARIOS,
     LevelResult,
@@ -173,14 +173,31 @@ def test_error_answers_are_counted_by_status_and_left_out_of_latencies(api):
 
 
 def test_transport_errors_are_counted_by_exception_name():
-    async def closed_port() -> httpx.Response:
-        async with httpx.AsyncClient(trust_env=False) as client:
-            return await client.get(f"http://127.0.0.1:{free_port()}/")
+    async def closed_port() -> Reply:
+        async with BenchClient(f"http://127.0.0.1:{free_port()}") as client:
+            return await client.get("/")
 
     level = asyncio.run(run_level(closed_port, concurrency=2, max_requests=4, max_seconds=30))
-    assert level.ok == 0 and level.error_kinds == {"ConnectError": 4}
+    assert level.ok == 0 and level.error_kinds == {"ClientConnectorError": 4}
     row = level.as_row()
     assert row["p50_ms"] is None and row["throughput_rps"] == 0
+
+
+def test_a_call_past_its_timeout_is_counted_as_a_timeout_and_the_reply_carries_the_whole_answer(api):
+    fake, base = api
+
+    async def scenario() -> tuple[LevelResult, Reply]:
+        async with BenchClient(base, timeout_s=0.2) as client:
+            fake.delay_s = 1.0
+            level = await run_level(lambda: client.get("/v1/search", params={"q": "slow"}), concurrency=1,
+                                    max_requests=2, max_seconds=30)
+            fake.delay_s = 0.0
+            return level, await client.get("/v1/search", params={"q": "fast"})
+
+    level, reply = asyncio.run(scenario())
+    assert level.ok == 0 and level.error_kinds == {"TimeoutError": 2}
+    assert reply.is_success and reply.json() == {"results": []} and reply.headers["Content-Type"] == "application/json"
+    assert fake.texts[-1] == "fast"
 
 
 def test_latency_fields_are_the_documented_percentiles_in_ms():
