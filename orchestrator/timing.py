@@ -13,8 +13,9 @@ the served models and this process's own work (benchmarks/search_overhead.py).
 
 Stages used: `triton.<model>` (one inference call, retries included), `preprocess` (resizing and cutting out what a
 model is sent), `index` (FAISS), `store` (the catalog's metadata lookup), `masks` (SAM's masks upsampled to the
-photo). Outside a request (the CLI, tests) `stage` times nothing; work that a request starts in the background (an
-import, a try-on) inherits its record and adds to it after the header was sent, where nothing reads it.
+photo), `encode` (a click's masks written as run lengths or PNG). Outside a request (the CLI, tests) `stage` times
+nothing; work that a request starts in the background (an import, a try-on) inherits its record and adds to it
+after the header was sent, where nothing reads it.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from orchestrator.domain import MaskPrediction
 from orchestrator.errors import InvalidInput
 from orchestrator.services.dependencies import MaskPredictor, UploadedPhotos
 from orchestrator.timing import stage
@@ -43,8 +44,15 @@ class SegmentService:
         scores = prediction.iou_predictions[MULTIMASK_OUTPUTS]
         order = [int(i) for i in np.argsort(-scores, kind="stable")]
         with stage("masks"):
-            logits = await asyncio.to_thread(prediction.logits, [MULTIMASK_OUTPUTS.start + i for i in order])
-        return [ScoredMask(mask=mask > 0.0, score=float(scores[i])) for mask, i in zip(logits, order)]
+            # one worker thread per mask: OpenCV and numpy release the GIL, so the masks upsample side by side
+            masks = await asyncio.gather(*(asyncio.to_thread(_thresholded, prediction, MULTIMASK_OUTPUTS.start + i)
+                                           for i in order))
+        return [ScoredMask(mask=mask, score=float(scores[i])) for mask, i in zip(masks, order)]
+
+
+def _thresholded(prediction: MaskPrediction, index: int) -> np.ndarray:
+    """Mask `index` of the prediction: HxW bool at the photo's size (logits > 0)."""
+    return prediction.logits([index])[0] > 0.0
 
 
 def _validate_prompt(points, labels, box, width: int, height: int) -> None:
