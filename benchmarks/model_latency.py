@@ -12,7 +12,8 @@ prompts. `triton_fp32` (`triton_int8` where the served repository holds int8: th
 inputs to the served model (gRPC; inputs of 256 KB or more through shared memory, as the orchestrator sends them
 when Triton shares its host). The try-on UNet step (one classifier-free-guidance call, batch 2) has torch rows
 only: it is served by the Python backend in torch.
-Every (model, variant, batch) is timed until `iterations` calls or `max_seconds`; `speedup_vs_torch_fp32` is
+Every (model, variant, batch) is timed until `iterations` calls or `max_seconds` (the served rows at batch 1, whose
+p99 the spike target reads, until `served_calls` / `served_seconds` where those are larger); `speedup_vs_torch_fp32` is
 torch_fp32's p50 over the variant's p50 at the same batch, in the same run. The serving overhead (served p50 over
 in-process p50, batch 1) is timed once more after a model's rows, both sides in alternating blocks
 (`add_paired_overhead`). The report goes to `--out` (default
