@@ -5,11 +5,11 @@
         reply.is_success, reply.status_code, reply.headers["server-timing"], reply.json()
 
 A timed request should cost the client as little as a browser's or a compiled client's would, or the benchmark
-times the client. httpx's pure-Python HTTP/1.1 stack added ~0.9 ms to a call of the orchestrator's /healthz and
-~1.5 ms to a text search with 20 products (against http.client on one kept-alive connection; 2-core AMD EPYC,
-2026-12-07, 200 calls each); aiohttp adds ~0.1 ms over that (docs/benchmarks.md). The search targets divide an
-HTTP p50 by the served models' p50 over gRPC, so on the cpu profile's 20 ms text search that was 0.07 of the
-ratio spent in the benchmark's own client.
+times the client. `python -m benchmarks.client_cost` measures it against http.client on one kept-alive connection:
+on a 2-core AMD EPYC (2026-12-07, 400 calls each) httpx's pure-Python HTTP/1.1 stack added 0.8 ms to the
+orchestrator's /healthz and 1.2 ms to a 20-product text search (1.5 ms in an earlier ad hoc run), aiohttp -0.1 to
++0.1 ms. The search targets divide an HTTP p50 by the served models' p50 over gRPC, so on the cpu profile's ~20 ms
+text search httpx was 0.06-0.07 of the ratio spent in the benchmark's own client.
 
 Each reply is read whole before the call returns, so a latency includes the response body. The client never
 reads proxy settings from the environment (load must not leave the loopback host) and never follows redirects.
