@@ -91,6 +91,8 @@ class Budget:
     # call of a shared VM decides it; of 200 it lies between the second and third largest. 0: `iterations`
     served_calls: int = 0
     served_seconds: float = 0.0
+    # imports in the import step, each right after timing both models at their best batches (the median counts)
+    import_rounds: int = 1
 
     def variant_limits(self) -> dict[str, int]:
         return dict(self.variant_max_batch)
@@ -115,7 +117,7 @@ FULL = Budget(peak_sizes=(1024, 2048), peak_seconds=2.0, models=model_latency.MO
               http_concurrency=(1, 4), http_requests=40, http_seconds=45.0, http_warmup=2, catalog_size=10_000,
               search_calls=40, import_rows=64, import_batch_size=32,
               faiss_sizes=(10_000, 100_000, 1_000_000), faiss_iterations=200, faiss_seconds=10.0,
-              variant_max_batch=(("torch_bf16", 1),), served_calls=200, served_seconds=100.0)
+              variant_max_batch=(("torch_bf16", 1),), served_calls=200, served_seconds=100.0, import_rounds=3)
 
 # GPU calls take milliseconds: more calls per measurement, a shorter budget each, the sizes a GPU needs to peak
 GPU = Budget(**{**FULL.__dict__, "peak_sizes": flops.GPU_SIZES, "peak_seconds": 2.0, "iterations": 50,
@@ -350,7 +352,8 @@ def _import(grpc_url: str, budget: Budget, workdir: Path) -> tuple[str, list[dic
     folder = workdir / "import"
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        row = asyncio.run(import_throughput.measure(grpc_url, budget.import_rows, budget.import_batch_size, folder))
+        row = asyncio.run(import_throughput.measure(grpc_url, budget.import_rows, budget.import_batch_size, folder,
+                                                        budget.import_rounds))
     except Exception as error:  # noqa: BLE001 - a failed import is a row that says why; the FAISS step still runs
         row = {"rows": budget.import_rows, "batch_size": budget.import_batch_size,
                "error": f"{type(error).__name__}: {error}"}
