@@ -19,7 +19,7 @@ def test_import_throughput_reports_every_rate(triton_server, tmp_path):
     assert result["rounds"] == 2 and len(result["round_shares"]) == 2
     assert result["import_over_best"] == min(result["round_shares"])
     assert result["import_over_best"] == pytest.approx(result["import_rows_per_s"] / result["best_combined_per_s"])
-    assert result["clip_image_best_batch"] in (1, 4) and result["classifier_best_batch"] in (1, 4)
+    assert result["clip_image_best_batch"] in (1, 4, 8) and result["classifier_best_batch"] in (1, 4, 8)
     assert result["import_over_clip"] == pytest.approx(result["import_rows_per_s"] / result["clip_image_per_s"])
     assert result["import_over_both_models"] == pytest.approx(
         result["import_rows_per_s"] / result["both_models_per_s"])
