@@ -16,7 +16,8 @@ Every (model, variant, batch) is timed until `iterations` calls or `max_seconds`
 p99 the spike target reads, until `served_calls` / `served_seconds` where those are larger); `speedup_vs_torch_fp32` is
 torch_fp32's p50 over the variant's p50 at the same batch, in the same run. The serving overhead (served p50 over
 in-process p50, batch 1) is timed once more after a model's rows, both sides in alternating blocks
-(`add_paired_overhead`). The report goes to `--out` (default
+(`add_paired_overhead`), with each side's p99 / p50 and Triton's own statistics splitting where the served calls'
+added time goes. The report goes to `--out` (default
 benchmarks/results/<machine-id>/).
 """
 
@@ -510,21 +511,29 @@ def serving_overhead(rows: Sequence[dict]) -> list[dict]:
                            "served_threads": served.get("threads"), "ort_p50_ms": local_ms,
                            "triton_p50_ms": served_ms, "overhead_ms": served_ms - local_ms,
                            "ratio": served_ms / local_ms,
-                           "paired_calls": served.get("paired_calls") if paired else None})
+                           "paired_calls": served.get("paired_calls") if paired else None,
+                           "ort_tail": served.get("paired_ort_tail") if paired else None,
+                           "triton_tail": served.get("paired_triton_tail") if paired else None,
+                           **({f"split_{k}": v for k, v in (served.get("paired_split") or {}).items()}
+                              if paired else {})})
     return result
 
 
 PAIRED_BLOCKS = 4  # alternating blocks per side in the paired serving-overhead timing
+# Triton's per-model statistics (ns summed over calls) that split a served call's time inside the server
+TRITON_STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
 def add_paired_overhead(subject: Subject, rows: list[dict], sessions: dict, triton_grpc_url: str | None,
                         iterations: int, max_seconds: float, warmup: int) -> None:
     """Times the served model and its in-process session again at batch 1, in alternating blocks
     (`benchmarks.stats.alternating_times`), and adds the result to the Triton row: paired_ort_p50_ms,
-    paired_triton_p50_ms, paired_calls (per side), or paired_error.
+    paired_triton_p50_ms, paired_calls (per side), each side's p99 / p50 (paired_ort_tail, paired_triton_tail),
+    and where the served time goes (`_served_split`: paired_split), or paired_error.
 
     The rows' own p50s are timed minutes apart (other variants run in between), and this machine's speed drifts
-    that much: one full run gave the SAM decoder 0.84x, another 1.25x. The pairs share the drift. Each block
+    that much: one full run gave the SAM decoder 0.84x, another 1.25x. The pairs share the drift, and so do the
+    two tails: a slow spell of the machine lengthens both, a spike of the server only the served one. Each block
     starts with `warmup` untimed calls (none for a model whose calls take a second or more: its warm-up would
     double the cost, and one call already warms what a block needs); in all about 2 x max_seconds a model."""
     served = next((r for r in rows if r["model"] == subject.model and r["batch"] == 1 and r.get("p50_ms")
@@ -542,14 +551,46 @@ def add_paired_overhead(subject: Subject, rows: list[dict], sessions: dict, trit
         feeds = subject.make_feeds(1)
         in_process = variant_call(subject, local["variant"], feeds, sessions)
         through_triton = variant_call(subject, served["variant"], feeds, sessions, triton_grpc_url=triton_grpc_url)
+        before = _triton_stage_totals(triton_grpc_url, subject.model)
         local_s, served_s = alternating_times(in_process, through_triton, blocks=blocks,
                                               block_calls=max(1, iterations // blocks),
                                               block_seconds=max_seconds / blocks, warmup=block_warmup)
+        after = _triton_stage_totals(triton_grpc_url, subject.model)
     except Exception as error:  # noqa: BLE001 - the unpaired rows still give a ratio
         served["paired_error"] = f"{type(error).__name__}: {error}"
         return
     served.update(paired_ort_p50_ms=percentile(local_s, 50) * 1000,
-                  paired_triton_p50_ms=percentile(served_s, 50) * 1000, paired_calls=min(len(local_s), len(served_s)))
+                  paired_triton_p50_ms=percentile(served_s, 50) * 1000, paired_calls=min(len(local_s), len(served_s)),
+                  paired_ort_tail=percentile(local_s, 99) / percentile(local_s, 50),
+                  paired_triton_tail=percentile(served_s, 99) / percentile(served_s, 50),
+                  paired_split=_served_split(before, after, local_s, served_s))
+
+
+def _triton_stage_totals(grpc_url: str, model: str) -> dict[str, tuple[int, int]]:
+    """{stage: (count, ns)} of `model`'s cumulative inference statistics, with "success" (whole requests)."""
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(grpc_url) as client:
+        stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]["inference_stats"]
+    return {stage: (int(stats.get(stage, {}).get("count", 0)), int(stats.get(stage, {}).get("ns", 0)))
+            for stage in ("success", *TRITON_STAGES)}
+
+
+def _served_split(before: dict, after: dict, local_s: Sequence[float], served_s: Sequence[float]) -> dict | None:
+    """Where a served call's time goes, in mean ms per call over the alternating blocks (warm-up calls included
+    on the server's side, which cannot tell them apart): the client's wall time less Triton's request time
+    ("outside": gRPC, the client library, shared-memory reads), Triton's queue, input and output copies, and
+    compute_infer less the in-process mean ("backend": what running the model behind Triton adds: for the
+    Python-based runner its IPC to the stub process and the run there). None without counted requests."""
+    calls = after["success"][0] - before["success"][0]
+    if calls <= 0:
+        return None
+    per_call = {stage: (after[stage][1] - before[stage][1]) / calls / 1e6 for stage in ("success", *TRITON_STAGES)}
+    local_ms, served_ms = 1000 * float(np.mean(local_s)), 1000 * float(np.mean(served_s))
+    return {"ort_mean_ms": local_ms, "triton_mean_ms": served_ms, "outside_ms": served_ms - per_call["success"],
+            "queue_ms": per_call["queue"], "input_ms": per_call["compute_input"],
+            "backend_ms": per_call["compute_infer"] - local_ms, "output_ms": per_call["compute_output"],
+            "server_calls": calls}
 
 
 def flops_per_item(subject: Subject, device: str = "cpu") -> float | None:
@@ -641,7 +682,9 @@ def run(models: Sequence[str] = MODELS, profile: str = "base", batches: Sequence
                     progress.advance(task)
             if not cuda:
                 progress.update(task, description=f"{model}: Triton and in-process in alternating blocks")
-                add_paired_overhead(subject, rows, sessions, triton_grpc_url, iterations, max_seconds, warmup)
+                # as many calls as the served rows (tails of 200 calls), in at most the served rows' time in all
+                add_paired_overhead(subject, rows, sessions, triton_grpc_url, max(iterations, served_calls),
+                                    max(max_seconds, served_seconds / 2), warmup)
             del subject, sessions
     return add_efficiency(add_speedups(rows), flops, peaks or {})
 
@@ -669,7 +712,15 @@ OVERHEAD_COLUMNS: list[Column] = [
     ("in-process threads", "ort_threads", format_value), ("served threads per call", "served_threads", format_value),
     ("ONNX Runtime in-process p50 ms", "ort_p50_ms", format_value),
     ("Triton gRPC p50 ms", "triton_p50_ms", format_value), ("added ms", "overhead_ms", format_value),
-    ("Triton / in-process", "ratio", _speedup), ("calls per side, alternating", "paired_calls", format_value)]
+    ("Triton / in-process", "ratio", _speedup), ("calls per side, alternating", "paired_calls", format_value),
+    ("p99 / p50 in-process", "ort_tail", format_value), ("p99 / p50 served", "triton_tail", format_value)]
+SPLIT_COLUMNS: list[Column] = [
+    ("model", "model", format_value), ("in-process mean ms", "split_ort_mean_ms", format_value),
+    ("served mean ms", "split_triton_mean_ms", format_value),
+    ("outside Triton ms (gRPC, client)", "split_outside_ms", format_value),
+    ("queue ms", "split_queue_ms", format_value), ("input copy ms", "split_input_ms", format_value),
+    ("backend ms (compute_infer - in-process)", "split_backend_ms", format_value),
+    ("output copy ms", "split_output_ms", format_value)]
 
 
 def speedup_plot(rows: list[dict], path: Path, batch: int = 1) -> Path:
@@ -732,6 +783,15 @@ def render_model_latency(rows: list[dict], out_dir: Path) -> str:
         failed = [f"- {r['model']}: the alternating timing failed ({r['paired_error']}); its ratio is unpaired"
                   for r in rows if r.get("paired_error")]
         parts += ["", *failed] if failed else []
+        split = [r for r in overhead if r.get("split_server_calls")]
+        if split:
+            parts += ["", "Where the added time goes: means per call over the same alternating blocks, from the "
+                      "client's clock and Triton's own statistics for the model (`get_inference_statistics`). "
+                      "Outside Triton = the client's wall time less Triton's request time; backend = Triton's "
+                      "compute_infer less the in-process mean (for the Python-based ONNX Runtime runner: handing "
+                      "the request to its stub process and the run there). The tails' columns above come from the "
+                      "same blocks: a slow spell of the machine lengthens both sides, a spike of the server only "
+                      "the served one.", "", markdown_table(split, SPLIT_COLUMNS)]
     if any(r["batch"] == 1 for r in rows):
         bars = speedup_plot(rows, out_dir / "model_latency_speedup.png")
         parts += ["", f"![speedup at batch 1]({bars.name})"]

@@ -74,6 +74,10 @@ def test_every_model_is_timed_in_torch_onnxruntime_and_triton_with_speedups_and_
     served = {r["model"]: r for r in rows if r["variant"] == "triton_fp32" and r["batch"] == 1}
     assert all(r["paired_calls"] >= 1 and r["paired_ort_p50_ms"] > 0 and r["paired_triton_p50_ms"] > 0
                for r in served.values()), served
+    # ... with each side's tail, and Triton's own statistics splitting the served calls' time
+    assert all(r["paired_ort_tail"] >= 1 and r["paired_triton_tail"] >= 1 for r in served.values()), served
+    assert all(r["paired_split"]["server_calls"] >= r["paired_calls"] and r["paired_split"]["input_ms"] >= 0
+               and 0 < r["paired_split"]["triton_mean_ms"] for r in served.values()), served
     overhead = {r["model"]: r for r in serving_overhead(rows)}
     assert set(overhead) == set(ONNX_MODELS)
     assert all(overhead[m]["ratio"] == served[m]["paired_triton_p50_ms"] / served[m]["paired_ort_p50_ms"]

@@ -112,9 +112,11 @@ def test_serving_overhead_is_the_triton_p50_over_the_in_process_ort_p50_at_batch
             {"model": "q", "variant": "triton_int8", "batch": 1, "p50_ms": 2.5}]
     assert serving_overhead(rows) == [
         {"model": "m", "precision": "fp32", "ort_threads": None, "served_threads": None, "ort_p50_ms": 4.0,
-         "triton_p50_ms": 5.0, "overhead_ms": 1.0, "ratio": 1.25, "paired_calls": None},
+         "triton_p50_ms": 5.0, "overhead_ms": 1.0, "ratio": 1.25, "paired_calls": None, "ort_tail": None,
+         "triton_tail": None},
         {"model": "q", "precision": "int8", "ort_threads": None, "served_threads": None, "ort_p50_ms": 2.0,
-         "triton_p50_ms": 2.5, "overhead_ms": 0.5, "ratio": 1.25, "paired_calls": None}]
+         "triton_p50_ms": 2.5, "overhead_ms": 0.5, "ratio": 1.25, "paired_calls": None, "ort_tail": None,
+         "triton_tail": None}]
 
 
 def test_serving_overhead_takes_the_alternating_blocks_timing_where_the_run_has_it():
@@ -221,7 +223,7 @@ def _served_rows(p50_ms: float = 5.0) -> list[dict]:
             {"model": "clip_text", "variant": "triton_fp32", "batch": 1, "p50_ms": p50_ms * 1.2}]
 
 
-def test_the_alternating_timing_adds_its_p50s_to_the_triton_row(monkeypatch):
+def test_the_alternating_timing_adds_its_p50s_tails_and_the_servers_split_to_the_triton_row(monkeypatch):
     from types import SimpleNamespace
 
     import benchmarks.model_latency as model_latency
@@ -229,16 +231,32 @@ def test_the_alternating_timing_adds_its_p50s_to_the_triton_row(monkeypatch):
     called = []
     monkeypatch.setattr(model_latency, "variant_call",
                         lambda subject, variant, *args, **kwargs: lambda: called.append(variant))
+    # in-process: 3 ms, two calls of 6 ms; served: 4.4 ms, two of 13.2 ms (a tail of the server's own)
     monkeypatch.setattr(model_latency, "alternating_times",
                         lambda first, second, **kw: (first(), second(), called.append(kw))
-                        and ([0.004] * 8, [0.0044] * 8))
+                        and ([0.003] * 98 + [0.006] * 2, [0.0044] * 98 + [0.0132] * 2))
+    # Triton's cumulative statistics before and after the blocks: 100 calls, 4.3 ms of request time each
+    totals = iter([{"success": (5, 0), "queue": (5, 0), "compute_input": (5, 0), "compute_infer": (5, 0),
+                    "compute_output": (5, 0)},
+                   {"success": (105, 430_000_000), "queue": (105, 10_000_000), "compute_input": (105, 20_000_000),
+                    "compute_infer": (105, 390_000_000), "compute_output": (105, 10_000_000)}])
+    monkeypatch.setattr(model_latency, "_triton_stage_totals", lambda url, model: next(totals))
     rows = _served_rows()
     model_latency.add_paired_overhead(SimpleNamespace(model="clip_text", make_feeds=lambda batch: {}), rows, {},
                                       "localhost:1", iterations=30, max_seconds=10.0, warmup=0)
     assert called[:2] == ["ort_fp32", "triton_fp32"]
     assert called[2]["blocks"] == 2 and called[2]["warmup"] == 0  # a quick run: two blocks, no warm-up
-    assert rows[1]["paired_calls"] == 8 and rows[1]["paired_triton_p50_ms"] == pytest.approx(4.4)
-    assert serving_overhead(rows)[0]["ratio"] == pytest.approx(1.1)
+    assert rows[1]["paired_calls"] == 100 and rows[1]["paired_triton_p50_ms"] == pytest.approx(4.4)
+    assert rows[1]["paired_ort_tail"] == pytest.approx(2.0) and rows[1]["paired_triton_tail"] == pytest.approx(3.0)
+    split = rows[1]["paired_split"]
+    assert split["server_calls"] == 100 and split["queue_ms"] == pytest.approx(0.1)
+    assert split["input_ms"] == pytest.approx(0.2) and split["output_ms"] == pytest.approx(0.1)
+    assert split["ort_mean_ms"] == pytest.approx(3.06) and split["triton_mean_ms"] == pytest.approx(4.576)
+    # the client's 4.576 ms less Triton's 4.3; compute_infer's 3.9 less the in-process 3.06
+    assert split["outside_ms"] == pytest.approx(0.276) and split["backend_ms"] == pytest.approx(0.84)
+    overhead = serving_overhead(rows)[0]
+    assert overhead["ratio"] == pytest.approx(4.4 / 3) and overhead["triton_tail"] == pytest.approx(3.0)
+    assert overhead["split_outside_ms"] == pytest.approx(0.276)
 
 
 def test_a_failed_alternating_timing_is_reported_and_the_unpaired_ratio_stays(monkeypatch, tmp_path):
