@@ -241,3 +241,25 @@ def render_faiss_scale(rows: list[dict], out_dir: Path) -> str:
             "MiB is the serialized index; \"built as\" is the factory after scaling IVF lists to the catalog.")
     return "\n".join([note, "", markdown_table(rows, columns), "",
                       f"![search latency]({latency.name})", "", f"![recall]({recall.name})"])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m benchmarks.report FOLDER`: renders FOLDER/report.md and its plots again from FOLDER/results.json."""
+    import argparse
+
+    from benchmarks.suite import _register_renderers
+
+    parser = argparse.ArgumentParser(
+        description="Render report.md and its plots again from a folder's results.json (e.g. after restoring "
+                    "results.previous.json, which a full `snapfit bench` run leaves there before it replaces a "
+                    "profile's results).")
+    parser.add_argument("folder", type=Path, help="a results folder, e.g. benchmarks/results/<machine-id>")
+    args = parser.parse_args(argv)
+    if not (args.folder / RESULTS_FILE).exists():
+        parser.error(f"{args.folder / RESULTS_FILE} does not exist")
+    _register_renderers()
+    print(write_report(load_results(args.folder), args.folder))
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -185,11 +186,16 @@ def ensure_exports(run: BenchRun, console: Console) -> None:
     export_for_serving(run.repository, run.profile, console)
 
 
+PREVIOUS_RESULTS_FILE = "results.previous.json"  # git-ignored; what a full run started from
+
+
 class Recorder:
     """Keeps the run's results and rewrites results.json + report.md after every step, so a run that is stopped
     half-way still leaves the steps it finished. Other profiles' results in the folder are always kept, and so are
     this profile's sections that other commands wrote; this profile's earlier suite sections (SUITE_SECTIONS) only
-    when `keep_other_sections` (a run of some steps)."""
+    when `keep_other_sections` (a run of some steps). A run that drops earlier suite sections first copies the
+    folder's results.json to `backup` (results.previous.json), so stopping it half-way loses nothing: moving that
+    file back and rendering it (`python -m benchmarks.report <folder>`) restores the report."""
 
     def __init__(self, out_dir: Path, info: dict, keep_other_sections: bool, render: bool = True,
                  profile: str = "base"):
@@ -199,9 +205,13 @@ class Recorder:
         previous = load_results(out_dir)
         profiles = previous["profiles"]
         profiles.setdefault(profile, {"sections": {}})
+        self.backup: Path | None = None
         if not keep_other_sections:
-            profiles[profile]["sections"] = {name: rows for name, rows in profiles[profile]["sections"].items()
-                                             if name not in SUITE_SECTIONS}
+            kept = {name: rows for name, rows in profiles[profile]["sections"].items() if name not in SUITE_SECTIONS}
+            if len(kept) < len(profiles[profile]["sections"]):
+                self.backup = out_dir / PREVIOUS_RESULTS_FILE
+                shutil.copyfile(out_dir / RESULTS_FILE, self.backup)
+            profiles[profile]["sections"] = kept
         self.results = {"machine": info, "profiles": profiles}
 
     @property
@@ -242,6 +252,9 @@ def run_bench(run: BenchRun, console: Console | None = None, show_progress: bool
     recorder = Recorder(out_dir, info, keep_other_sections=bool(run.only), render=run.render, profile=run.profile)
     console.print(f"snapfit bench ({'quick' if run.quick else 'full'}, {run.profile} profile, {run.device}): "
                   f"{', '.join(steps)} -> {out_dir}")
+    if recorder.backup:
+        console.print(f"the {run.profile} profile's earlier results are replaced step by step; the file before this "
+                      f"run is {recorder.backup}")
     cpu = not run.device.startswith("cuda")
     served = {"models", "triton", "http", "import"}
     if cpu and served & set(steps):

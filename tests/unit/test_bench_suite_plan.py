@@ -70,6 +70,30 @@ def test_a_full_run_keeps_the_sections_other_commands_wrote_in_its_profile(tmp_p
     assert sections == {"int8_recipes_tiny": [{"kind": "parity"}], "http_load": [{"b": 1}]}
 
 
+def test_a_full_run_keeps_the_results_it_replaces_in_a_file_of_their_own(tmp_path):
+    from benchmarks.report import main as render_main
+    from benchmarks.suite import PREVIOUS_RESULTS_FILE
+
+    first_run = [{"mode": "full", "profile": "cpu", "device": "cpu", "steps": "peaks models", "wall_s": 10.0}]
+    first = Recorder(tmp_path, INFO, keep_other_sections=False, render=False, profile="cpu")
+    assert first.backup is None  # nothing to replace yet
+    first.save("matmul_peak", [])
+    first.save("run", first_run)
+    before = (tmp_path / "results.json").read_text()
+    # a second full run of the profile, stopped after its first step: its earlier results are in the backup
+    second = Recorder(tmp_path, INFO, keep_other_sections=False, render=False, profile="cpu")
+    second.save("matmul_peak", [])
+    assert second.backup == tmp_path / PREVIOUS_RESULTS_FILE and second.backup.read_text() == before
+    assert load_results(tmp_path)["profiles"]["cpu"]["sections"] == {"matmul_peak": []}
+    # restoring it: move it back and render the report again
+    second.backup.replace(tmp_path / "results.json")
+    render_main([str(tmp_path)])
+    assert load_results(tmp_path)["profiles"]["cpu"]["sections"] == {"matmul_peak": [], "run": first_run}
+    assert "| full | cpu | cpu | peaks models |" in (tmp_path / "report.md").read_text()
+    # a run of some steps replaces only those: no backup
+    assert Recorder(tmp_path, INFO, keep_other_sections=True, render=False, profile="cpu").backup is None
+
+
 def test_a_full_run_renders_the_int8_recipe_sections_it_keeps_with_their_own_tables(tmp_path):
     rows = [{"kind": "parity", "model": "clip_text", "seed": 0, "recipe": "8-bit", "cpu": "avx2", "passed": True}]
     save_section("int8_recipes_tiny", rows, tmp_path)
