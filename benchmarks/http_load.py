@@ -361,13 +361,17 @@ SCENARIO_SPECS: dict[str, Scenario] = {
 
 def run(base_url: str, scenarios: Sequence[str] = SCENARIOS, concurrencies: Sequence[int] = DEFAULT_CONCURRENCIES,
         max_requests: int = 200, max_seconds: float = 20.0, warmup: int = 2, show_progress: bool = True,
-        timeout_s: float = 120.0, seed: int = 0) -> list[dict]:
+        timeout_s: float = 120.0, seed: int = 0, photo_size: tuple[int, int] = (PHOTO_WIDTH, PHOTO_HEIGHT)
+        ) -> list[dict]:
     """One row per scenario x concurrency, in the order given (see the module docstring for the fields).
 
     warmup: untimed requests per scenario before its first level (first calls, connections, model warm-up);
         scenarios on the uploaded photo also get one untimed click first, as a shopper clicks before searching.
     timeout_s: per HTTP call; a call that exceeds it counts as a "TimeoutError" error.
-    Raises ValueError for a non-loopback base_url or an unknown scenario, before any request.
+    photo_size: (width, height) of the uploaded photo in pixels (default a 768x1024 portrait; a 12 MP phone photo
+        is 3024x4032): what the clicks upload and decode, and what their masks are upsampled to.
+    Raises ValueError for a non-loopback base_url, an unknown scenario or a photo under 64 pixels a side, before
+    any request.
     """
     require_loopback(base_url)
     unknown = sorted(set(scenarios) - set(SCENARIO_SPECS))
@@ -375,15 +379,19 @@ def run(base_url: str, scenarios: Sequence[str] = SCENARIOS, concurrencies: Sequ
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     if not concurrencies or min(concurrencies) < 1:
         raise ValueError(f"concurrency levels must be >= 1, got {list(concurrencies)}")
+    if min(photo_size) < 64:
+        raise ValueError(f"the photo must be at least 64x64 pixels, got {photo_size[0]}x{photo_size[1]}")
     return asyncio.run(_run(base_url, list(scenarios), list(concurrencies), max_requests, max_seconds, warmup,
-                            show_progress, timeout_s, seed))
+                            show_progress, timeout_s, seed, photo_size))
 
 
 async def _run(base_url: str, scenarios: list[str], concurrencies: list[int], max_requests: int,
-               max_seconds: float, warmup: int, show_progress: bool, timeout_s: float, seed: int) -> list[dict]:
+               max_seconds: float, warmup: int, show_progress: bool, timeout_s: float, seed: int,
+               photo_size: tuple[int, int]) -> list[dict]:
     from rich.progress import Progress
 
-    photo, box = garment_photo(seed)
+    width, height = photo_size
+    photo, box = garment_photo(seed, height=height, width=width)
     ctx = ScenarioContext(photo, box, run_tag=secrets.randbits(64), rng=random.Random(seed))
     rows: list[dict] = []
     async with BenchClient(base_url, timeout_s=timeout_s, connections=max(concurrencies)) as client:
@@ -412,7 +420,9 @@ def _row(name: str, concurrency: int, level: LevelResult, ctx: ScenarioContext) 
     spec = SCENARIO_SPECS[name]
     notes = f"mask: {ctx.mask_source}" if spec.needs_image and name != "sam_click_cached_image" else ""
     return {"scenario": name, "concurrency": concurrency, **level.as_row(), "http_calls": spec.http_calls,
-            "cache": spec.cache, "notes": notes}
+            "cache": spec.cache, "notes": notes,
+            # every scenario but the text search uploads the photo or searches with its garment
+            "photo": f"{ctx.photo.shape[1]}x{ctx.photo.shape[0]}" if name != "search_text" else None}
 
 
 # ---------------------------------------------------------------- a catalog to search
@@ -520,7 +530,8 @@ def render_http_load(rows: list[dict], out_dir: Path) -> str:
                     "Orchestrator p95 latency", "concurrent clients", "p95 latency (ms)", log_y=True)
     notes = {r["scenario"]: r for r in rows}
     bullets = [f"- `{name}` ({row['http_calls']} HTTP call{'s' * (row['http_calls'] > 1)} per request): cache: "
-               f"{row['cache']}{'; ' + row['notes'] if row.get('notes') else ''}" for name, row in notes.items()]
+               f"{row['cache']}{'; ' + row['notes'] if row.get('notes') else ''}"
+               f"{'; photo ' + row['photo'] + ' px (PNG)' if row.get('photo') else ''}" for name, row in notes.items()]
     intro = ("Closed loop over loopback HTTP: each client sends its next request when the previous one answers. "
              "Latency percentiles are over successful requests; errors count non-2xx answers and transport errors; "
              "req/s is successful requests over the level's wall time.")
@@ -529,6 +540,15 @@ def render_http_load(rows: list[dict], out_dir: Path) -> str:
 
 
 # ---------------------------------------------------------------- command line
+
+
+def _photo_size(text: str) -> tuple[int, int]:
+    """"3024x4032" -> (3024, 4032)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 3024x4032, got {text!r}") from None
+    return width, height
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -549,6 +569,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=2, help="untimed requests per scenario (default %(default)s)")
     parser.add_argument("--timeout-s", type=float, default=120.0,
                         help="seconds per HTTP call before it counts as an error (default %(default)s)")
+    parser.add_argument("--photo-size", type=_photo_size, default=(PHOTO_WIDTH, PHOTO_HEIGHT), metavar="WxH",
+                        help=f"the uploaded photo's width x height in pixels (default {PHOTO_WIDTH}x{PHOTO_HEIGHT}; a "
+                             "12 MP phone photo: 3024x4032)")
     parser.add_argument("--out", type=Path, help="results folder (default benchmarks/results/<machine-id>)")
     parser.add_argument("--seed-catalog", metavar="STORE_URL",
                         help="instead of a load run: fill this catalog store (sqlite:///PATH or mongodb://...) with "
@@ -574,7 +597,7 @@ def main(argv: list[str] | None = None) -> None:
     max_seconds = args.max_seconds or (QUICK_MAX_SECONDS if args.quick else 20.0)
     try:
         rows = run(args.url, args.scenarios, concurrencies, max_requests, max_seconds, args.warmup,
-                   timeout_s=args.timeout_s)
+                   timeout_s=args.timeout_s, photo_size=args.photo_size)
     except ValueError as error:
         parser.error(str(error))
     print(save_section(SECTION, rows, args.out).read_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import itertools
 import json
 import threading
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import uvicorn
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -38,7 +40,8 @@ from benchmarks.report import profile_sections, save_section
 from tests.conftest import free_port
 
 ROW_FIELDS = {"scenario", "concurrency", "requests", "ok", "errors", "error_kinds", "duration_s", "throughput_rps",
-              "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "stopped_by", "http_calls", "cache", "notes"}
+              "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "stopped_by", "http_calls", "cache", "notes",
+              "photo"}
 
 
 @dataclass
@@ -46,6 +49,7 @@ class FakeApi:
     """Records what the load generator sent; `search_statuses` cycles the status of GET /v1/search."""
 
     uploads: list[str] = field(default_factory=list)
+    upload_sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of each uploaded photo
     clicks: list[tuple[float, float]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     searches: list[dict] = field(default_factory=list)
@@ -55,6 +59,7 @@ class FakeApi:
     async def upload(self, request: Request) -> JSONResponse:
         data = await (await request.form())["file"].read()
         self.uploads.append(hashlib.sha256(data).hexdigest())
+        self.upload_sizes.append(Image.open(io.BytesIO(data)).size)
         return JSONResponse({"image_id": self.uploads[-1], "width": 768, "height": 1024})
 
     async def masks(self, request: Request) -> JSONResponse:
@@ -258,6 +263,19 @@ def test_the_command_line_writes_the_section_for_a_quick_run(api, tmp_path, caps
     assert [(r["scenario"], r["concurrency"], r["requests"]) for r in rows] == [
         ("search_text", 1, 3), ("search_text", 2, 3), ("search_image", 1, 3), ("search_image", 2, 3)]
     assert "Orchestrator HTTP load" in capsys.readouterr().out
+
+
+def test_the_command_line_uploads_a_photo_of_the_size_asked_for(api, tmp_path):
+    fake, base = api
+    main(["--url", base, "--scenarios", "sam_click_new_image", "search_text", "--concurrency", "1", "--max-requests",
+          "2", "--warmup", "0", "--photo-size", "3024x4032", "--out", str(tmp_path)])
+    assert fake.upload_sizes == [(3024, 4032)] * 2  # the 2 timed clicks on new photos
+    rows = profile_sections(json.loads((tmp_path / "results.json").read_text()))["http_load"]
+    assert [r["photo"] for r in rows] == ["3024x4032", None]  # the text search uploads nothing
+    assert "photo 3024x4032 px (PNG)" in (tmp_path / "report.md").read_text()
+    for wrong in ("3024", "ax4", "32x32"):
+        with pytest.raises(SystemExit):
+            main(["--url", base, "--photo-size", wrong])
 
 
 def test_the_command_line_refuses_a_remote_url_and_needs_one():
