@@ -24,6 +24,8 @@ class TritonSettings(BaseModel):
     max_in_flight_per_model: int = Field(16, ge=1, description="calls of one model this process has in Triton at "
                                                                "once; more answer 429 at once (the CPU configs of "
                                                                "the fast models keep no queue bound of their own)")
+    encoder_max_in_flight: int = Field(5, ge=1, description="the same bound for the SAM encoder, whose calls take "
+                                                            "seconds on CPUs: one running and four waiting")
     channel_refresh_s: float = Field(60.0, ge=0, description="reopen the unary gRPC channel this often, "
                                                              "re-resolving grpc_url (new Triton pods get calls); "
                                                              "0 = never")

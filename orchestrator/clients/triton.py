@@ -29,6 +29,7 @@ from orchestrator.errors import InvalidInput, ModelDeadlineExceeded, ModelUnavai
 from orchestrator.metrics import TRITON_CALL_SECONDS, TRITON_ERRORS
 from orchestrator.settings import TritonSettings
 from orchestrator.timing import stage
+from snapfit import contract
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5.0
@@ -72,9 +73,11 @@ class TritonClient:
                     timeout_s: float | None = None) -> dict[str, np.ndarray]:
         """Runs `model` once. Inputs keep their numpy dtype (object arrays of bytes become BYTES).
 
-        Admission: at most `max_in_flight_per_model` calls of one model at once from this process; a call past
-        that is Overloaded (429) at once, so a burst never builds an unbounded queue in Triton."""
-        limit = self.settings.max_in_flight_per_model
+        Admission: at most `max_in_flight_per_model` calls of one model at once from this process
+        (`encoder_max_in_flight` of the SAM encoder); a call past that is Overloaded (429) at once, so a burst
+        never builds an unbounded queue in Triton."""
+        limit = (self.settings.encoder_max_in_flight if model == contract.SAM_ENCODER
+                 else self.settings.max_in_flight_per_model)
         if self._in_flight.get(model, 0) >= limit:
             TRITON_ERRORS.labels(model=model, code=Overloaded.code).inc()
             raise Overloaded(f"{model} is busy ({limit} calls in flight); retry shortly", retry_after_s=1.0)

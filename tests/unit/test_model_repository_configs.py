@@ -97,7 +97,8 @@ def test_cpu_config_uses_the_generic_onnxruntime_runner(model):
 
 # CPU configs whose queue the orchestrator bounds: Triton 2.51's queue policy makes some of their requests wait ~500 ms
 # (docs/serving.md), so they have none at all
-ADMISSION_BOUNDED_ON_CPU = {contract.CLIP_TEXT, contract.CLIP_IMAGE, contract.TRYON_CLASSIFIER, contract.SAM_DECODER}
+ADMISSION_BOUNDED_ON_CPU = {contract.CLIP_TEXT, contract.CLIP_IMAGE, contract.TRYON_CLASSIFIER, contract.SAM_DECODER,
+                            contract.SAM_ENCODER}
 
 
 @pytest.mark.parametrize("model", ALL_MODELS)

@@ -111,6 +111,27 @@ async def test_calls_past_the_in_flight_limit_of_a_model_are_refused_at_once_and
         await client.close()
 
 
+async def test_the_sam_encoder_has_its_own_smaller_in_flight_limit(monkeypatch):
+    client = TritonClient(TritonSettings(grpc_url=f"127.0.0.1:{free_port()}", max_in_flight_per_model=16,
+                                         encoder_max_in_flight=2))
+    release = asyncio.Event()
+
+    async def slow_infer(model, inputs, outputs, timeout_s):
+        await release.wait()
+        return {"image_embeddings": np.zeros((1, 4), np.float32)}
+    monkeypatch.setattr(client, "_infer", slow_infer)
+    try:
+        held = [asyncio.create_task(client.infer("sam_encoder", {}, ["image_embeddings"])) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded, match="sam_encoder is busy \\(2 calls in flight\\)"):
+            await client.infer("sam_encoder", {}, ["image_embeddings"])
+        others = [asyncio.create_task(client.infer("sam_decoder", {}, ["image_embeddings"])) for _ in range(3)]
+        release.set()
+        await asyncio.gather(*held, *others)  # the decoder keeps the general limit
+    finally:
+        await client.close()
+
+
 async def test_a_finished_stream_that_triton_does_not_close_is_cancelled_after_the_wait():
     import asyncio
 
