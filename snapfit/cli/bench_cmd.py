@@ -23,7 +23,7 @@ def bench(
 
     Writes results.json, report.md and PNG plots (docs/benchmarks.md); the report opens with the targets table, one measured / met column per profile in the folder.
 
-    Both profiles side by side: `snapfit bench --profile cpu`, then `snapfit bench --profile base` (about 40 min together on a 2-core CPU, exports included). Both write to the same machine folder, each replacing only its own profile's results; the cpu profile skips the FAISS step and the try-on UNet step, which do not depend on the SAM encoder.
+    Both profiles side by side: `snapfit bench --profile cpu`, then `snapfit bench --profile base` (about 45 min together on a 2-core CPU, exports included). Both write to the same machine folder, each replacing only its own profile's results; the cpu profile skips the FAISS step and the try-on UNet step, which do not depend on the SAM encoder.
 
     Triton and the orchestrator are started on free loopback ports for the run and stopped afterwards.
     """
