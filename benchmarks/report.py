@@ -243,11 +243,23 @@ def render_faiss_scale(rows: list[dict], out_dir: Path) -> str:
                       f"![search latency]({latency.name})", "", f"![recall]({recall.name})"])
 
 
+def register_renderers() -> None:
+    """Imports every step's module (and the targets summary) so that each section renders with its own tables and
+    plots, also the sections another run (or profile) left in the folder; a module whose libraries this machine
+    lacks renders generically. By name, at run time: those modules import this one."""
+    import contextlib
+    import importlib
+
+    for module in ("faiss_scale", "http_load", "import_throughput", "int8_recipes", "perf_analyzer", "search_models",
+                   "search_overhead", "targets"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"benchmarks.{module}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m benchmarks.report FOLDER`: renders FOLDER/report.md and its plots again from FOLDER/results.json."""
     import argparse
 
-    from benchmarks.suite import _register_renderers
 
     parser = argparse.ArgumentParser(
         description="Render report.md and its plots again from a folder's results.json (e.g. after restoring "
@@ -257,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not (args.folder / RESULTS_FILE).exists():
         parser.error(f"{args.folder / RESULTS_FILE} does not exist")
-    _register_renderers()
+    register_renderers()
     print(write_report(load_results(args.folder), args.folder))
 
 

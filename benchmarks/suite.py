@@ -42,7 +42,7 @@ from rich.console import Console
 
 from benchmarks import flops, model_latency, original
 from benchmarks.machine import machine_id, machine_info
-from benchmarks.report import RESULTS_FILE, load_results, write_report
+from benchmarks.report import RESULTS_FILE, load_results, register_renderers, write_report
 from snapfit import contract
 
 STEPS = ("peaks", "models", "triton", "http", "import", "faiss")
@@ -201,7 +201,7 @@ class Recorder:
                  profile: str = "base"):
         self.out_dir, self.render, self.profile = out_dir, render, profile
         if render:
-            _register_renderers()
+            register_renderers()
         previous = load_results(out_dir)
         profiles = previous["profiles"]
         profiles.setdefault(profile, {"sections": {}})
@@ -228,18 +228,6 @@ class Recorder:
         path = self.out_dir / RESULTS_FILE
         path.write_text(json.dumps(self.results, indent=2) + "\n")
         return path
-
-
-def _register_renderers() -> None:
-    """Imports every step's module (and the targets summary) so that each section renders with its own tables and
-    plots, also the sections another run (or profile) left in the folder; a module whose libraries this machine
-    lacks renders generically."""
-    import importlib
-
-    for module in ("faiss_scale", "http_load", "import_throughput", "int8_recipes", "perf_analyzer", "search_models",
-                   "search_overhead", "targets"):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(f"benchmarks.{module}")
 
 
 def run_bench(run: BenchRun, console: Console | None = None, show_progress: bool = True) -> Path:
