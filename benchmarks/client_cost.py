@@ -67,22 +67,22 @@ def _timed_raw(connection: http.client.HTTPConnection, path: str) -> float:
 
 async def _aiohttp(base_url: str, path: str, calls: int) -> list[float]:
     async with BenchClient(base_url, timeout_s=60, connections=1) as client:
-        out = []
-        for _ in range(calls):
-            started = time.perf_counter()
-            _check((await client.get(path)).status_code, path)
-            out.append(time.perf_counter() - started)
-        return out
+        return await _timed_gets(client, path, calls)
 
 
 async def _httpx(base_url: str, path: str, calls: int) -> list[float]:
     async with httpx.AsyncClient(base_url=base_url, timeout=60, trust_env=False) as client:
-        out = []
-        for _ in range(calls):
-            started = time.perf_counter()
-            _check((await client.get(path)).status_code, path)
-            out.append(time.perf_counter() - started)
-        return out
+        return await _timed_gets(client, path, calls)
+
+
+async def _timed_gets(client, path: str, calls: int) -> list[float]:
+    """Seconds of each of `calls` GETs of `path` through `client` (any client whose reply has status_code)."""
+    out = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        _check((await client.get(path)).status_code, path)
+        out.append(time.perf_counter() - started)
+    return out
 
 
 def _check(status: int, path: str) -> None:

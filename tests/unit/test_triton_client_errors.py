@@ -89,14 +89,20 @@ async def test_calls_are_spread_round_robin_over_every_resolved_address_and_the_
     assert not client._retiring
 
 
-async def test_calls_past_the_in_flight_limit_of_a_model_are_refused_at_once_and_others_pass(monkeypatch):
-    client = TritonClient(TritonSettings(grpc_url=f"127.0.0.1:{free_port()}", max_in_flight_per_model=2))
+def _calls_wait_for_release(monkeypatch, client: TritonClient, output: str) -> asyncio.Event:
+    """Makes every call of `client` wait until the returned event is set, then answer {output: 1x4 zeros}."""
     release = asyncio.Event()
 
     async def slow_infer(model, inputs, outputs, timeout_s):
         await release.wait()
-        return {"embeddings": np.zeros((1, 4), np.float32)}
+        return {output: np.zeros((1, 4), np.float32)}
     monkeypatch.setattr(client, "_infer", slow_infer)
+    return release
+
+
+async def test_calls_past_the_in_flight_limit_of_a_model_are_refused_at_once_and_others_pass(monkeypatch):
+    client = TritonClient(TritonSettings(grpc_url=f"127.0.0.1:{free_port()}", max_in_flight_per_model=2))
+    release = _calls_wait_for_release(monkeypatch, client, "embeddings")
     try:
         held = [asyncio.create_task(client.infer("clip_image", {}, ["embeddings"])) for _ in range(2)]
         await asyncio.sleep(0)
@@ -114,12 +120,7 @@ async def test_calls_past_the_in_flight_limit_of_a_model_are_refused_at_once_and
 async def test_the_sam_encoder_has_its_own_smaller_in_flight_limit(monkeypatch):
     client = TritonClient(TritonSettings(grpc_url=f"127.0.0.1:{free_port()}", max_in_flight_per_model=16,
                                          encoder_max_in_flight=2))
-    release = asyncio.Event()
-
-    async def slow_infer(model, inputs, outputs, timeout_s):
-        await release.wait()
-        return {"image_embeddings": np.zeros((1, 4), np.float32)}
-    monkeypatch.setattr(client, "_infer", slow_infer)
+    release = _calls_wait_for_release(monkeypatch, client, "image_embeddings")
     try:
         held = [asyncio.create_task(client.infer("sam_encoder", {}, ["image_embeddings"])) for _ in range(2)]
         await asyncio.sleep(0)
