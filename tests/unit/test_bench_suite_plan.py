@@ -152,3 +152,11 @@ def test_the_original_table_is_compared_at_concurrency_one_with_its_onnx_bound()
     assert text["original_bound_over_ours_p50"] == pytest.approx(1.0 / 0.08)
     assert by_scenario["search_text_image"]["within_original_onnx_bound"] is False  # p95 2 s > 1.5 s
     assert by_scenario["sam_click_new_image"]["within_original_onnx_bound"] is None  # nothing succeeded
+
+
+def test_rendering_a_folder_without_results_says_so(tmp_path, capsys):
+    from benchmarks.report import main as render_main
+
+    with pytest.raises(SystemExit):
+        render_main([str(tmp_path)])
+    assert "results.json does not exist" in capsys.readouterr().err
