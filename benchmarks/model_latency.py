@@ -581,7 +581,8 @@ def _served_split(before: dict, after: dict, local_s: Sequence[float], served_s:
     on the server's side, which cannot tell them apart): the client's wall time less Triton's request time
     ("outside": gRPC, the client library, shared-memory reads), Triton's queue, input and output copies, and
     compute_infer less the in-process mean ("backend": what running the model behind Triton adds: for the
-    Python-based runner its IPC to the stub process and the run there). None without counted requests."""
+    in-process onnxruntime_cpu runner its Python bridge and the run, for the Python-backend one also the IPC to the
+    stub process). None without counted requests."""
     calls = after["success"][0] - before["success"][0]
     if calls <= 0:
         return None
@@ -788,8 +789,9 @@ def render_model_latency(rows: list[dict], out_dir: Path) -> str:
             parts += ["", "Where the added time goes: means per call over the same alternating blocks, from the "
                       "client's clock and Triton's own statistics for the model (`get_inference_statistics`). "
                       "Outside Triton = the client's wall time less Triton's request time; backend = Triton's "
-                      "compute_infer less the in-process mean (for the Python-based ONNX Runtime runner: handing "
-                      "the request to its stub process and the run there). The tails' columns above come from the "
+                      "compute_infer less the in-process mean (the onnxruntime_cpu runner's Python and the run; "
+                      "run in-process, the runner reads Triton's input buffers in place, so input copy is ~0). "
+                      "The tails' columns above come from the "
                       "same blocks: a slow spell of the machine lengthens both sides, a spike of the server only "
                       "the served one.", "", markdown_table(split, SPLIT_COLUMNS)]
     if any(r["batch"] == 1 for r in rows):

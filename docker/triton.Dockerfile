@@ -6,7 +6,7 @@
 #
 # The model repository is not in the image: it is a volume mounted at /models, written by `snapfit export`
 # (docker/export.Dockerfile). Served as is, each model's config.pbtxt (GPU); `--model-config-name=cpu` selects
-# configs/cpu.pbtxt, whose backend `onnxruntime_cpu` is our Python runner, installed below.
+# configs/cpu.pbtxt, whose backend `onnxruntime_cpu` is our ONNX Runtime runner, installed below.
 #
 # Python. NGC 24.x images are Ubuntu 22.04 with Python 3.10, and Triton's Python backend stub embeds that Python.
 # The project cannot run there: pyproject.toml requires >=3.11,<3.12, and the pinned diffusers 0.42,
@@ -55,17 +55,28 @@ RUN pip download --no-cache-dir --no-deps --dest /tmp/wheels "nvidia-pytriton==$
 ENV LD_LIBRARY_PATH=/opt/pytriton/lib:${LD_LIBRARY_PATH}
 RUN if ldd /opt/tritonserver/backends/python/triton_python_backend_stub | grep "not found"; then exit 1; fi
 
-# The repository's packages (editable: tryon and snapfit import from /opt/snapfit), the onnxruntime_cpu runner as
-# a Python-based backend (<backend dir>/onnxruntime_cpu/model.py, as snapfit/triton/launcher.py lays it out), and
-# the repository gate of Kubernetes' init container (docker/repository_gate.py wait /models).
+# The repository's packages (editable: tryon and snapfit import from /opt/snapfit), the onnxruntime_cpu runner
+# twice, as snapfit/triton/launcher.py lays it out: libtriton_onnxruntime_cpu.so runs it inside Triton's process
+# (compiled here against Ubuntu's python3.11, the compiler and headers removed again in the same layer; it embeds
+# the interpreter SNAPFIT_PYTHON names) and model.py, the Python-based backend Triton would fall back to without
+# the library; and the repository gate of Kubernetes' init container (docker/repository_gate.py wait /models).
 COPY pyproject.toml README.md /opt/snapfit/
 COPY snapfit /opt/snapfit/snapfit
 COPY tryon /opt/snapfit/tryon
 COPY docker/repository_gate.py /opt/snapfit/docker/repository_gate.py
+ENV SNAPFIT_PYTHON=/opt/venv/bin/python
+# g++ and python3.11-dev only live for the build below, from the pinned base image's Ubuntu release (as above)
+# hadolint ignore=DL3008
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e /opt/snapfit \
  && mkdir -p /opt/tritonserver/backends/onnxruntime_cpu \
  && ln -s /opt/snapfit/snapfit/triton/backends/onnxruntime_cpu/model.py \
       /opt/tritonserver/backends/onnxruntime_cpu/model.py \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends g++ python3.11-dev \
+ && python -m snapfit.triton.inprocess_build /opt/tritonserver/backends/onnxruntime_cpu \
+ && apt-get purge -y --auto-remove g++ python3.11-dev \
+ && rm -rf /var/lib/apt/lists/* \
+ && if ldd /opt/tritonserver/backends/onnxruntime_cpu/libtriton_onnxruntime_cpu.so | grep "not found"; then exit 1; fi \
  && python -c "import onnxruntime, open_clip, tryon.pipeline, tryon.serving" \
  && groupadd --gid 10001 snapfit \
  && useradd -l --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin snapfit

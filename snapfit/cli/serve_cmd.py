@@ -25,13 +25,14 @@ def triton(
     model_config_name: Annotated[str, typer.Option("--model-config-name", help="configs/NAME.pbtxt to use per model; 'cpu' here, 'default' for config.pbtxt (GPU, needs Triton's onnxruntime backend)")] = "cpu",
     ready_timeout_s: Annotated[float, typer.Option(help="seconds to wait for every model to load")] = 900.0,
     log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level")] = 0,
+    cpu_runner: Annotated[str, typer.Option("--cpu-runner", help="how the CPU configs' onnxruntime_cpu backend runs the ONNX models: in-process (inside Triton's process, built with g++ on first start; falls back to python-backend with a warning where it cannot be built) or python-backend (in Triton's Python backend stub processes: ~1-2 ms more a call)")] = "in-process",
 ) -> None:
     """Start tritonserver on the repository, wait until every model is ready, stop cleanly on SIGTERM/SIGINT/SIGHUP."""
     from snapfit.triton.launcher import TritonLaunch, TritonLaunchError, TritonPorts, TritonServer
 
     launch = TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port),
                           config_name=None if model_config_name == "default" else model_config_name,
-                          log_verbose=log_verbose)
+                          log_verbose=log_verbose, cpu_runner=cpu_runner)
     server = TritonServer(launch)
     with _recording_stop_signals() as stop_requested:
         try:
@@ -101,6 +102,7 @@ def up(
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="Triton gRPC port")] = contract.TRITON_GRPC_PORT,
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="Triton metrics port")] = contract.TRITON_METRICS_PORT,
     demo_catalog: Annotated[Optional[int], typer.Option(help="generate and import a synthetic catalog of N products")] = None,
+    cpu_runner: Annotated[str, typer.Option("--cpu-runner", help="how the CPU configs' onnxruntime_cpu backend runs the ONNX models: in-process (inside Triton's process, built with g++ on first start; falls back to python-backend with a warning where it cannot be built) or python-backend (in Triton's Python backend stub processes: ~1-2 ms more a call)")] = "in-process",
     demo_training: Annotated[bool, typer.Option(help="with --demo-catalog: train a small CLIP and the try-on classifier on that catalog (once, cached in runs/demo_models; about 4-5 minutes on 2 CPU cores) and serve them instead of the profile's random-weight ones, so that searches find things. They know only the synthetic catalog")] = True,
 ) -> None:
     """Start Triton and the orchestrator together in the foreground; Ctrl-C / SIGTERM / SIGHUP stops both.
@@ -120,7 +122,8 @@ def up(
     from snapfit.triton.supervisor import TritonSupervisor
 
     setup_logging(False)
-    server = TritonServer(TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port)),
+    server = TritonServer(TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port),
+                                       cpu_runner=cpu_runner),
                           log_path=Path("runs") / "tritonserver.log")
     os.environ["SNAPFIT_TRITON__GRPC_URL"] = server.grpc_url
     # Triton runs on this host: large inputs (a click's 4 MB SAM embedding) go through shared memory

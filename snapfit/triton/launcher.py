@@ -2,13 +2,17 @@
 
 The server binary (2.51, Python backend only) is unpacked from the nvidia-pytriton wheel into `.tools/` by
 `make env`. Its backend directory is assembled here: `python/` is a symlink to the wheel's Python backend
-(a copy would lose the stub's bundled libraries) and `onnxruntime_cpu/model.py` links to our generic ONNX
-runner, which every `configs/cpu.pbtxt` names as its backend.
+(a copy would lose the stub's bundled libraries), and `onnxruntime_cpu/`, the backend every `configs/cpu.pbtxt`
+names, holds our generic ONNX runner twice: `libtriton_onnxruntime_cpu.so`, which runs it inside the server's
+process (built here, snapfit/triton/inprocess_build.py), and `model.py`, which runs it in the Python backend's
+stub process. Triton prefers the library; without it (CPU_RUNNERS "python-backend", or no compiler) the stub
+serves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -25,12 +29,17 @@ from pathlib import Path
 
 from snapfit import contract
 from snapfit.repository_layout import missing_exports
+from snapfit.triton.inprocess_build import LIBRARY_NAME, InprocessBuildError, build
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = REPO_ROOT / ".tools"
 PYTRITON_VERSION = "0.7.0"
 SERVER_ROOT = TOOLS_DIR / f"pytriton-{PYTRITON_VERSION}" / "pytriton" / "tritonserver"
 RUNNER_SOURCE = Path(__file__).resolve().parent / "backends" / "onnxruntime_cpu" / "model.py"
+# how the onnxruntime_cpu backend runs: inside Triton's process, or in the Python backend's stub process
+CPU_RUNNERS = ("in-process", "python-backend")
+
+log = logging.getLogger(__name__)
 
 
 class TritonLaunchError(RuntimeError):
@@ -56,6 +65,7 @@ class TritonLaunch:
     cache_size_bytes: int = 64 * 1024 * 1024
     log_verbose: int = 0
     extra_args: tuple[str, ...] = ()
+    cpu_runner: str = "in-process"
 
 
 def prepare_backends(launch: TritonLaunch) -> Path:
@@ -75,7 +85,23 @@ def prepare_backends(launch: TritonLaunch) -> Path:
     runner_dir.mkdir(parents=True, exist_ok=True)
     _symlink(launch.backend_dir / "python", python_backend)
     _symlink(runner_dir / "model.py", RUNNER_SOURCE)
+    _place_inprocess_runner(launch, runner_dir)
     return launch.backend_dir
+
+
+def _place_inprocess_runner(launch: TritonLaunch, runner_dir: Path) -> None:
+    """Builds the in-process library into `runner_dir`, or removes it there (python-backend, or a failed build, which
+    is logged: the stub then serves the same runner)."""
+    if launch.cpu_runner not in CPU_RUNNERS:
+        raise TritonLaunchError(f"cpu_runner must be one of {', '.join(CPU_RUNNERS)}, got {launch.cpu_runner!r}")
+    if launch.cpu_runner == "in-process":
+        try:
+            build(runner_dir)
+            return
+        except InprocessBuildError as error:
+            log.warning("the in-process onnxruntime_cpu backend cannot be built (%s); Triton serves the ONNX "
+                        "models through its Python backend instead, ~1-2 ms slower a call", error)
+    (runner_dir / LIBRARY_NAME).unlink(missing_ok=True)
 
 
 def _symlink(link: Path, target: Path) -> None:
@@ -107,7 +133,8 @@ def command(launch: TritonLaunch) -> list[str]:
 
 
 def server_environment() -> dict[str, str]:
-    """Python-backend models import packages from the venv whose bin/ comes first on PATH.
+    """Python-backend models import packages from the venv whose bin/ comes first on PATH; the in-process
+    onnxruntime_cpu backend embeds the interpreter SNAPFIT_PYTHON names (this one).
 
     The stub links `libpython3.11.so.1.0`; when our interpreter has its own shared libpython (pyenv builds
     with --enable-shared) that one goes first on LD_LIBRARY_PATH, so the stub runs the same patch release as
@@ -116,6 +143,7 @@ def server_environment() -> dict[str, str]:
     """
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["SNAPFIT_PYTHON"] = sys.executable
     libdir = sysconfig.get_config_var("LIBDIR")
     if sysconfig.get_config_var("Py_ENABLE_SHARED") and libdir and (Path(libdir) / "libpython3.11.so.1.0").exists():
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH", "")) if p)

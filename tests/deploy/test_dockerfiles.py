@@ -97,6 +97,9 @@ def test_triton_image_serves_with_the_server_release_and_python_the_tests_run():
     runner = launcher.RUNNER_SOURCE.relative_to(REPO_ROOT)
     runs = " ".join(" ".join(args.split()) for kind, args in instructions(IMAGES["triton"]) if kind == "RUN")
     assert f"ln -s /opt/snapfit/{runner} /opt/tritonserver/backends/onnxruntime_cpu/model.py" in runs
+    # and the in-process library Triton prefers to it, embedding the venv's interpreter
+    assert "python -m snapfit.triton.inprocess_build /opt/tritonserver/backends/onnxruntime_cpu" in runs
+    assert ("ENV", "SNAPFIT_PYTHON=/opt/venv/bin/python") in instructions(IMAGES["triton"])
 
 
 @pytest.mark.parametrize("image", ["triton", "orchestrator", "export"])

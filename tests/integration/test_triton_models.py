@@ -138,3 +138,43 @@ def test_a_click_with_only_one_of_the_mask_inputs_is_refused(tiny_repository, gr
     del feeds["has_mask_input"]
     with pytest.raises(Exception, match="send all or none"):
         infer(grpc_client, grpcclient, "sam_decoder", feeds, ["iou_predictions"])
+
+
+def test_the_onnx_models_run_inside_the_server_process(triton_server):
+    """The session's Triton serves the CPU configs' onnxruntime_cpu backend from the in-process library (the
+    launcher built it), not from model.py in Python-backend stub processes."""
+    log = triton_server.log_path.read_text(errors="replace")
+    assert "onnxruntime_cpu: in-process backend" in log
+    rows = [line for line in log.splitlines() if line.startswith("| onnxruntime_cpu ")]
+    assert rows and all("libtriton_onnxruntime_cpu.so" in row for row in rows)
+
+
+def test_the_python_backend_runner_answers_as_the_in_process_one(tiny_repository, grpc_client, tmp_path):
+    """--cpu-runner python-backend (and the fallback where the library cannot be built) serves the same runner in
+    the Python backend's stub process: one decoder click and one classifier batch answer as in process."""
+    from snapfit.triton.launcher import TritonLaunch, TritonPorts, TritonServer
+    from tests.conftest import free_port
+
+    cases = model_cases(tiny_repository)
+    click = {name: value for name, value in cases["sam_decoder"][0].items() if name not in ("mask_input",
+                                                                                          "has_mask_input")}
+    calls = [("sam_decoder", click, ["low_res_masks", "iou_predictions"]),
+             ("tryon_classifier", *cases["tryon_classifier"])]
+    launch = TritonLaunch(repository=tiny_repository, backend_dir=tmp_path / "backends", cpu_runner="python-backend",
+                          ports=TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port()),
+                          extra_args=("--model-control-mode=explicit", "--load-model=sam_decoder",
+                                      "--load-model=tryon_classifier"))
+    server = TritonServer(launch, log_path=tmp_path / "tritonserver.log")
+    server.start()
+    try:
+        assert server.wait_until_ready(timeout_s=300)
+        stub_client = grpcclient.InferenceServerClient(server.grpc_url)
+        for model, feeds, outputs in calls:
+            served = infer(stub_client, grpcclient, model, feeds, outputs)
+            expected = infer(grpc_client, grpcclient, model, feeds, outputs)
+            for name in outputs:
+                np.testing.assert_allclose(served[name], expected[name], rtol=1e-5, atol=1e-6)
+        stub_client.close()
+    finally:
+        server.stop()
+    assert "libtriton_onnxruntime_cpu.so" not in (tmp_path / "tritonserver.log").read_text(errors="replace")

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.integration
 
 def started_server(repository, tmp_path) -> TritonServer:
     ports = TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port())
-    launch = TritonLaunch(repository=repository, ports=ports,
+    # the Python-backend runner, so that both models have a stub (in-process, clip_text runs in the server)
+    launch = TritonLaunch(repository=repository, ports=ports, backend_dir=tmp_path / "backends",
+                          cpu_runner="python-backend",
                           extra_args=("--model-control-mode=explicit", "--load-model=clip_tokenizer",
                                       "--load-model=clip_text"))
     server = TritonServer(launch, log_path=tmp_path / "tritonserver.log").start()

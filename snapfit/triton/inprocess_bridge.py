@@ -1,0 +1,64 @@
+"""What the in-process `onnxruntime_cpu` backend (backends/onnxruntime_cpu/inprocess.cc) calls: Triton's raw
+tensors to numpy and back, around snapfit/triton/onnx_runner.py.
+
+Inputs arrive as read-only memoryviews of Triton's own buffers (a client's shared-memory region, or the gRPC
+message), so a request's tensors are not copied on the way in; outputs go back as C-contiguous arrays that the
+backend copies once, into the buffers Triton hands it. Data types travel as TRITONSERVER_DataType numbers.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from snapfit.triton.onnx_runner import Failure, OnnxRunner
+
+# TRITONSERVER_DataType (tritonserver.h) <-> numpy; BYTES (13) and BF16 (14) are not served by this runner
+TRITON_TYPES = {1: np.bool_, 2: np.uint8, 3: np.uint16, 4: np.uint32, 5: np.uint64, 6: np.int8, 7: np.int16,
+                8: np.int32, 9: np.int64, 10: np.float16, 11: np.float32, 12: np.float64}
+TRITON_CODES = {np.dtype(dtype): code for code, dtype in TRITON_TYPES.items()}
+
+RawInput = tuple[str, int, tuple[int, ...], memoryview]  # name, data type, shape, bytes
+RawOutput = tuple[str, int, tuple[int, ...], np.ndarray]
+
+
+def load(config_json: str, model_dir: str, version: int) -> OnnxRunner:
+    """The runner of one model instance (RunnerConfigError when the model cannot be served)."""
+    return OnnxRunner(json.loads(config_json), model_dir, version)
+
+
+def run(runner: OnnxRunner, requests: list[tuple[list[RawInput], list[str]]]
+        ) -> list[tuple[list[RawOutput] | None, str | None]]:
+    """Each request: (its inputs, the outputs it asked for) -> (its outputs, None) or (None, why it failed)."""
+    feeds, failures = [], {}
+    for index, (inputs, asked) in enumerate(requests):
+        try:
+            feeds.append(({name: _array(code, shape, data) for name, code, shape, data in inputs}, asked))
+        except ValueError as error:
+            failures[index] = str(error)
+            feeds.append(None)
+    ran = iter(runner.execute([feed for feed in feeds if feed is not None]))
+    answers = []
+    for index, feed in enumerate(feeds):
+        if feed is None:
+            answers.append((None, f"{runner.model_name}: {failures[index]}"))
+            continue
+        result = next(ran)
+        if isinstance(result, Failure):
+            answers.append((None, result.message))
+        else:
+            answers.append(([(name, TRITON_CODES[value.dtype], value.shape, value) for name, value in result.items()],
+                            None))
+    return answers
+
+
+def _array(code: int, shape: tuple[int, ...], data: memoryview) -> np.ndarray:
+    """A numpy view of one input's bytes (no copy)."""
+    if code not in TRITON_TYPES:
+        raise ValueError(f"data type {code} is not served by the onnxruntime_cpu backend")
+    dtype = np.dtype(TRITON_TYPES[code])
+    count = int(np.prod(shape, dtype=np.int64))
+    if count * dtype.itemsize != data.nbytes:
+        raise ValueError(f"an input of shape {list(shape)} needs {count * dtype.itemsize} bytes, got {data.nbytes}")
+    return np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
