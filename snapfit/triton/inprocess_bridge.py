@@ -54,11 +54,13 @@ def run(runner: OnnxRunner, requests: list[tuple[list[RawInput], list[str]]]
 
 
 def _array(code: int, shape: tuple[int, ...], data: memoryview) -> np.ndarray:
-    """A numpy view of one input's bytes (no copy)."""
+    """A numpy view of one input's bytes (a copy only where they are not aligned for the dtype)."""
     if code not in TRITON_TYPES:
         raise ValueError(f"data type {code} is not served by the onnxruntime_cpu backend")
     dtype = np.dtype(TRITON_TYPES[code])
     count = int(np.prod(shape, dtype=np.int64))
     if count * dtype.itemsize != data.nbytes:
         raise ValueError(f"an input of shape {list(shape)} needs {count * dtype.itemsize} bytes, got {data.nbytes}")
-    return np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
+    array = np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
+    # HTTP's binary data may start at any offset; ONNX Runtime reads the pointer as the dtype's
+    return array if array.flags.aligned else array.copy()

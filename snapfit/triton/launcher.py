@@ -6,7 +6,7 @@ The server binary (2.51, Python backend only) is unpacked from the nvidia-pytrit
 names, holds our generic ONNX runner twice: `libtriton_onnxruntime_cpu.so`, which runs it inside the server's
 process (built here, snapfit/triton/inprocess_build.py), and `model.py`, which runs it in the Python backend's
 stub process. Triton prefers the library; without it (CPU_RUNNERS "python-backend", or no compiler) the stub
-serves.
+serves. Each runner gets its own backend directory under `.tools/triton_backends/`.
 """
 
 from __future__ import annotations
@@ -68,8 +68,16 @@ class TritonLaunch:
     cpu_runner: str = "in-process"
 
 
+def backend_directory(launch: TritonLaunch) -> Path:
+    """The folder tritonserver's --backend-directory names: one per cpu_runner under launch.backend_dir, so a
+    python-backend launch never removes the library an in-process one is serving with, nor loads it."""
+    if launch.cpu_runner not in CPU_RUNNERS:
+        raise TritonLaunchError(f"cpu_runner must be one of {', '.join(CPU_RUNNERS)}, got {launch.cpu_runner!r}")
+    return launch.backend_dir / launch.cpu_runner
+
+
 def prepare_backends(launch: TritonLaunch) -> Path:
-    """Builds (idempotently) the backend directory tritonserver is pointed at."""
+    """Builds (idempotently) the backend directory tritonserver is pointed at, and returns it."""
     binary = launch.server_root / "bin" / "tritonserver"
     if not binary.exists():
         raise TritonLaunchError(f"tritonserver not found at {binary}; run `make env` to unpack it")
@@ -81,27 +89,25 @@ def prepare_backends(launch: TritonLaunch) -> Path:
         if not source.exists():
             raise TritonLaunchError(f"the Triton wheel has no Python backend stub for Python {version}")
         shutil.copy2(source, stub)
-    runner_dir = launch.backend_dir / "onnxruntime_cpu"
+    backends = backend_directory(launch)
+    runner_dir = backends / "onnxruntime_cpu"
     runner_dir.mkdir(parents=True, exist_ok=True)
-    _symlink(launch.backend_dir / "python", python_backend)
+    _symlink(backends / "python", python_backend)
     _symlink(runner_dir / "model.py", RUNNER_SOURCE)
-    _place_inprocess_runner(launch, runner_dir)
-    return launch.backend_dir
-
-
-def _place_inprocess_runner(launch: TritonLaunch, runner_dir: Path) -> None:
-    """Builds the in-process library into `runner_dir`, or removes it there (python-backend, or a failed build, which
-    is logged: the stub then serves the same runner)."""
-    if launch.cpu_runner not in CPU_RUNNERS:
-        raise TritonLaunchError(f"cpu_runner must be one of {', '.join(CPU_RUNNERS)}, got {launch.cpu_runner!r}")
     if launch.cpu_runner == "in-process":
-        try:
-            build(runner_dir)
-            return
-        except InprocessBuildError as error:
-            log.warning("the in-process onnxruntime_cpu backend cannot be built (%s); Triton serves the ONNX "
-                        "models through its Python backend instead, ~1-2 ms slower a call", error)
-    (runner_dir / LIBRARY_NAME).unlink(missing_ok=True)
+        _place_inprocess_runner(runner_dir)
+    return backends
+
+
+def _place_inprocess_runner(runner_dir: Path) -> None:
+    """Builds the in-process library into `runner_dir`; where it cannot be built, removes it there and logs why
+    (the stub then serves the same runner)."""
+    try:
+        build(runner_dir)
+    except InprocessBuildError as error:
+        log.warning("the in-process onnxruntime_cpu backend cannot be built (%s); Triton serves the ONNX models "
+                    "through its Python backend instead, ~1 ms slower a call", error)
+        (runner_dir / LIBRARY_NAME).unlink(missing_ok=True)
 
 
 def _symlink(link: Path, target: Path) -> None:
@@ -116,7 +122,7 @@ def command(launch: TritonLaunch) -> list[str]:
     args = [
         str(launch.server_root / "bin" / "tritonserver"),
         f"--model-repository={launch.repository.resolve()}",
-        f"--backend-directory={launch.backend_dir.resolve()}",
+        f"--backend-directory={backend_directory(launch).resolve()}",
         f"--http-port={launch.ports.http}",
         f"--grpc-port={launch.ports.grpc}",
         f"--metrics-port={launch.ports.metrics}",

@@ -178,3 +178,26 @@ def test_the_python_backend_runner_answers_as_the_in_process_one(tiny_repository
     finally:
         server.stop()
     assert "libtriton_onnxruntime_cpu.so" not in (tmp_path / "tritonserver.log").read_text(errors="replace")
+
+
+def test_requests_batched_together_each_get_their_own_answer(tiny_repository, triton_server):
+    """Concurrent classifier requests of different batch sizes, which Triton's dynamic batcher may hand over
+    together (the in-process backend then passes them to the runner in one call), each get the probabilities of
+    their own images."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    feeds = [samples.tryon_classifier_feeds(batch=1 + i % 3, seed=10 * i) for i in range(8)]
+    expected = [local(tiny_repository, "tryon_classifier", feed)["probabilities"] for feed in feeds]
+
+    def call(feed):
+        client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+        try:
+            return infer(client, grpcclient, "tryon_classifier", feed, ["probabilities"])["probabilities"]
+        finally:
+            client.close()
+
+    for _ in range(3):  # a few rounds, so that some rounds batch requests together
+        with ThreadPoolExecutor(len(feeds)) as pool:
+            answers = list(pool.map(call, feeds))
+        for answer, want in zip(answers, expected):
+            np.testing.assert_allclose(answer, want, rtol=1e-4, atol=1e-5)

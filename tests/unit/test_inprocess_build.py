@@ -10,12 +10,21 @@ import pytest
 
 from snapfit.triton import inprocess_build
 from snapfit.triton.inprocess_build import LIBRARY_NAME, InprocessBuildError, build
-from snapfit.triton.launcher import TritonLaunch, TritonLaunchError, prepare_backends
-
-needs_compiler = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++ here")
+from snapfit.triton.launcher import TritonLaunch, TritonLaunchError, command, prepare_backends
 
 
-@needs_compiler
+def _can_build() -> bool:
+    try:
+        inprocess_build._python_build_inputs()
+    except InprocessBuildError:
+        return False
+    return shutil.which("g++") is not None
+
+
+needs_toolchain = pytest.mark.skipif(not _can_build(), reason="no g++, Python headers or shared libpython here")
+
+
+@needs_toolchain
 def test_the_library_exports_the_backend_entry_points_and_is_built_once(tmp_path):
     library = build(tmp_path)
     assert library == tmp_path / LIBRARY_NAME
@@ -24,32 +33,47 @@ def test_the_library_exports_the_backend_entry_points_and_is_built_once(tmp_path
                   "TRITONBACKEND_ModelInstanceExecute", "TRITONBACKEND_ModelInstanceFinalize"):
         assert f" T {entry}\n" in symbols
     built_at = library.stat().st_mtime_ns
-    assert build(tmp_path).stat().st_mtime_ns == built_at  # same source and flags: not compiled again
+    assert build(tmp_path).stat().st_mtime_ns == built_at  # same source, Python and flags: not compiled again
     (tmp_path / f"{LIBRARY_NAME}.stamp").write_text("another source")
     assert build(tmp_path).stat().st_mtime_ns != built_at
 
 
-def test_a_missing_compiler_or_a_failed_compile_says_why(tmp_path, monkeypatch):
+@needs_toolchain
+def test_the_source_compiles_without_warnings(tmp_path):
+    command_line = inprocess_build.compile_command(tmp_path / LIBRARY_NAME)
+    result = subprocess.run([*command_line, "-Werror"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@needs_toolchain
+def test_a_missing_compiler_keeps_a_current_library_and_otherwise_says_why(tmp_path, monkeypatch):
+    library = build(tmp_path)
     monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(inprocess_build.shutil, "which", lambda name: None)
+    assert build(tmp_path) == library  # built for this source and Python: no compiler needed
+    (tmp_path / f"{LIBRARY_NAME}.stamp").write_text("another source")
     with pytest.raises(InprocessBuildError, match="no C\\+\\+ compiler"):
         build(tmp_path)
     monkeypatch.setenv("CXX", "false")  # a "compiler" that fails
     with pytest.raises(InprocessBuildError, match="compiling inprocess.cc failed"):
         build(tmp_path)
-    assert not (tmp_path / LIBRARY_NAME).exists()
 
 
-@needs_compiler
-def test_the_launcher_places_the_library_or_leaves_the_python_backend_runner_alone(tmp_path, monkeypatch):
-    backends = tmp_path / "backends"
-    prepare_backends(TritonLaunch(repository=tmp_path, backend_dir=backends))
-    assert (backends / "onnxruntime_cpu" / LIBRARY_NAME).exists()
-    prepare_backends(TritonLaunch(repository=tmp_path, backend_dir=backends, cpu_runner="python-backend"))
-    assert not (backends / "onnxruntime_cpu" / LIBRARY_NAME).exists()
-    assert (backends / "onnxruntime_cpu" / "model.py").is_symlink()
-    monkeypatch.setenv("CXX", "false")  # in-process asked for but not buildable: the stub serves, with a warning
-    prepare_backends(TritonLaunch(repository=tmp_path, backend_dir=backends))
-    assert not (backends / "onnxruntime_cpu" / LIBRARY_NAME).exists()
+@needs_toolchain
+def test_each_runner_gets_its_own_backend_directory(tmp_path, monkeypatch):
+    in_process = TritonLaunch(repository=tmp_path, backend_dir=tmp_path / "backends")
+    stub = TritonLaunch(repository=tmp_path, backend_dir=tmp_path / "backends", cpu_runner="python-backend")
+    in_process_dir, stub_dir = prepare_backends(in_process), prepare_backends(stub)
+    assert in_process_dir != stub_dir
+    assert (in_process_dir / "onnxruntime_cpu" / LIBRARY_NAME).exists()
+    assert not (stub_dir / "onnxruntime_cpu" / LIBRARY_NAME).exists()
+    for folder, launch in ((in_process_dir, in_process), (stub_dir, stub)):
+        assert (folder / "onnxruntime_cpu" / "model.py").is_symlink()
+        assert f"--backend-directory={folder.resolve()}" in command(launch)
+    # a library that is out of date and cannot be rebuilt is removed: the stub serves, with a warning
+    (in_process_dir / "onnxruntime_cpu" / f"{LIBRARY_NAME}.stamp").write_text("another source")
+    monkeypatch.setenv("CXX", "false")
+    prepare_backends(in_process)
+    assert not (in_process_dir / "onnxruntime_cpu" / LIBRARY_NAME).exists()
     with pytest.raises(TritonLaunchError, match="cpu_runner"):
-        prepare_backends(TritonLaunch(repository=tmp_path, backend_dir=backends, cpu_runner="gpu"))
+        prepare_backends(TritonLaunch(repository=tmp_path, backend_dir=tmp_path / "backends", cpu_runner="gpu"))

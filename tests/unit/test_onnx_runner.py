@@ -180,4 +180,7 @@ def test_the_bridge_reads_raw_triton_tensors_without_copying_and_answers_with_ty
     assert too_short[0] is None and "needs 20 bytes, got 16" in too_short[1]
     assert strings[0] is None and "data type 13" in strings[1]
     assert half[0] is None and "send all or none" in half[1]
-    assert inprocess_bridge._array(11, (4,), view).base is not None  # a view, not a copy
+    assert np.shares_memory(inprocess_bridge._array(11, (4,), view), np.frombuffer(view, np.uint8))  # no copy
+    misaligned = memoryview(bytearray(17))[1:].toreadonly()  # 16 bytes starting at an odd address
+    array = inprocess_bridge._array(11, (4,), misaligned)
+    assert array.flags.aligned and not np.shares_memory(array, np.frombuffer(misaligned, np.uint8))

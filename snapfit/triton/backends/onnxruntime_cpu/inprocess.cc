@@ -143,6 +143,17 @@ void start_python() {
     python_error = std::string("cannot make ") + PYTHON_SONAME + " global: " + dlerror();
     return;
   }
+  // Python must not change the locale of the multithreaded server (setlocale, setenv): UTF-8 mode instead
+  PyPreConfig preconfig;
+  PyPreConfig_InitPythonConfig(&preconfig);
+  preconfig.coerce_c_locale = 0;
+  preconfig.configure_locale = 0;
+  preconfig.utf8_mode = 1;
+  PyStatus prestatus = Py_PreInitialize(&preconfig);
+  if (PyStatus_Exception(prestatus)) {
+    python_error = std::string("the embedded Python did not start: ") + (prestatus.err_msg ? prestatus.err_msg : "");
+    return;
+  }
   PyConfig config;
   PyConfig_InitPythonConfig(&config);
   config.install_signal_handlers = 0;  // signals stay Triton's
@@ -178,6 +189,17 @@ struct Ref {
 
 TritonError* internal_error(const std::string& message) {
   return TRITONSERVER_ErrorNew(kErrorInternal, message.c_str());
+}
+
+// Sends `response` as the request's final answer, with `error` (nullptr: success), and frees the error: Triton
+// copies it, the caller keeps ownership. A failed send is logged; nothing else can be done for that request.
+void send_final(TRITONBACKEND_Response* response, TritonError* error) {
+  TritonError* sent = TRITONBACKEND_ResponseSend(response, kResponseFinal, error);
+  if (sent != nullptr) {
+    log(kLogError, std::string("onnxruntime_cpu: sending a response failed: ") + TRITONSERVER_ErrorMessage(sent));
+    TRITONSERVER_ErrorDelete(sent);
+  }
+  if (error != nullptr) TRITONSERVER_ErrorDelete(error);
 }
 
 struct Instance {
@@ -266,15 +288,19 @@ std::string request_arguments(TRITONBACKEND_Request* request, PyObject** argumen
 // Sends one request's answer from the bridge: (outputs, None) or (None, message). Call with the GIL held.
 // Returns whether the request succeeded.
 bool send_answer(TRITONBACKEND_Response* response, PyObject* answer) {
-  PyObject* outputs = PyTuple_GetItem(answer, 0);
-  PyObject* message = PyTuple_GetItem(answer, 1);
-  if (message != nullptr && message != Py_None) {
+  PyObject *outputs = nullptr, *message = nullptr;
+  if (!PyArg_ParseTuple(answer, "OO", &outputs, &message) || (message == Py_None && !PyList_Check(outputs))) {
+    send_final(response, internal_error("onnxruntime_cpu: malformed answer from the bridge: " + fetch_python_error()));
+    return false;
+  }
+  if (message != Py_None) {
     const char* text = PyUnicode_AsUTF8(message);
-    TRITONBACKEND_ResponseSend(response, kResponseFinal, TRITONSERVER_ErrorNew(kErrorInvalidArg, text ? text : "?"));
+    if (text == nullptr) PyErr_Clear();
+    send_final(response, TRITONSERVER_ErrorNew(kErrorInvalidArg, text != nullptr ? text : "the request failed"));
     return false;
   }
   TritonError* error = nullptr;
-  Py_ssize_t count = outputs != nullptr ? PyList_Size(outputs) : 0;
+  Py_ssize_t count = PyList_Size(outputs);
   for (Py_ssize_t i = 0; error == nullptr && i < count; ++i) {
     const char* name = nullptr;
     int datatype = 0;
@@ -305,14 +331,23 @@ bool send_answer(TRITONBACKEND_Response* response, PyObject* answer) {
     }
     PyBuffer_Release(&view);
   }
-  TritonError* sent = TRITONBACKEND_ResponseSend(response, kResponseFinal, error);
-  if (sent != nullptr) {
-    log(kLogError, std::string("onnxruntime_cpu: sending a response failed: ") + TRITONSERVER_ErrorMessage(sent));
-    TRITONSERVER_ErrorDelete(sent);
-  }
-  bool ok = error == nullptr;
-  if (error != nullptr) TRITONSERVER_ErrorDelete(error);
+  const bool ok = error == nullptr;
+  send_final(response, error);
   return ok;
+}
+
+// Ends the views of Triton's input buffers before the requests are released. A view that an input array still
+// uses cannot be released (BufferError): that array would read freed memory, so it is logged as the bug it is.
+void release_views(std::vector<Ref>* views) {
+  for (Ref& view : *views) {
+    if (view.p == nullptr || !PyMemoryView_Check(view.p)) continue;  // bytearray copies own their bytes
+    Ref released(PyObject_CallMethod(view.p, "release", nullptr));
+    if (released.p == nullptr) {
+      log(kLogError, "onnxruntime_cpu: an input array outlived its request (" + fetch_python_error() +
+                         "); its memory is Triton's and goes back now");
+    }
+  }
+  views->clear();
 }
 
 }  // namespace
@@ -401,8 +436,7 @@ TritonError* TRITONBACKEND_ModelInstanceExecute(TRITONBACKEND_ModelInstance* ins
       uint64_t items = 1;
       std::string problem = request_arguments(requests[r], &arguments, &keep, owned->batched, &items);
       if (!problem.empty()) {
-        TRITONBACKEND_ResponseSend(responses[r], kResponseFinal,
-                                   TRITONSERVER_ErrorNew(kErrorInvalidArg, problem.c_str()));
+        send_final(responses[r], TRITONSERVER_ErrorNew(kErrorInvalidArg, problem.c_str()));
         responses[r] = nullptr;
         continue;
       }
@@ -419,11 +453,12 @@ TritonError* TRITONBACKEND_ModelInstanceExecute(TRITONBACKEND_ModelInstance* ins
       TRITONBACKEND_Response* response = responses[asked[i]];
       if (answers.p == nullptr || PyList_Size(answers.p) != static_cast<Py_ssize_t>(asked.size())) {
         std::string message = "onnxruntime_cpu: the runner failed: " + (failure.empty() ? "wrong answer count" : failure);
-        TRITONBACKEND_ResponseSend(response, kResponseFinal, internal_error(message));
+        send_final(response, internal_error(message));
       } else {
         success[asked[i]] = send_answer(response, PyList_GetItem(answers.p, static_cast<Py_ssize_t>(i)));
       }
     }
+    release_views(&keep);
   }
   const uint64_t exec_end = now_ns();
   for (uint32_t r = 0; r < request_count; ++r) {
