@@ -61,7 +61,8 @@ class TritonLaunch:
     ports: TritonPorts = field(default_factory=TritonPorts)
     config_name: str | None = "cpu"
     server_root: Path = SERVER_ROOT
-    backend_dir: Path = TOOLS_DIR / "triton_backends"
+    # None: .tools/triton_backends/<cpu_runner>, one folder per runner; a folder given here is used as it is
+    backend_dir: Path | None = None
     cache_size_bytes: int = 64 * 1024 * 1024
     log_verbose: int = 0
     extra_args: tuple[str, ...] = ()
@@ -69,11 +70,12 @@ class TritonLaunch:
 
 
 def backend_directory(launch: TritonLaunch) -> Path:
-    """The folder tritonserver's --backend-directory names: one per cpu_runner under launch.backend_dir, so a
-    python-backend launch never removes the library an in-process one is serving with, nor loads it."""
+    """The folder tritonserver's --backend-directory names: launch.backend_dir, or by default one per cpu_runner
+    under .tools/triton_backends/, so that a python-backend launch never removes the library an in-process one is
+    serving with, nor loads it."""
     if launch.cpu_runner not in CPU_RUNNERS:
         raise TritonLaunchError(f"cpu_runner must be one of {', '.join(CPU_RUNNERS)}, got {launch.cpu_runner!r}")
-    return launch.backend_dir / launch.cpu_runner
+    return launch.backend_dir or TOOLS_DIR / "triton_backends" / launch.cpu_runner
 
 
 def prepare_backends(launch: TritonLaunch) -> Path:

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from snapfit.triton import inprocess_build
+from snapfit.triton import inprocess_build, launcher
 from snapfit.triton.inprocess_build import LIBRARY_NAME, InprocessBuildError, build
 from snapfit.triton.launcher import TritonLaunch, TritonLaunchError, command, prepare_backends
 
@@ -61,8 +61,9 @@ def test_a_missing_compiler_keeps_a_current_library_and_otherwise_says_why(tmp_p
 
 @needs_toolchain
 def test_each_runner_gets_its_own_backend_directory(tmp_path, monkeypatch):
-    in_process = TritonLaunch(repository=tmp_path, backend_dir=tmp_path / "backends")
-    stub = TritonLaunch(repository=tmp_path, backend_dir=tmp_path / "backends", cpu_runner="python-backend")
+    monkeypatch.setattr(launcher, "TOOLS_DIR", tmp_path / "tools")
+    in_process = TritonLaunch(repository=tmp_path)
+    stub = TritonLaunch(repository=tmp_path, cpu_runner="python-backend")
     in_process_dir, stub_dir = prepare_backends(in_process), prepare_backends(stub)
     assert in_process_dir != stub_dir
     assert (in_process_dir / "onnxruntime_cpu" / LIBRARY_NAME).exists()
@@ -70,10 +71,14 @@ def test_each_runner_gets_its_own_backend_directory(tmp_path, monkeypatch):
     for folder, launch in ((in_process_dir, in_process), (stub_dir, stub)):
         assert (folder / "onnxruntime_cpu" / "model.py").is_symlink()
         assert f"--backend-directory={folder.resolve()}" in command(launch)
+    # a folder given explicitly (the container's /opt/tritonserver/backends) is used as it is
+    given = TritonLaunch(repository=tmp_path, backend_dir=tmp_path / "given")
+    assert prepare_backends(given) == tmp_path / "given"
+    assert (tmp_path / "given" / "onnxruntime_cpu" / LIBRARY_NAME).exists()
     # a library that is out of date and cannot be rebuilt is removed: the stub serves, with a warning
     (in_process_dir / "onnxruntime_cpu" / f"{LIBRARY_NAME}.stamp").write_text("another source")
     monkeypatch.setenv("CXX", "false")
     prepare_backends(in_process)
     assert not (in_process_dir / "onnxruntime_cpu" / LIBRARY_NAME).exists()
     with pytest.raises(TritonLaunchError, match="cpu_runner"):
-        prepare_backends(TritonLaunch(repository=tmp_path, backend_dir=tmp_path / "backends", cpu_runner="gpu"))
+        prepare_backends(TritonLaunch(repository=tmp_path, cpu_runner="gpu"))
