@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,6 +15,17 @@ from snapfit import contract
 from snapfit.cli.app import DEFAULT_REPOSITORY, app, console, setup_logging
 from snapfit.cli.catalog_cmd import upload_and_follow
 from snapfit.cli.signals import hang_up_as_terminate, raise_keyboard_interrupt
+from snapfit.triton.launcher import CPU_RUNNERS
+
+# `snapfit triton` and `snapfit up`: how the CPU configs' ONNX models run (docs/serving.md); typer lists the
+# choices in --help and refuses others with a usage error before anything starts
+CpuRunner = Enum("CpuRunner", {runner: runner for runner in CPU_RUNNERS}, type=str)
+CpuRunnerOption = Annotated[CpuRunner, typer.Option(
+    "--cpu-runner",
+    help="how the CPU configs' onnxruntime_cpu backend runs the ONNX models: in-process (inside Triton's process, "
+         "built with g++ on first start; where it cannot be built, python-backend with a warning) or python-backend "
+         "(in the Python backend's stub processes: an input copy and a hand-over more a call, ~1 ms on the SAM "
+         "decoder)")]
 
 
 @app.command()
@@ -25,14 +37,14 @@ def triton(
     model_config_name: Annotated[str, typer.Option("--model-config-name", help="configs/NAME.pbtxt to use per model; 'cpu' here, 'default' for config.pbtxt (GPU, needs Triton's onnxruntime backend)")] = "cpu",
     ready_timeout_s: Annotated[float, typer.Option(help="seconds to wait for every model to load")] = 900.0,
     log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level")] = 0,
-    cpu_runner: Annotated[str, typer.Option("--cpu-runner", help="how the CPU configs' onnxruntime_cpu backend runs the ONNX models: in-process (inside Triton's process, built with g++ on first start; falls back to python-backend with a warning where it cannot be built) or python-backend (in Triton's Python backend stub processes: ~1-2 ms more a call)")] = "in-process",
+    cpu_runner: CpuRunnerOption = CpuRunner("in-process"),
 ) -> None:
     """Start tritonserver on the repository, wait until every model is ready, stop cleanly on SIGTERM/SIGINT/SIGHUP."""
     from snapfit.triton.launcher import TritonLaunch, TritonLaunchError, TritonPorts, TritonServer
 
     launch = TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port),
                           config_name=None if model_config_name == "default" else model_config_name,
-                          log_verbose=log_verbose, cpu_runner=cpu_runner)
+                          log_verbose=log_verbose, cpu_runner=cpu_runner.value)
     server = TritonServer(launch)
     with _recording_stop_signals() as stop_requested:
         try:
@@ -102,7 +114,7 @@ def up(
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="Triton gRPC port")] = contract.TRITON_GRPC_PORT,
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="Triton metrics port")] = contract.TRITON_METRICS_PORT,
     demo_catalog: Annotated[Optional[int], typer.Option(help="generate and import a synthetic catalog of N products")] = None,
-    cpu_runner: Annotated[str, typer.Option("--cpu-runner", help="how the CPU configs' onnxruntime_cpu backend runs the ONNX models: in-process (inside Triton's process, built with g++ on first start; falls back to python-backend with a warning where it cannot be built) or python-backend (in Triton's Python backend stub processes: ~1-2 ms more a call)")] = "in-process",
+    cpu_runner: CpuRunnerOption = CpuRunner("in-process"),
     demo_training: Annotated[bool, typer.Option(help="with --demo-catalog: train a small CLIP and the try-on classifier on that catalog (once, cached in runs/demo_models; about 4-5 minutes on 2 CPU cores) and serve them instead of the profile's random-weight ones, so that searches find things. They know only the synthetic catalog")] = True,
 ) -> None:
     """Start Triton and the orchestrator together in the foreground; Ctrl-C / SIGTERM / SIGHUP stops both.
@@ -123,7 +135,7 @@ def up(
 
     setup_logging(False)
     server = TritonServer(TritonLaunch(repository=repository, ports=TritonPorts(http_port, grpc_port, metrics_port),
-                                       cpu_runner=cpu_runner),
+                                       cpu_runner=cpu_runner.value),
                           log_path=Path("runs") / "tritonserver.log")
     os.environ["SNAPFIT_TRITON__GRPC_URL"] = server.grpc_url
     # Triton runs on this host: large inputs (a click's 4 MB SAM embedding) go through shared memory

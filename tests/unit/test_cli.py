@@ -107,3 +107,11 @@ def test_up_refuses_bad_settings_before_it_starts_anything(tmp_path, monkeypatch
     result = runner.invoke(app, ["up", "--repository", str(tmp_path / "repo")])
     assert result.exit_code == 2, result.output
     assert "invalid settings" in result.output and "admin_token" in result.output
+
+
+@pytest.mark.parametrize("command", ["triton", "up"])
+def test_an_unknown_cpu_runner_is_a_usage_error_before_anything_starts(tmp_path, command):
+    result = runner.invoke(app, [command, "--repository", str(tmp_path / "nothing"), "--cpu-runner", "gpu"])
+    assert result.exit_code == 2
+    assert "'in-process', 'python-backend'" in " ".join(result.output.split())
+    assert not (tmp_path / "nothing").exists()
