@@ -201,3 +201,25 @@ def test_requests_batched_together_each_get_their_own_answer(tiny_repository, tr
             answers = list(pool.map(call, feeds))
         for answer, want in zip(answers, expected):
             np.testing.assert_allclose(answer, want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_server_whose_embedded_python_cannot_start_exits_and_says_why(tiny_repository, tmp_path, monkeypatch):
+    """The build fallback does not cover a library that loads but cannot start its Python (a tritonserver started
+    by hand without SNAPFIT_PYTHON): the models fail to load, the server exits, and its log says why."""
+    from snapfit.triton import launcher
+    from tests.conftest import free_port
+
+    environment = launcher.server_environment
+    monkeypatch.setattr(launcher, "server_environment",
+                        lambda: {k: v for k, v in environment().items() if k != "SNAPFIT_PYTHON"})
+    log_path = tmp_path / "tritonserver.log"
+    server = launcher.TritonServer(launcher.TritonLaunch(
+        repository=tiny_repository, ports=launcher.TritonPorts(http=free_port(), grpc=free_port(), metrics=free_port()),
+        extra_args=("--model-control-mode=explicit", "--load-model=clip_text")), log_path=log_path)
+    server.start()
+    try:
+        with pytest.raises(launcher.TritonLaunchError, match="exited"):
+            server.wait_until_ready(timeout_s=120)
+    finally:
+        server.stop()
+    assert "SNAPFIT_PYTHON is not set" in log_path.read_text(errors="replace")
