@@ -31,26 +31,22 @@ def load(config_json: str, model_dir: str, version: int) -> OnnxRunner:
 def run(runner: OnnxRunner, requests: list[tuple[list[RawInput], list[str]]]
         ) -> list[tuple[list[RawOutput] | None, str | None]]:
     """Each request: (its inputs, the outputs it asked for) -> (its outputs, None) or (None, why it failed)."""
-    feeds, failures = [], {}
-    for index, (inputs, asked) in enumerate(requests):
-        try:
-            feeds.append(({name: _array(code, shape, data) for name, code, shape, data in inputs}, asked))
-        except ValueError as error:
-            failures[index] = str(error)
-            feeds.append(None)
-    ran = iter(runner.execute([feed for feed in feeds if feed is not None]))
-    answers = []
-    for index, feed in enumerate(feeds):
-        if feed is None:
-            answers.append((None, f"{runner.model_name}: {failures[index]}"))
-            continue
-        result = next(ran)
-        if isinstance(result, Failure):
-            answers.append((None, result.message))
-        else:
-            answers.append(([(name, TRITON_CODES[value.dtype], value.shape, value) for name, value in result.items()],
-                            None))
-    return answers
+    prepared = [_feeds(runner, inputs, asked) for inputs, asked in requests]
+    ran = iter(runner.execute([request for request in prepared if not isinstance(request, Failure)]))
+    return [_answer(request if isinstance(request, Failure) else next(ran)) for request in prepared]
+
+
+def _feeds(runner: OnnxRunner, inputs: list[RawInput], asked: list[str]) -> tuple[dict, list[str]] | Failure:
+    try:
+        return {name: _array(code, shape, data) for name, code, shape, data in inputs}, asked
+    except ValueError as error:
+        return Failure(f"{runner.model_name}: {error}")
+
+
+def _answer(result: dict[str, np.ndarray] | Failure) -> tuple[list[RawOutput] | None, str | None]:
+    if isinstance(result, Failure):
+        return None, result.message
+    return [(name, TRITON_CODES[value.dtype], value.shape, value) for name, value in result.items()], None
 
 
 def _array(code: int, shape: tuple[int, ...], data: memoryview) -> np.ndarray:

@@ -23,7 +23,6 @@ class TritonPythonModel:
             self.runner = OnnxRunner(json.loads(args["model_config"]), args["model_repository"], args["model_version"])
         except RunnerConfigError as error:
             raise pb_utils.TritonModelException(str(error)) from None
-        self.input_names = self.runner.input_names
 
     def execute(self, requests):
         results = self.runner.execute([(self._feeds(request), list(request.requested_output_names()))
@@ -32,7 +31,7 @@ class TritonPythonModel:
 
     def _feeds(self, request) -> dict:
         """The request's inputs by name; optional ones it left out are absent."""
-        tensors = {name: pb_utils.get_input_tensor_by_name(request, name) for name in self.input_names}
+        tensors = {name: pb_utils.get_input_tensor_by_name(request, name) for name in self.runner.input_names}
         return {name: tensor.as_numpy() for name, tensor in tensors.items() if tensor is not None}
 
     @staticmethod
