@@ -260,6 +260,10 @@ std::string request_arguments(TRITONBACKEND_Request* request, PyObject** argumen
         Py_XDECREF(data);
         break;
       }
+      if (target != nullptr && offset != byte_size) {  // never hand ONNX Runtime an uninitialised tail
+        Py_DECREF(data);
+        return std::string("input ") + name + "'s pieces hold fewer bytes than its size";
+      }
     }
     if (data == nullptr) return "out of memory for input " + std::string(name) + ": " + fetch_python_error();
     copies->emplace_back(data);
