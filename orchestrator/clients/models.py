@@ -67,7 +67,12 @@ class ModelGateway:
         return MaskPrediction(out["iou_predictions"][0], orig_hw, low_res_masks=out["low_res_masks"][0])
 
     async def clip_image(self, images: list[np.ndarray]) -> np.ndarray:
-        """images: HxWx3 uint8 RGB each -> Nx512 float32, L2-normalised."""
+        """images: HxWx3 uint8 RGB each -> Nx512 float32, L2-normalised. Images already SxSx3 (S =
+        contract.CLIP_IMAGE_SIZE, what `resize_and_crop` returns) go as they are, without a trip to a worker thread:
+        resizing and cropping them would change nothing."""
+        size = contract.CLIP_IMAGE_SIZE
+        if all(i.shape == (size, size, 3) and i.dtype == np.uint8 for i in images):
+            return await self._batched(contract.CLIP_IMAGE, "image", np.stack(images), "embeddings")
         with stage("preprocess"):
             batch = await asyncio.to_thread(lambda: np.stack([resize_and_crop(i) for i in images]))
         return await self._batched(contract.CLIP_IMAGE, "image", batch, "embeddings")

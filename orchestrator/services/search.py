@@ -19,6 +19,7 @@ from orchestrator.errors import InvalidInput
 from orchestrator.services.dependencies import Embedder, ProductLookup, UploadedPhotos, VectorIndex
 from orchestrator.settings import SearchSettings
 from orchestrator.timing import stage
+from snapfit.preprocessing.clip import resize_and_crop
 
 
 @dataclass
@@ -85,7 +86,9 @@ class SearchService:
                 raise InvalidInput("searching by image_id needs the chosen mask")
             pixels = await self.images.pixels(query.image_id)
             with stage("preprocess"):
-                garment = await asyncio.to_thread(cut_out, pixels, query.mask, self.settings.background_rgb)
+                # cut out and sized for CLIP in one trip to a worker thread (clip_image then sends it as it is)
+                garment = await asyncio.to_thread(
+                    lambda: resize_and_crop(cut_out(pixels, query.mask, self.settings.background_rgb)))
             return (await self.models.clip_image([garment]))[0]
         if query.image is not None:
             return (await self.models.clip_image([query.image]))[0]
