@@ -250,8 +250,8 @@ def register_renderers() -> None:
     import contextlib
     import importlib
 
-    for module in ("faiss_scale", "http_load", "import_throughput", "int8_recipes", "perf_analyzer", "search_models",
-                   "search_overhead", "targets"):
+    for module in ("faiss_scale", "flops", "http_load", "import_throughput", "int8_recipes", "model_latency",
+                   "original", "perf_analyzer", "search_models", "search_overhead", "targets"):
         with contextlib.suppress(ImportError):
             importlib.import_module(f"benchmarks.{module}")
 
@@ -269,8 +269,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not (args.folder / RESULTS_FILE).exists():
         parser.error(f"{args.folder / RESULTS_FILE} does not exist")
-    register_renderers()
-    print(write_report(load_results(args.folder), args.folder))
+    # run as `python -m benchmarks.report` this file is `__main__`, a module apart from the `benchmarks.report` that
+    # the steps register their sections and the targets summary with: render through that one
+    from benchmarks import report
+
+    report.register_renderers()
+    print(report.write_report(report.load_results(args.folder), args.folder))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,12 @@ class Target:
             return None
         return value <= self.bound if self.at_most else value >= self.bound
 
+    def ratio_text(self, value: float) -> str:
+        """`value` with two decimals, or three where two would print the bound itself (1.153 is not "1.15", which
+        reads as met against "≤ 1.15×")."""
+        text = f"{value:.2f}"
+        return f"{value:.3f}" if float(text) == self.bound and value != self.bound else text
+
 
 SEARCH_SCENARIOS = {"search_text": "text search", "search_image": "image search",
                     "search_text_image": "text & image search"}
@@ -173,7 +179,7 @@ def _search(target: Target, sections: Sections, profile: str) -> dict:
     paired = search_overhead_row(sections, target.key)
     if paired is not None:
         ratio = paired["http_p50_ms"] / paired["models_p50_ms"]
-        return _row(target, profile, ratio, f"{ratio:.2f}× ({paired['http_p50_ms']:.4g} / "
+        return _row(target, profile, ratio, f"{target.ratio_text(ratio)}× ({paired['http_p50_ms']:.4g} / "
                                             f"{paired['models_p50_ms']:.4g} ms, {paired['pairs']} pairs)",
                     f"models: {paired.get('models', '?')}")
     http, models = http_row(sections, target.key), search_model_row(sections, target.key)
@@ -181,15 +187,16 @@ def _search(target: Target, sections: Sections, profile: str) -> dict:
         missing = " and ".join(s for s, r in ((HTTP_SECTION, http), (SEARCH_MODELS_SECTION, models)) if r is None)
         return _row(target, profile, None, "", f"no {target.key} row in {missing}")
     ratio = http["p50_ms"] / models["p50_ms"]
-    return _row(target, profile, ratio, f"{ratio:.2f}× ({http['p50_ms']:.4g} / {models['p50_ms']:.4g} ms)",
-                f"models: {models.get('models', '?')}")
+    shown = f"{target.ratio_text(ratio)}× ({http['p50_ms']:.4g} / {models['p50_ms']:.4g} ms)"
+    return _row(target, profile, ratio, shown, f"models: {models.get('models', '?')}")
 
 
 def _worst(target: Target, profile: str, ratios: Mapping[str, float], what: str) -> dict:
     if not ratios:
         return _row(target, profile, None, "", f"no {what} rows")
     model = max(ratios, key=ratios.get)
-    return _row(target, profile, ratios[model], f"max {ratios[model]:.2f}× ({model}, {len(ratios)} models)")
+    shown = f"max {target.ratio_text(ratios[model])}× ({model}, {len(ratios)} models)"
+    return _row(target, profile, ratios[model], shown)
 
 
 def _import(target: Target, sections: Sections, profile: str) -> dict:

@@ -68,6 +68,19 @@ def test_search_targets_divide_the_paired_p50s_when_the_run_has_them():
     assert rows["search_image"]["value"] == pytest.approx(220 / 200)  # its paired row failed: the fallback
 
 
+def test_a_ratio_just_over_its_bound_shows_a_third_decimal_so_it_never_reads_as_the_bound():
+    run = sections()
+    run["search_overhead"] = [{"scenario": "search_image", "models": "clip_image", "pairs": 40,
+                               "http_p50_ms": 76.65, "models_p50_ms": 66.46}]  # 1.1533: "1.15" would read as met
+    row = by_target(compute(run, "cpu"))["search_image"]
+    assert row["met"] is False and row["shown"].startswith("1.153× ")
+    target = TARGETS["search_text"]
+    assert target.ratio_text(1.1533) == "1.153" and target.ratio_text(1.15) == "1.15"
+    assert target.ratio_text(1.22) == "1.22" and target.ratio_text(1.1449) == "1.14"
+    assert target.ratio_text(1.1451) == "1.145"  # met, and shown below the bound as it is
+    assert TARGETS["serving_overhead"].ratio_text(1.0962) == "1.096"
+
+
 def test_the_import_target_divides_by_the_best_batches_timed_around_the_import_when_the_row_has_them():
     run = sections(import_per_s=3.0)
     run["import_throughput"] = [{"rows": 64, "import_rows_per_s": 3.0, "clip_image_best_per_s": 6.0,
@@ -145,6 +158,23 @@ def test_the_report_shows_targets_first_then_each_profiles_sections_with_their_p
         assert (tmp_path / profile / "http_load_throughput.png").stat().st_size > 0
         assert f"![throughput]({profile}/http_load_throughput.png)" in text
     assert profile_sections(json.loads((tmp_path / "results.json").read_text()), "cpu")["http_load"] == http_rows
+
+
+def test_python_m_benchmarks_report_renders_a_folder_again_as_the_run_wrote_it(tmp_path):
+    """Run as a script, benchmarks/report.py is `__main__`; the sections and the targets summary register with the
+    importable `benchmarks.report`, so the script must render through that one (it once wrote a report without its
+    targets and with generic tables)."""
+    import subprocess
+    import sys
+
+    results = {"machine": {"cpu_model": "test"},
+               "profiles": {"cpu": {"sections": {k: sections()[k] for k in ("http_load", "search_models")}}}}
+    written = write_report(results, tmp_path).read_text()
+    (tmp_path / "report.md").unlink()
+    subprocess.run([sys.executable, "-m", "benchmarks.report", str(tmp_path)], check=True, capture_output=True,
+                   timeout=120)
+    again = (tmp_path / "report.md").read_text()
+    assert "## Targets (issue 12), profile cpu" in again and again == written
 
 
 def test_a_results_file_without_profiles_loads_as_the_base_profile(tmp_path):
