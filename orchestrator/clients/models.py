@@ -72,9 +72,10 @@ class ModelGateway:
         resizing and cropping them would change nothing."""
         size = contract.CLIP_IMAGE_SIZE
         if all(i.shape == (size, size, 3) and i.dtype == np.uint8 for i in images):
-            return await self._batched(contract.CLIP_IMAGE, "image", np.stack(images), "embeddings")
-        with stage("preprocess"):
-            batch = await asyncio.to_thread(lambda: np.stack([resize_and_crop(i) for i in images]))
+            batch = np.stack(images)
+        else:
+            with stage("preprocess"):
+                batch = await asyncio.to_thread(lambda: np.stack([resize_and_crop(i) for i in images]))
         return await self._batched(contract.CLIP_IMAGE, "image", batch, "embeddings")
 
     async def clip_text(self, texts: list[str]) -> np.ndarray:
