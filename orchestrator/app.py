@@ -121,7 +121,7 @@ async def build_services(settings: Settings, open_store: StoreOpener = open_cata
     limits = settings.rate_limit
     return Services(settings=settings, triton=triton, models=models, images=images,
                     segment=SegmentService(images, models),
-                    search=SearchService(images, models, products.index, store, settings.search),
+                    search=SearchService(images, models, products.index, products.metadata, settings.search),
                     store=store, index=products.index, products=products,
                     imports=imports, tryon=tryon,
                     rate_limiter=ClientRateLimiter(limits.per_client_per_minute, limits.burst, limits.max_clients))

@@ -12,6 +12,9 @@ TRITON_ERRORS = Counter("snapfit_triton_errors_total", "Triton calls that failed
                         ["model", "code"])
 EMBEDDING_CACHE_EVENTS = Counter("snapfit_embedding_cache_events_total", "SAM embedding cache lookups",
                                  ["result"])  # hit | miss | eviction
+PRODUCT_CACHE_LOOKUPS = Counter("snapfit_product_cache_lookups_total",
+                                "search hits' product metadata, found in memory or read from the store",
+                                ["result"])  # hit | miss
 EMBEDDING_CACHE_BYTES = Gauge("snapfit_embedding_cache_bytes", "bytes held by the SAM embedding cache")
 INDEX_VECTORS = Gauge("snapfit_index_vectors", "vectors in the FAISS index")
 INDEX_GENERATION = Gauge("snapfit_index_generation", "the catalog generation this replica's index has applied")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Response, UploadFile
 
 from orchestrator import masks as mask_codec
 from orchestrator.domain import ProductFilter
@@ -30,13 +30,16 @@ def to_filter(filters: Filters) -> ProductFilter | None:
     return None if result.is_empty else result
 
 
-def respond(hits) -> SearchResponse:
-    return SearchResponse(results=[SearchHitOut(score=h.score, product=product_out(h.product)) for h in hits])
+def respond(hits) -> Response:
+    """`hits` as a SearchResponse body, validated and serialised by pydantic once. (Returned as a model, FastAPI
+    would validate it again against `response_model`, which still documents the body, and serialise it apart.)"""
+    body = SearchResponse(results=[SearchHitOut(score=h.score, product=product_out(h.product)) for h in hits])
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.post("", response_model=SearchResponse, responses=ERRORS,
              summary="Search with an uploaded image and its chosen mask, and/or text")
-async def search(body: SearchRequest, svc=Depends(services)) -> SearchResponse:
+async def search(body: SearchRequest, svc=Depends(services)) -> Response:
     mask = None
     if body.mask is not None:
         if body.image_id is None:
@@ -61,7 +64,7 @@ async def search_text(
     category: list[str] | None = Query(None), brand: list[str] | None = Query(None),
     min_price: float | None = Query(None, ge=0), max_price: float | None = Query(None, ge=0),
     tryon_ready: bool | None = None, svc=Depends(services),
-) -> SearchResponse:
+) -> Response:
     filters = Filters(category=category, brand=brand, min_price=min_price, max_price=max_price, tryon_ready=tryon_ready)
     query = SearchQuery(text=q, k=k or svc.settings.search.default_k, filter=to_filter(filters))
     return respond(await svc.search.search(query))
@@ -80,7 +83,7 @@ async def search_by_image(
     min_price: float | None = Form(None, examples=[10000]), max_price: float | None = Form(None, examples=[59000]),
     tryon_ready: bool | None = Form(None, description="only products whose photo suits a try-on"),
     svc=Depends(services),
-) -> SearchResponse:
+) -> Response:
     data = await svc.read_upload(file)
     settings = svc.settings.images
     pixels = await asyncio.to_thread(decode_image, data, settings.max_upload_bytes, settings.max_pixels)

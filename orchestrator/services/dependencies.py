@@ -148,6 +148,12 @@ class ProductLookup(Protocol):
     async def get_many(self, product_ids: list[str], *, include_embeddings: bool = False) -> dict[str, Product]: ...
 
 
+class ProductMetadata(Protocol):
+    """Search hits' metadata by product id (services/product_cache.py; any ProductLookup will do too)."""
+
+    async def get_many(self, product_ids: list[str]) -> dict[str, Product]: ...
+
+
 GarmentLoader = Callable[[Product], Awaitable[np.ndarray]]
 """async (product) -> uint8 [H, W, 3], the product's photo."""
 GarmentRegion = Callable[[np.ndarray, np.ndarray, np.ndarray], Awaitable["np.ndarray | None"]]

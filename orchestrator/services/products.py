@@ -10,6 +10,8 @@ Replicas: every process keeps its own index and follows the store (`follow()`): 
 asks the change log what changed since the generation its index has applied, re-reads those products and
 applies their current state. So a change made through any replica reaches every replica's search within about
 one interval (plus the poll's own time); this replica's own changes are visible at once.
+Search hits take their metadata from `metadata` (services/product_cache.py), which every change here and every
+change the follower applies invalidates: the same bound holds for what a search shows.
 The index's dimension is the served CLIP model's (ModelGateway.embedding_dim), so a model with another width
 needs no code change; the store's vectors must match it (a rebuild says which dimension it found).
 Thumbnails of the product photos live in the store too (`thumbnails`, services/thumbnails.py): every replica
@@ -33,6 +35,7 @@ from orchestrator.domain import Product, Thumbnail
 from orchestrator.errors import InvalidInput, NotFound, SnapfitError, StoreUnavailable
 from orchestrator.index import FaissIndex, IndexFileError
 from orchestrator.metrics import INDEX_GENERATION, INDEX_SYNC_ERRORS, INDEX_VECTORS
+from orchestrator.services.product_cache import ProductMetadataCache
 from orchestrator.services.thumbnails import ProductThumbnails
 from orchestrator.settings import Settings
 from orchestrator.stores.catalog_store import CatalogStore, ProductPage, UpsertResult
@@ -44,8 +47,11 @@ SYNC_CHUNK = 1024  # products re-read from the store per step of a sync (bounds 
 
 
 class ProductService:
-    def __init__(self, store: CatalogStore, index: FaissIndex, index_path: Path, thumbnails: ProductThumbnails):
+    def __init__(self, store: CatalogStore, index: FaissIndex, index_path: Path, thumbnails: ProductThumbnails,
+                 metadata_cache_products: int = 0):
         self.store = store
+        # search hits' metadata; every change below and every change the follower applies invalidates it
+        self.metadata = ProductMetadataCache(store.get_many, metadata_cache_products)
         self.index = index
         self.index_path = Path(index_path)
         self.thumbnails = thumbnails
@@ -73,7 +79,7 @@ class ProductService:
             if embedding_dim is None:
                 embedding_dim = await _catalog_width(store, path)
             service = cls(store, FaissIndex(embedding_dim, settings.search.index_factory), path,
-                          ProductThumbnails.from_settings(store, settings))
+                          ProductThumbnails.from_settings(store, settings), settings.catalog.metadata_cache_products)
             service._folder_lock = lock
             await service._load_or_rebuild(settings.search.index_factory)
         except BaseException:
@@ -109,6 +115,7 @@ class ProductService:
         changes), labelled with the settled generation read before the iteration (every change up to it is
         in what the iteration reads; later ones come through the change log)."""
         generation = await self.store.settled_generation()
+        self.metadata.clear()
         try:
             count = await self.index.rebuild_from(batch.products async for batch in self.store.iter_embeddings())
         except InvalidInput as error:
@@ -143,6 +150,7 @@ class ProductService:
                     await asyncio.to_thread(self.index.remove, gone)
                 if present:
                     await asyncio.to_thread(self.index.upsert, present)
+                self.metadata.invalidate(chunk)
                 INDEX_VECTORS.set(len(self.index))
         self.synced_generation = changes.generation
         INDEX_GENERATION.set(changes.generation)
@@ -216,7 +224,10 @@ class ProductService:
     async def add(self, products: list[Product]) -> UpsertResult:
         """Upserts products (with embeddings) into the store, then their vectors into the index."""
         async with self._write_lock:
-            result = await self.store.upsert_many(products)
+            try:
+                result = await self.store.upsert_many(products)
+            finally:  # a write that failed half-way may have changed some of them
+                self.metadata.invalidate(p.product_id for p in products)
             changed = set(result.changed_ids)
             if changed:
                 await asyncio.to_thread(self.index.upsert, [p for p in products if p.product_id in changed])
@@ -225,7 +236,10 @@ class ProductService:
 
     async def update(self, product_id: str, changes: dict[str, Any]) -> Product:
         async with self._write_lock:
-            product = await self.store.update(product_id, changes)
+            try:
+                product = await self.store.update(product_id, changes)
+            finally:
+                self.metadata.invalidate([product_id])
             if product.embedding is not None:
                 await asyncio.to_thread(self.index.upsert, [product])  # filters read the new metadata
         return product
@@ -243,6 +257,7 @@ class ProductService:
                     await asyncio.to_thread(self.index.upsert, [stored])
                 raise
             finally:
+                self.metadata.invalidate([product_id])
                 INDEX_VECTORS.set(len(self.index))
         return deleted
 

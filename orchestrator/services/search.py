@@ -16,7 +16,7 @@ import numpy as np
 from orchestrator.cutout import cut_out
 from orchestrator.domain import Product, ProductFilter
 from orchestrator.errors import InvalidInput
-from orchestrator.services.dependencies import Embedder, ProductLookup, UploadedPhotos, VectorIndex
+from orchestrator.services.dependencies import Embedder, ProductMetadata, UploadedPhotos, VectorIndex
 from orchestrator.settings import SearchSettings
 from orchestrator.timing import stage
 from snapfit.preprocessing.clip import resize_and_crop
@@ -42,12 +42,12 @@ class SearchHit:
 
 
 class SearchService:
-    def __init__(self, images: UploadedPhotos, models: Embedder, index: VectorIndex, store: ProductLookup,
+    def __init__(self, images: UploadedPhotos, models: Embedder, index: VectorIndex, products: ProductMetadata,
                  settings: SearchSettings):
         self.images = images
         self.models = models
         self.index = index
-        self.store = store
+        self.products = products
         self.settings = settings
 
     async def search(self, query: SearchQuery) -> list[SearchHit]:
@@ -57,7 +57,7 @@ class SearchService:
         with stage("index"):
             hits = (await asyncio.to_thread(self.index.search, vector[None], query.k, query.filter))[0]
         with stage("store"):
-            products = await self.store.get_many([product_id for product_id, _ in hits])
+            products = await self.products.get_many([product_id for product_id, _ in hits])
         # a product deleted between the index search and the lookup is simply skipped
         return [SearchHit(products[pid], score) for pid, score in hits if pid in products]
 

@@ -96,6 +96,10 @@ def test_changes_through_one_replica_reach_the_other_within_the_bound(triton_ser
         assert search_ids(cb, category="replica-test", **query) == [moved]  # its own change: at once
         waited = converges(lambda: search_ids(ca, category="replica-test", **query) == [moved])
         print(f"a patch through b reached a's search after {waited:.2f} s")
+        # ... and so does the metadata a's search shows (a had it in memory from the searches above)
+        shown = ca.get("/v1/search", params={"k": 100, **query}).json()["results"]
+        assert next(hit["product"]["category"] for hit in shown if hit["product"]["product_id"] == moved) \
+            == "replica-test"
 
         # a deletes it: b stops returning it, and its metadata is gone at once on both
         assert ca.delete(f"/v1/products/{moved}").status_code == 204

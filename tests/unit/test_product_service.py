@@ -172,6 +172,42 @@ async def test_a_second_service_on_the_same_store_follows_its_writes(settings, t
     await close_all(writer, follower)
 
 
+async def test_search_metadata_shows_this_replicas_changes_at_once(settings):
+    service = await open_service(settings)
+    await service.add([product("a"), product("b")])
+    assert (await service.metadata.get_many(["a", "b"]))["a"].name == "a"  # now cached
+    await service.update("a", {"name": "Renamed"})
+    await service.add([Product(product_id="b", name="Re-imported", image="b2.jpg", embedding=unit_vector("b2"),
+                               source_hash="b2")])
+    now = await service.metadata.get_many(["a", "b"])
+    assert now["a"].name == "Renamed" and now["b"].name == "Re-imported"
+    await service.delete("a")
+    assert "a" not in await service.metadata.get_many(["a"])
+    await service.store.close()
+
+
+async def test_search_metadata_shows_another_replicas_changes_after_the_next_sync(settings, tmp_path):
+    writer, follower = await two_replicas(settings, tmp_path)
+    await writer.add([product("a"), product("b")])
+    await follower.sync()
+    assert sorted(await follower.metadata.get_many(["a", "b"])) == ["a", "b"]  # now cached
+    await writer.update("b", {"name": "Renamed"})
+    await writer.delete("a")
+    await follower.sync()
+    assert {pid: p.name for pid, p in (await follower.metadata.get_many(["a", "b"])).items()} == {"b": "Renamed"}
+    await close_all(writer, follower)
+
+
+async def test_a_rebuild_empties_the_search_metadata(settings):
+    service = await open_service(settings)
+    await service.add([product("a")])
+    await service.metadata.get_many(["a"])
+    await service.store.update("a", {"name": "Behind its back"})  # a change the index would only see on rebuild
+    await service._rebuild()
+    assert (await service.metadata.get_many(["a"]))["a"].name == "Behind its back"
+    await service.store.close()
+
+
 async def test_a_restart_catches_up_from_the_change_log_without_a_rebuild(settings, monkeypatch):
     service = await open_service(settings)
     await service.add([product("a"), product("b")])
