@@ -197,3 +197,17 @@ def test_server_timing_splits_an_http_search_into_its_parts():
     text_only = split_p50s([40.0], [{"triton.clip_text_embed": 31.0, "triton.clip_image": 2.0, "app": 37.0}])
     assert text_only["triton"] == 33.0 and text_only["preprocess"] == 0 and text_only["rest"] == 4.0
     assert split_p50s([40.0], [{}]) is None and split_p50s([], []) is None  # a server without the header
+
+
+def test_the_search_split_shows_the_bare_http_floor_and_older_runs_render_without_it(tmp_path):
+    from benchmarks.search_overhead import render_search_overhead
+
+    row = {"scenario": "search_text", "models": "clip_text_embed", "pairs": 40, "http_p50_ms": 21.0,
+           "models_p50_ms": 17.5, "ratio": 1.2, "error": None,
+           "server_timing_p50_ms": {"outside": 1.0, "app": 20.0, "triton": 17.5, "preprocess": 0.0, "index": 1.3,
+                                    "store": 0.05, "rest": 0.8}}
+    table = render_search_overhead([{**row, "bare_http_p50_ms": 1.42}], tmp_path)
+    split_row = next(line for line in table.splitlines() if line.startswith("| search_text | 21 |"))
+    assert split_row.endswith("| 1.42 |")
+    older = render_search_overhead([row], tmp_path)  # a results.json written before the floor was timed
+    assert next(line for line in older.splitlines() if line.startswith("| search_text | 21 |")).endswith("| — |")
