@@ -111,6 +111,7 @@ async def build_services(settings: Settings, open_store: StoreOpener = open_cata
     store = await open_store(settings.catalog.url)
     products = await ProductService.open(store, settings, await _embedding_dim(models))
     products.follow(settings.catalog.sync_interval_s)
+    products.preload_metadata()
     pipeline = ImportPipeline(products, models, settings.catalog.import_batch_size, settings.catalog.tryon_threshold,
                               settings.images.max_pixels, settings.catalog.fetch_max_bytes,
                               model_deadline_s=settings.triton.timeout_s,

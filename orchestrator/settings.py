@@ -64,10 +64,10 @@ class CatalogSettings(BaseModel):
     sync_interval_s: float = Field(1.0, gt=0, description="how often each replica applies the store's change log "
                                                           "to its own vector index (the bound on replica lag)")
     metadata_cache_products: int = Field(50_000, ge=0, description="products whose metadata each replica keeps in "
-                                                                  "memory for search results (least recently used "
-                                                                  "out first; ~1 KB each; 0 = ask the store every "
-                                                                  "time); others' changes reach it within "
-                                                                  "sync_interval_s")
+                                                                  "memory for search results: read from the store "
+                                                                  "at start, then least recently used out first "
+                                                                  "(~1 KB each; 0 = ask the store every time); "
+                                                                  "others' changes reach it within sync_interval_s")
     import_retry_budget_s: float = Field(600.0, ge=0, description="how long an import keeps retrying a model that "
                                                                 "times out, is unavailable or has a full queue "
                                                                 "(backoff 1 s doubling to 30 s) before it stops, "

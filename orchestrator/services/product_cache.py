@@ -4,6 +4,8 @@ A search ranks product ids in FAISS and then needs each hit's name, photo, price
 for them every time cost about 0.5 ms for 20 hits from SQLite on a 2-core EPYC (a thread hop and a query;
 MongoDB adds a network round trip). `ProductMetadataCache` keeps the products it has read (metadata only, never
 an embedding), at most `max_products`, the least recently used out first; `max_products` 0 turns it off.
+`preload` fills it from a scan of the store when a replica starts, so a catalog that fits is served from
+memory from the first search on.
 
 Freshness. `ProductService` invalidates a product the moment it changes it here, and the follower invalidates
 every product the store's change log names when it applies another replica's changes (within
@@ -16,7 +18,7 @@ caching them, so a stale read never outlives the invalidation that followed it.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from orchestrator.domain import Product
 from orchestrator.metrics import PRODUCT_CACHE_LOOKUPS
@@ -62,6 +64,27 @@ class ProductMetadataCache:
             self._keep(read.values())
         found.update(read)
         return found
+
+    async def preload(self, pages: AsyncIterator[list[Product]]) -> int:
+        """Fills the free room from `pages` (e.g. the store read in product id order), behind the products already
+        held, which stay (a search's hits remain the most recently used); returns how many it kept. A page whose
+        read overlapped an invalidation is skipped: it may hold a product as it was before that change."""
+        kept = 0
+        while len(self._products) < self.max_products:
+            epoch = self._epoch
+            page = await anext(pages, None)
+            if page is None:
+                break
+            if epoch != self._epoch:
+                continue
+            for product in page:
+                if len(self._products) >= self.max_products:
+                    break
+                if product.product_id not in self._products:
+                    self._products[product.product_id] = product
+                    self._products.move_to_end(product.product_id, last=False)
+                    kept += 1
+        return kept
 
     def invalidate(self, product_ids: Iterable[str]) -> None:
         """Forgets these products (changed or deleted); a store read already under way will not cache them."""

@@ -44,6 +44,7 @@ from snapfit import contract
 log = logging.getLogger(__name__)
 SAVE_EVERY_S = 60.0  # the follower persists the index at most this often (and on close)
 SYNC_CHUNK = 1024  # products re-read from the store per step of a sync (bounds memory after a long outage)
+PRELOAD_PAGE = 1000  # products per store read while preloading the search metadata
 
 
 class ProductService:
@@ -59,6 +60,7 @@ class ProductService:
         # the store generation whose changes the index holds (it may hold later ones too: its own writes)
         self.synced_generation = 0
         self._follower: asyncio.Task | None = None
+        self._preloader: asyncio.Task | None = None
         self._folder_lock: IO | None = None
         self._saved_generation: int | None = None
         # store write + index update happen under one lock, and save() takes it too, so a saved index is
@@ -181,6 +183,35 @@ class ProductService:
                 INDEX_SYNC_ERRORS.inc()
                 log.exception("following the catalog's changes failed; retrying in %.1f s", interval_s)
 
+    def preload_metadata(self, page_size: int = PRELOAD_PAGE) -> None:
+        """Starts filling `metadata` from the store in the background, in pages of `page_size` products, until it
+        is full or has every product (stopped by close()); searches meanwhile read what it lacks from the store."""
+        if self._preloader is None and self.metadata.max_products:
+            self._preloader = asyncio.create_task(self._preload_metadata(page_size), name="metadata-preload")
+
+    async def _preload_metadata(self, page_size: int) -> None:
+        async def pages():
+            after = ""
+            while True:
+                page = await self.store.list_page(after, page_size)
+                yield page.products
+                if page.next_after is None:
+                    return
+                after = page.next_after
+
+        started = time.monotonic()
+        try:
+            async with contextlib.aclosing(pages()) as scan:
+                kept = await self.metadata.preload(scan)
+        except SnapfitError as error:
+            log.warning("could not preload the search results' metadata (%s); searches read it from the store",
+                        error.message)
+            return
+        except Exception:  # noqa: BLE001 - a failed preload costs speed, never a search
+            log.exception("preloading the search results' metadata failed; searches read it from the store")
+            return
+        log.info("search results' metadata: %d products preloaded in %.1f s", kept, time.monotonic() - started)
+
     def _loaded(self) -> None:
         self.index_loaded = True
         INDEX_VECTORS.set(len(self.index))
@@ -262,6 +293,10 @@ class ProductService:
         return deleted
 
     async def close(self) -> None:
+        if self._preloader is not None:
+            self._preloader.cancel()
+            await asyncio.gather(self._preloader, return_exceptions=True)
+            self._preloader = None
         if self._follower is not None:
             self._follower.cancel()
             await asyncio.gather(self._follower, return_exceptions=True)

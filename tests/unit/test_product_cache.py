@@ -91,3 +91,52 @@ async def test_size_zero_asks_the_store_every_time():
 def test_a_negative_size_is_refused():
     with pytest.raises(ValueError):
         ProductMetadataCache(CountingStore({}).get_many, max_products=-1)
+
+
+async def pages_of(*pages: list[Product]):
+    for page in pages:
+        await asyncio.sleep(0)
+        yield page
+
+
+def named(pid: str, name: str = "") -> Product:
+    return Product(product_id=pid, name=name or pid.upper(), image=f"{pid}.jpg")
+
+
+async def test_a_preload_fills_the_free_room_behind_what_searches_read():
+    store = CountingStore({"s": "from a search", "c": "C"})
+    cache = ProductMetadataCache(store.get_many, max_products=3)
+    await cache.get_many(["s"])
+    kept = await cache.preload(pages_of([named("a"), named("s", "stale scan")], [named("b"), named("c")]))
+    assert kept == 2 and len(cache) == 3  # a and b; s keeps the copy a search read; c finds no room
+    store.reads.clear()
+    assert (await cache.get_many(["s"]))["s"].name == "from a search" and store.reads == []
+    await cache.get_many(["c"])  # read now, and the preloaded b (the oldest) leaves for it
+    store.reads.clear()
+    await cache.get_many(["a", "s", "c"])
+    await cache.get_many(["b"])
+    assert store.reads == [["b"]]
+
+
+async def test_a_preloaded_page_that_overlapped_an_invalidation_is_skipped():
+    cache = ProductMetadataCache(CountingStore({}).get_many, max_products=10)
+
+    async def pages():
+        yield [named("a")]
+        cache.invalidate(["x"])  # a change lands while the second page is read
+        yield [named("x", "before the change")]
+        yield [named("y")]
+
+    assert await cache.preload(pages()) == 2 and len(cache) == 2
+    assert "x" not in await cache.get_many(["x"])  # asked of the (empty) store, never the stale scan
+
+
+async def test_a_preload_into_a_disabled_cache_reads_nothing():
+    read = []
+
+    async def pages():
+        read.append(1)
+        yield [named("a")]
+
+    cache = ProductMetadataCache(CountingStore({}).get_many, max_products=0)
+    assert await cache.preload(pages()) == 0 and read == []

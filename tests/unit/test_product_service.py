@@ -198,6 +198,45 @@ async def test_search_metadata_shows_another_replicas_changes_after_the_next_syn
     await close_all(writer, follower)
 
 
+async def test_a_started_replica_preloads_the_search_metadata_in_pages(settings):
+    service = await open_service(settings)
+    await service.add([product(f"p{i:02d}") for i in range(25)])
+    await service.close()
+    await service.store.close()
+    reopened = await open_service(settings)
+    reads = []
+    list_page = reopened.store.list_page
+
+    async def counted(after, limit, query=None):
+        reads.append(after)
+        return await list_page(after, limit, query)
+    reopened.store.list_page = counted
+    reopened.preload_metadata(page_size=10)
+    await reopened._preloader
+    assert len(reopened.metadata) == 25 and reads == ["", "p09", "p19"]
+    get_many = reopened.store.get_many
+    reopened.store.get_many = None  # a search now needs no store read at all
+    assert len(await reopened.metadata.get_many([f"p{i:02d}" for i in range(25)])) == 25
+    reopened.store.get_many = get_many
+    await reopened.close()
+    await reopened.store.close()
+
+
+async def test_a_preload_the_store_refuses_leaves_searches_reading_the_store(settings, caplog):
+    service = await open_service(settings)
+    await service.add([product("a")])
+
+    async def down(*args, **kwargs):
+        raise StoreUnavailable("the catalog is down")
+    service.store.list_page = down
+    service.preload_metadata()
+    await service._preloader
+    assert len(service.metadata) == 0 and "could not preload" in caplog.text
+    assert (await service.metadata.get_many(["a"]))["a"].name == "a"
+    await service.close()
+    await service.store.close()
+
+
 async def test_a_rebuild_empties_the_search_metadata(settings):
     service = await open_service(settings)
     await service.add([product("a")])
