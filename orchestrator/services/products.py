@@ -44,7 +44,9 @@ from snapfit import contract
 log = logging.getLogger(__name__)
 SAVE_EVERY_S = 60.0  # the follower persists the index at most this often (and on close)
 SYNC_CHUNK = 1024  # products re-read from the store per step of a sync (bounds memory after a long outage)
-PRELOAD_PAGE = 1000  # products per store read while preloading the search metadata
+# products per store read while preloading the search metadata: large, because each list_page also counts the
+# catalog (MongoDB scans the collection for it), so a full 50,000-product cache costs 10 counts, not 50
+PRELOAD_PAGE = 5000
 
 
 class ProductService:
