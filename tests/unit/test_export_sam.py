@@ -194,3 +194,30 @@ def test_channels_last_upscaling_equals_the_transposed_convolutions(tiny_sam):
 def test_upscaling_of_another_layout_is_left_alone():
     other = torch.nn.Sequential(torch.nn.ConvTranspose2d(8, 4, 3, 2), torch.nn.GELU())
     assert not sam.ChannelsLastUpscaling.fits(other)
+
+
+def test_the_one_prompt_decoder_predicts_what_segment_anythings_does(tiny_sam):
+    """predict_masks_for_one_prompt (no per-prompt repeat of the image embedding) gives the original's masks and
+    scores for a prompt of points, with non-trivial weights and embeddings."""
+    decoder = copy.deepcopy(tiny_sam.mask_decoder)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for parameter in decoder.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+        channels, size = tiny_sam.prompt_encoder.embed_dim, tiny_sam.prompt_encoder.image_embedding_size
+        image = torch.randn(1, channels, *size, generator=generator)
+        pe = tiny_sam.prompt_encoder.get_dense_pe()
+        sparse = torch.randn(1, 3, channels, generator=generator)
+        dense = torch.randn(1, channels, *size, generator=generator)
+        expected = decoder.predict_masks(image, pe, sparse, dense)
+        got = sam.predict_masks_for_one_prompt(decoder, image, pe, sparse, dense)
+    for want, have in zip(expected, got):
+        assert have.shape == want.shape
+        assert max_abs_diff(have.numpy(), want.numpy()) < 1e-5 * float(want.abs().max())
+
+
+def test_the_exported_decoder_copies_no_image_embedding_per_prompt(fp32_repo):
+    import onnx
+
+    graph = onnx.load(str(fp32_repo[0] / "sam_decoder" / "1" / "model.onnx")).graph
+    assert not [node.name for node in graph.node if node.op_type == "Tile"]
