@@ -13,10 +13,9 @@ of these rows when the run has them.
 Each HTTP answer's Server-Timing header (orchestrator/timing.py) splits its time further: the Triton calls as the
 orchestrator saw them, preprocessing, FAISS, the catalog lookup, the rest of the orchestrator (routing, validation,
 JSON) and what lies outside it (this client, the HTTP connection, uvicorn's parsing), each a p50 over the pairs.
-After the pairs, a bare `GET /healthz` is timed right after each of up to FLOOR_CALLS more models-only calls: what
-any HTTP round trip costs on this machine in the state a search finds it (its caches just emptied by a model
-run; an ad hoc check on a 2-core EPYC VM, 12-07: 1.4 ms against 0.4 ms back to back), a floor under the search's
-own overhead.
+After the pairs, a bare `GET /healthz` is timed right after each of up to FLOOR_CALLS more models-only calls, and
+a second one right after it: what any HTTP round trip costs on this machine in the state a search finds it (its
+caches just emptied by a model run), a floor under the search's own overhead, next to what it costs back to back.
 """
 
 from __future__ import annotations
@@ -68,7 +67,8 @@ async def _run(base_url: str, grpc_url: str, pairs: int, max_seconds: float, war
                 models_call = search_models.query_call(grpc_url, search_models.QUERIES[scenario], crop)
                 *times, server_ms = await _pairs(http_load.SCENARIO_SPECS[scenario].send, client, ctx,
                                                  models_call, pairs, max_seconds, warmup)
-                floor_ms = await _bare_http_after_models(client, models_call, min(FLOOR_CALLS, len(times[0])))
+                floor_ms, warm_ms = await _bare_http_after_models(client, models_call,
+                                                                  min(FLOOR_CALLS, len(times[0])))
             except Exception as error:  # noqa: BLE001 - one failing query leaves the others' rows
                 rows.append({**row, "pairs": None, "ratio": None, "error": f"{type(error).__name__}: {error}"})
                 continue
@@ -80,6 +80,7 @@ async def _run(base_url: str, grpc_url: str, pairs: int, max_seconds: float, war
                          "models_p95_ms": float(np.percentile(models_ms, 95)),
                          "ratio": float(np.percentile(http_ms, 50) / np.percentile(models_ms, 50)),
                          "bare_http_p50_ms": float(np.percentile(floor_ms, 50)),
+                         "bare_http_warm_p50_ms": float(np.percentile(warm_ms, 50)),
                          "server_timing_p50_ms": split_p50s(http_ms, server_ms), "error": None})
     return rows
 
@@ -126,17 +127,19 @@ async def _pairs(send, client: BenchClient, ctx, models_call, pairs: int, max_se
     return http_s, models_s, server_ms
 
 
-async def _bare_http_after_models(client: BenchClient, models_call, calls: int) -> list[float]:
-    """Milliseconds of a bare GET /healthz sent right after each of `calls` models-only calls."""
-    elapsed = []
+async def _bare_http_after_models(client: BenchClient, models_call, calls: int) -> tuple[list[float], list[float]]:
+    """Milliseconds of a bare GET /healthz sent right after each of `calls` models-only calls, and of a second one
+    sent right after that one (back to back)."""
+    after_models, back_to_back = [], []
     for _ in range(calls):
         models_call()
-        started = time.perf_counter()
-        response = await client.get("/healthz")
-        elapsed.append((time.perf_counter() - started) * 1000.0)
-        if not response.is_success:
-            raise RuntimeError(f"/healthz answered {response.status_code}")
-    return elapsed
+        for elapsed in (after_models, back_to_back):
+            started = time.perf_counter()
+            response = await client.get("/healthz")
+            elapsed.append((time.perf_counter() - started) * 1000.0)
+            if not response.is_success:
+                raise RuntimeError(f"/healthz answered {response.status_code}")
+    return after_models, back_to_back
 
 
 STAGES = ("preprocess", "index", "store")  # the orchestrator's own timed stages (orchestrator/timing.py)
@@ -174,7 +177,8 @@ SPLIT_COLUMNS: list[Column] = [
     ("outside the app", "outside", format_value), ("in the app", "app", format_value),
     ("its Triton calls", "triton", format_value), ("preprocess", "preprocess", format_value),
     ("FAISS", "index", format_value), ("catalog lookup", "store", format_value),
-    ("rest of the app", "rest", format_value), ("bare HTTP after the models", "bare_http_p50_ms", format_value)]
+    ("rest of the app", "rest", format_value), ("bare HTTP after the models", "bare_http_p50_ms", format_value),
+    ("bare HTTP back to back", "bare_http_warm_p50_ms", format_value)]
 
 
 @register_section(SECTION, "Search overhead: HTTP search and its Triton calls alone, in pairs")
@@ -186,7 +190,7 @@ def render_search_overhead(rows: list[dict], out_dir) -> str:
             "the order swapped every pair, so both p50s come from the same minutes of this machine. The search "
             "targets divide these p50s.\n\n" + markdown_table(rows, COLUMNS))
     split = [{"scenario": row["scenario"], "http_p50_ms": row.get("http_p50_ms"), **row["server_timing_p50_ms"],
-              "bare_http_p50_ms": row.get("bare_http_p50_ms")}
+              **{key: row.get(key) for key in ("bare_http_p50_ms", "bare_http_warm_p50_ms")}}
              for row in rows if row.get("server_timing_p50_ms")]
     if split:
         text += ("\n\nWhere the HTTP searches' time went, from each answer's Server-Timing header (p50 ms of each part "
@@ -195,7 +199,7 @@ def render_search_overhead(rows: list[dict], out_dir) -> str:
                  "routing, validation, thread hand-offs and JSON; bare HTTP after the models = a GET /healthz sent "
                  "right after the same Triton calls alone (p50 of up to "
                  f"{FLOOR_CALLS}), what any HTTP round trip costs here in the state the search finds the machine "
-                 "in.\n\n" + markdown_table(split, SPLIT_COLUMNS))
+                 "in; back to back = a second one sent right after it.\n\n" + markdown_table(split, SPLIT_COLUMNS))
     return text
 
 

@@ -206,8 +206,8 @@ def test_the_search_split_shows_the_bare_http_floor_and_older_runs_render_withou
            "models_p50_ms": 17.5, "ratio": 1.2, "error": None,
            "server_timing_p50_ms": {"outside": 1.0, "app": 20.0, "triton": 17.5, "preprocess": 0.0, "index": 1.3,
                                     "store": 0.05, "rest": 0.8}}
-    table = render_search_overhead([{**row, "bare_http_p50_ms": 1.42}], tmp_path)
+    table = render_search_overhead([{**row, "bare_http_p50_ms": 1.42, "bare_http_warm_p50_ms": 0.41}], tmp_path)
     split_row = next(line for line in table.splitlines() if line.startswith("| search_text | 21 |"))
-    assert split_row.endswith("| 1.42 |")
+    assert split_row.endswith("| 1.42 | 0.41 |")
     older = render_search_overhead([row], tmp_path)  # a results.json written before the floor was timed
-    assert next(line for line in older.splitlines() if line.startswith("| search_text | 21 |")).endswith("| — |")
+    assert next(line for line in older.splitlines() if line.startswith("| search_text | 21 |")).endswith("| — | — |")
