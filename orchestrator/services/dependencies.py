@@ -76,6 +76,11 @@ class UploadedPhotos(Protocol):
 
 
 class VectorIndex(Protocol):
+    @property
+    def searches_inline(self) -> bool:
+        """Whether a search is quick enough (~1 ms) to run on the event loop instead of a worker thread."""
+        ...
+
     def search(self, queries: np.ndarray, k: int,
                filter: ProductFilter | None = None) -> list[list[tuple[str, float]]]:  # noqa: A002 - FaissIndex's name
         """queries: QxD float32 -> per query up to k (product_id, score), best first."""

@@ -6,6 +6,7 @@ Each records what it was asked, so tests can check what a service did; none re-i
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -105,12 +106,15 @@ class FakeProducts:
 
 
 class FakeIndex:
-    """VectorIndex answering with fixed hits and recording the queries."""
+    """VectorIndex answering with fixed hits and recording the queries (and the threads that searched)."""
 
-    def __init__(self, hits: list[tuple[str, float]]):
+    def __init__(self, hits: list[tuple[str, float]], searches_inline: bool = False):
         self.hits = hits
+        self.searches_inline = searches_inline
         self.queries: list[tuple[np.ndarray, int, object]] = []
+        self.search_threads: list[int] = []
 
     def search(self, queries: np.ndarray, k: int, filter=None) -> list[list[tuple[str, float]]]:  # noqa: A002
         self.queries.append((queries, k, filter))
+        self.search_threads.append(threading.get_ident())
         return [self.hits[:k] for _ in queries]

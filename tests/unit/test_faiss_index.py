@@ -13,7 +13,8 @@ import pytest
 
 from orchestrator.domain import Product, ProductFilter
 from orchestrator.errors import InvalidInput
-from orchestrator.index import FaissIndex, IndexFileError
+from orchestrator.index import FaissIndex, IndexFileError, faiss_index, huge_pages
+from tests.support.pages import anon_huge_kib
 
 DIM = 32
 CATEGORIES = ["top", "bottom", "dress", "outer"]
@@ -504,3 +505,70 @@ def test_the_search_replica_is_dropped_on_mutation_and_rebuilt_once_the_index_is
     ix.remove([products[4].product_id])
     assert products[4].product_id not in {pid for pid, _ in ix.search(products[4].embedding[None], k=10)[0]}
     assert built == [2000, 1999]  # mutated too recently: served by the CPU index
+
+
+# ---- where searches run, and the vectors' pages
+
+@pytest.mark.parametrize("factory, inline", [("Flat", True), ("HNSW32", False), ("IVF16,Flat", False)])
+def test_only_a_small_exact_index_searches_inline(rng, factory, inline, monkeypatch):
+    ix = FaissIndex(DIM, factory)
+    ix.upsert(catalog(rng, unit_vectors(rng, 700)))
+    assert ix.searches_inline is inline
+    monkeypatch.setattr(faiss_index, "INLINE_SEARCH_MAX_BYTES", 699 * DIM * 4)  # one product too many
+    assert ix.searches_inline is False
+
+
+def finish_page_moves() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "faiss-huge-pages":
+            thread.join(timeout=30)
+
+
+def test_an_exact_index_moves_its_vectors_onto_huge_pages_once_quiet_and_again_after_a_change(rng, monkeypatch):
+    moved: list[tuple[int, int]] = []
+    monkeypatch.setattr(huge_pages, "collapse", lambda address, nbytes: moved.append((address, nbytes)) or True)
+    ix = FaissIndex(DIM, replica_refresh_s=0.0)
+    ix.upsert(catalog(rng, unit_vectors(rng, 500)))
+    query = unit_vectors(rng, 1)
+    ix.search(query, k=5)
+    ix.search(query, k=5, filter=FILTERS["try-on ready"])
+    finish_page_moves()
+    vectors = faiss.rev_swig_ptr(faiss.downcast_index(ix._core.index.index).get_xb(), 500 * DIM)
+    assert moved == [(vectors.ctypes.data, 500 * DIM * 4)]  # once, for the index's own float32 vectors
+
+    ix.upsert(catalog(rng, unit_vectors(rng, 300), prefix="more"))  # may reallocate the vectors
+    ix.search(query, k=5)
+    finish_page_moves()
+    assert len(moved) == 2 and moved[1][1] == 800 * DIM * 4
+
+    ix.replica_refresh_s = 3600.0
+    ix.remove(["more0"])
+    ix.search(query, k=5)
+    finish_page_moves()
+    assert len(moved) == 2  # changed too recently: left for the search after the next quiet spell
+
+
+def test_approximate_indexes_leave_their_pages_alone(rng, monkeypatch):
+    moved = []
+    monkeypatch.setattr(huge_pages, "collapse", lambda address, nbytes: moved.append(nbytes) or True)
+    ix = FaissIndex(DIM, "HNSW32", replica_refresh_s=0.0)
+    ix.upsert(catalog(rng, unit_vectors(rng, 300)))
+    ix.search(unit_vectors(rng, 1), k=5)
+    finish_page_moves()
+    assert moved == []
+
+
+def test_an_exact_index_of_512_float_vectors_ends_up_on_huge_pages_where_the_kernel_can(rng, monkeypatch):
+    collapse, outcomes = huge_pages.collapse, []
+    monkeypatch.setattr(huge_pages, "collapse", lambda address, nbytes: outcomes.append(collapse(address, nbytes)))
+    ix = FaissIndex(512, replica_refresh_s=0.0)
+    products = catalog(rng, unit_vectors(rng, 4096, dim=512))
+    ix.upsert(products)
+    assert ix.search(products[7].embedding[None], k=1)[0][0][0] == products[7].product_id
+    finish_page_moves()
+    if outcomes != [True]:
+        pytest.skip(f"the kernel did not collapse the vectors ({outcomes}): no MADV_COLLAPSE (Linux 6.1+) or no "
+                    "free huge page")
+    address = faiss.rev_swig_ptr(faiss.downcast_index(ix._core.index.index).get_xb(), 1).ctypes.data
+    assert anon_huge_kib(address, 4096 * 512 * 4) > 0
+    assert ix.search(products[9].embedding[None], k=1)[0][0][0] == products[9].product_id

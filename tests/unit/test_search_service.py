@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -45,6 +47,15 @@ async def test_garment_and_text_are_fused_with_the_image_weight_and_renormalised
     image = service.models.calls[0][2][0]
     fused = 0.25 * image + 0.75 * unit_vector("text:in black")
     np.testing.assert_allclose(service.index.queries[0][0][0], fused / np.linalg.norm(fused), atol=1e-6)
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_an_index_that_searches_inline_is_searched_on_the_event_loop_and_others_in_a_worker(inline):
+    index = FakeIndex([("a", 0.9)], searches_inline=inline)
+    service = SearchService(FakePhotos({}), FakeModels(), index, FakeProducts(products("a")), SearchSettings())
+    hits = await service.search(SearchQuery(text="x", k=1))
+    assert [h.product.product_id for h in hits] == ["a"]
+    assert (index.search_threads == [threading.get_ident()]) is inline
 
 
 async def test_filters_reach_the_index(service):
