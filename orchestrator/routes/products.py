@@ -30,10 +30,15 @@ IMAGE_RESPONSES = {
 }
 
 
+def product_fields(product: Product) -> dict:
+    """The fields of a product's ProductOut, unvalidated (for bodies written without pydantic)."""
+    return {"product_id": product.product_id, "name": product.name, "image": product.image, "link": product.link,
+            "brand": product.brand, "price": product.price, "tags": list(product.tags), "category": product.category,
+            "tryon_ready": product.tryon_ready, "tryon_probability": product.tryon_probability}
+
+
 def product_out(product: Product) -> ProductOut:
-    return ProductOut(product_id=product.product_id, name=product.name, image=product.image, link=product.link,
-                      brand=product.brand, price=product.price, tags=list(product.tags), category=product.category,
-                      tryon_ready=product.tryon_ready, tryon_probability=product.tryon_probability)
+    return ProductOut(**product_fields(product))
 
 
 @router.get("", response_model=ProductPageOut, responses=ERRORS, dependencies=[Depends(rate_limited)],
