@@ -56,7 +56,8 @@ def aligned_span(address: int, nbytes: int, page: int) -> tuple[int, int]:
 
 def collapse(address: int, nbytes: int) -> bool:
     """Moves the whole huge pages inside [address, address + nbytes) onto huge pages; True when the kernel did.
-    The memory must stay mapped while this runs (if it is freed meanwhile the kernel refuses, harmlessly)."""
+    The memory should stay mapped while this runs; if it is freed meanwhile, the kernel refuses, or collapses
+    whatever memory took its place: harmless either way."""
     madvise = _madvise()
     start, length = aligned_span(address, nbytes, huge_page_bytes())
     if madvise is None or length == 0:

@@ -31,10 +31,16 @@ IMAGE_RESPONSES = {
 
 
 def product_fields(product: Product) -> dict:
-    """The fields of a product's ProductOut, unvalidated (for bodies written without pydantic)."""
+    """The fields of a product's ProductOut, as pydantic would write them but unvalidated (for bodies written
+    without pydantic; numbers as floats, as ProductOut declares them)."""
     return {"product_id": product.product_id, "name": product.name, "image": product.image, "link": product.link,
-            "brand": product.brand, "price": product.price, "tags": list(product.tags), "category": product.category,
-            "tryon_ready": product.tryon_ready, "tryon_probability": product.tryon_probability}
+            "brand": product.brand, "price": _float_or_none(product.price), "tags": list(product.tags),
+            "category": product.category, "tryon_ready": bool(product.tryon_ready),
+            "tryon_probability": _float_or_none(product.tryon_probability)}
+
+
+def _float_or_none(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def product_out(product: Product) -> ProductOut:

@@ -21,6 +21,8 @@ PRODUCTS = [
     Product(product_id="무신사-2", name='Quote " and \\ backslash, 한글, emoji 👗', image="local/2.png"),  # defaults
     Product(product_id="P3", name="no price", image="3.jpg", price=None, tags=[], tryon_probability=None),
     Product(product_id="P4", name="tiny", image="4.jpg", price=0.1 + 0.2, tryon_probability=1e-12),
+    Product(product_id="P5", name="an int price, numpy numbers", image="5.jpg", price=39000,  # as another client
+            tryon_ready=np.bool_(True), tryon_probability=np.float32(0.25)),                 # may have stored them
 ]
 
 
@@ -30,9 +32,9 @@ def pydantic_body(hits: list[SearchHit]) -> bytes:
 
 
 @pytest.mark.parametrize("scores", [
-    [0.8, 0.5, -0.25, 1.0],
-    [np.float32(0.7123), np.float32(0.5), np.float32(-0.1), np.float32(0.33333334)],  # as FAISS hands them over
-    [1 / 3, 2 / 3, 1e-7, -1e-30],
+    [0.8, 0.5, -0.25, 1.0, 0.1],
+    [np.float32(0.7123), np.float32(0.5), np.float32(-0.1), np.float32(0.33333334), np.float32(0)],  # FAISS's
+    [1 / 3, 2 / 3, 1e-7, -1e-30, 0.0],
 ])
 def test_the_search_body_equals_pydantics_byte_for_byte(scores):
     hits = [SearchHit(product, float(score) if isinstance(score, float) else score)
