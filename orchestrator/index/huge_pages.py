@@ -8,7 +8,8 @@ An exact FAISS scan reads every vector of the catalog. Right after a model call 
 `MADV_COLLAPSE` copies the buffer's pages into huge pages in place, synchronously, whatever the system's THP
 settings (it fails only for memory marked MADV_NOHUGEPAGE): the buffer's address and contents stay the same.
 It cost about 4 ms for 20 MB (53 ms for 200 MB; ad hoc, same EPYC), so callers run it once the buffer has
-stopped changing, off the request path. Where the kernel lacks it (older than 6.1, or not Linux) `collapse` does nothing and says so.
+stopped changing, off the request path. Where the kernel lacks it (older than 6.1, or not Linux) `collapse`
+does nothing and says so.
 """
 
 from __future__ import annotations
