@@ -5,7 +5,8 @@
 The orchestrator's SearchService (orchestrator/services/search.py) runs, per query:
     search_text         clip_text_embed (the tokenizer + clip_text ensemble), one BYTES text of shape 1x1
     search_image        clip_image on the garment cut-out, resized and cropped client-side: 1xSxSx3 uint8
-    search_text_image   clip_image, then clip_text_embed (one after the other, as `query_vector` awaits them)
+    search_text_image   clip_text_embed, then clip_image (one after the other, as `query_vector` awaits them; it
+                        cuts the garment out while the text call runs)
 No SAM model: an image search reuses the uploaded photo and the mask the shopper picked. Each query is timed
 sequentially (concurrency 1) with the same inputs the orchestrator sends, every text unique (Triton's response
 cache on clip_text_embed never answers). The HTTP search p50 over this p50 is the orchestrator's share
@@ -29,7 +30,7 @@ SECTION = "search_models"
 QUERIES: dict[str, tuple[str, ...]] = {
     "search_text": (contract.CLIP_TEXT_EMBED,),
     "search_image": (contract.CLIP_IMAGE,),
-    "search_text_image": (contract.CLIP_IMAGE, contract.CLIP_TEXT_EMBED),
+    "search_text_image": (contract.CLIP_TEXT_EMBED, contract.CLIP_IMAGE),
 }
 
 

@@ -12,8 +12,9 @@ developer tools draw the header under a request's timing, and `snapfit bench` re
 the served models and this process's own work (benchmarks/search_overhead.py).
 
 Stages used: `triton.<model>` (one inference call, retries included), `preprocess` (resizing and cutting out what a
-model is sent), `index` (FAISS), `store` (the catalog's metadata lookup), `masks` (SAM's masks upsampled to the
-photo), `encode` (a click's masks written as run lengths or PNG). Outside a request (the CLI, tests) `stage` times
+model is sent), `preprocess.overlapped` (the same, run while a Triton call the request waits for anyway is under
+way), `index` (FAISS), `store` (the catalog's metadata lookup), `masks` (SAM's masks upsampled to the photo),
+`encode` (a click's masks written as run lengths or PNG). Outside a request (the CLI, tests) `stage` times
 nothing; work that a request starts in the background (an import, a try-on) inherits its record and adds to it
 after the header was sent, where nothing reads it.
 """

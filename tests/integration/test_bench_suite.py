@@ -119,6 +119,8 @@ def test_search_queries_and_the_import_are_timed_for_the_targets(bench_run):
     assert all(split["triton"] > 0 and split["index"] > 0 and 0 < split["app"] <= paired[s]["http_p50_ms"] + 1e-6
                for s, split in splits.items()), splits
     assert splits["search_image"]["preprocess"] > 0 and splits["search_text"]["preprocess"] == 0
+    # a text & image search cuts its garment out while the text tower runs: timed, beside that call
+    assert splits["search_text_image"]["preprocess.overlapped"] > 0 == splits["search_text_image"]["preprocess"]
     # ... and a bare HTTP round trip timed right after the same Triton calls, the floor under that overhead
     assert all(0 < r["bare_http_p50_ms"] < r["http_p50_ms"] and 0 < r["bare_http_warm_p50_ms"] < r["http_p50_ms"]
                for r in paired.values()), paired

@@ -193,7 +193,12 @@ def test_server_timing_splits_an_http_search_into_its_parts():
                {"preprocess": 6.0, "triton.clip_image": 80.0, "index": 3.0, "store": 1.0, "app": 92.0}]
     split = split_p50s([73.0, 96.0], answers)
     assert split == {"outside": 3.5, "app": 81.0, "triton": 70.0, "preprocess": 5.0, "index": 3.0, "store": 1.0,
-                     "rest": 2.0}
+                     "rest": 2.0, "preprocess.overlapped": 0.0}
+    # a crop timed beside the text call is shown, and not taken from the app's time a second time
+    beside = split_p50s([50.0], [{"triton.clip_text_embed": 15.0, "preprocess.overlapped": 5.0,
+                                  "triton.clip_image": 30.0, "index": 1.0, "store": 0.1, "app": 48.0}])
+    assert beside["preprocess.overlapped"] == 5.0 and beside["preprocess"] == 0.0
+    assert beside["rest"] == pytest.approx(48.0 - 45.0 - 1.1)
     text_only = split_p50s([40.0], [{"triton.clip_text_embed": 31.0, "triton.clip_image": 2.0, "app": 37.0}])
     assert text_only["triton"] == 33.0 and text_only["preprocess"] == 0 and text_only["rest"] == 4.0
     assert split_p50s([40.0], [{}]) is None and split_p50s([], []) is None  # a server without the header

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import numpy as np
 import pytest
 
 from orchestrator.domain import Product, ProductFilter
-from orchestrator.errors import InvalidInput
+from orchestrator.errors import InvalidInput, NotFound
+from orchestrator.services import search as search_module
 from orchestrator.services.search import SearchQuery, SearchService
 from orchestrator.settings import SearchSettings
+from orchestrator.timing import start_request
 from tests.support.fakes import FakeIndex, FakeModels, FakePhotos, FakeProducts, unit_vector
 
 
@@ -42,9 +45,9 @@ async def test_garment_and_text_are_fused_with_the_image_weight_and_renormalised
     mask = np.zeros((20, 30), bool)
     mask[5:15, 10:20] = True
     await service.search(SearchQuery(image_id="img", mask=mask, text="in black", k=2, image_weight=0.25))
-    # the garment was cut out and embedded (one clip_image call), the text embedded (one clip_text call)
-    assert [call[0] for call in service.models.calls] == ["clip_image", "clip_text"]
-    image = service.models.calls[0][2][0]
+    # the text embedded (one clip_text call), the garment cut out and embedded (one clip_image call)
+    assert [call[0] for call in service.models.calls] == ["clip_text", "clip_image"]
+    image = service.models.calls[1][2][0]
     fused = 0.25 * image + 0.75 * unit_vector("text:in black")
     np.testing.assert_allclose(service.index.queries[0][0][0], fused / np.linalg.norm(fused), atol=1e-6)
 
@@ -75,3 +78,90 @@ async def test_filters_reach_the_index(service):
 async def test_bad_queries_are_refused(service, query, message):
     with pytest.raises(InvalidInput, match=message):
         await service.search(query)
+
+
+def garment_mask() -> np.ndarray:
+    mask = np.zeros((20, 30), bool)
+    mask[5:15, 10:20] = True
+    return mask
+
+
+class SlowTextModels(FakeModels):
+    """FakeModels whose text tower takes `text_seconds` and logs when it starts, ends or is cancelled."""
+
+    def __init__(self, text_seconds: float):
+        super().__init__()
+        self.text_seconds = text_seconds
+        self.events: list[str] = []
+
+    async def clip_text(self, texts):
+        self.events.append("text starts")
+        try:
+            await asyncio.sleep(self.text_seconds)
+        except asyncio.CancelledError:
+            self.events.append("text cancelled")
+            raise
+        self.events.append("text ends")
+        return await super().clip_text(texts)
+
+    async def clip_image(self, images):
+        self.events.append("image")
+        self.image_shapes = [image.shape for image in images]
+        return await super().clip_image(images)
+
+
+def slow_text_service(text_seconds: float) -> SearchService:
+    photo = np.zeros((20, 30, 3), np.uint8)
+    photo[5:15, 10:20] = 200
+    return SearchService(FakePhotos({"img": photo}), SlowTextModels(text_seconds), FakeIndex([("a", 0.9)]),
+                         FakeProducts(products("a")), SearchSettings())
+
+
+async def test_the_garment_is_cut_out_while_the_text_tower_runs_and_the_towers_run_in_turn(monkeypatch):
+    service = slow_text_service(0.2)
+    events, resize = service.models.events, search_module.resize_and_crop
+
+    def recording_resize(image):
+        events.append("crop")
+        return resize(image)
+
+    monkeypatch.setattr(search_module, "resize_and_crop", recording_resize)
+    await service.search(SearchQuery(image_id="img", mask=garment_mask(), text="in black", k=1))
+    assert events == ["text starts", "crop", "text ends", "image"]
+
+
+async def test_the_overlapped_cut_out_has_its_own_server_timing_stage():
+    stages = start_request()
+    await slow_text_service(0.0).search(SearchQuery(image_id="img", mask=garment_mask(), text="x", k=1))
+    assert "preprocess.overlapped" in stages and "preprocess" not in stages
+    stages = start_request()
+    await slow_text_service(0.0).search(SearchQuery(image_id="img", mask=garment_mask(), k=1))
+    assert "preprocess" in stages and "preprocess.overlapped" not in stages
+
+
+async def test_a_garment_that_cannot_be_cut_out_cancels_the_text_call_it_ran_beside():
+    service = slow_text_service(30.0)
+    with pytest.raises(InvalidInput, match="mask is empty"):
+        await service.search(SearchQuery(image_id="img", mask=np.zeros((20, 30), bool), text="x", k=1))
+    await asyncio.sleep(0)  # the cancellation reaches the text call
+    assert service.models.events == ["text starts", "text cancelled"]
+
+
+async def test_an_unknown_photo_with_text_fails_without_waiting_for_the_text_tower():
+    service = slow_text_service(30.0)
+    with pytest.raises(NotFound):
+        await asyncio.wait_for(service.search(SearchQuery(image_id="nope", mask=garment_mask(), text="x", k=1)), 5)
+    await asyncio.sleep(0)
+    assert service.models.events == ["text starts", "text cancelled"]
+
+
+async def test_a_bad_image_weight_is_refused_before_any_model_runs(service):
+    with pytest.raises(InvalidInput, match="image_weight"):
+        await service.search(SearchQuery(image_id="img", mask=garment_mask(), text="x", k=1, image_weight=-0.1))
+    assert service.models.calls == []
+
+
+async def test_a_whole_image_is_sized_for_clip_before_the_image_tower():
+    service = slow_text_service(0.0)
+    await service.search(SearchQuery(image=np.full((300, 400, 3), 9, np.uint8), k=1))
+    assert service.models.image_shapes == [(224, 224, 3)]
