@@ -83,9 +83,11 @@ class SearchService:
             return (await self.models.clip_text([text]))[0]
         if not text:
             return (await self.models.clip_image([await self._clip_input(query, OWN_STAGE)]))[0]
-        # The text tower runs while the image is cut out and sized on a worker thread (one core for ~3-5 ms);
-        # the towers themselves run one after the other: at once, their ONNX Runtime threads (two each) fight over
-        # the cores (2-core Xeon, 60 text & image searches over HTTP: p50 118 ms at once, 113 ms in turn)
+        # The text tower runs while the image is cut out and sized on a worker thread (~5 ms of one core alone, ~9
+        # beside the text tower's threads, which it slows: the search's overhead went from 11.4 to 10.2 ms on a
+        # 2-core Xeon, docs/benchmarks.md 12-07 m and n). The towers themselves run one after the other: at once,
+        # their ONNX Runtime threads (two each) fight over the cores (2-core Xeon, 60 text & image searches over
+        # HTTP: p50 118 ms at once, 113 ms in turn)
         text_call = asyncio.ensure_future(self.models.clip_text([text]))
         try:
             await asyncio.sleep(0)  # the text call runs until its request is sent, before the crop takes a core
