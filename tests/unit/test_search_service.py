@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from orchestrator.domain import Product, ProductFilter
-from orchestrator.errors import InvalidInput, NotFound
+from orchestrator.errors import InvalidInput, ModelUnavailable, NotFound
 from orchestrator.services import search as search_module
 from orchestrator.services.search import SearchQuery, SearchService
 from orchestrator.settings import SearchSettings
@@ -165,3 +165,16 @@ async def test_a_whole_image_is_sized_for_clip_before_the_image_tower():
     service = slow_text_service(0.0)
     await service.search(SearchQuery(image=np.full((300, 400, 3), 9, np.uint8), k=1))
     assert service.models.image_shapes == [(224, 224, 3)]
+
+
+async def test_a_text_tower_that_is_down_fails_the_search_with_its_own_error_after_the_crop(monkeypatch):
+    service = slow_text_service(0.0)
+
+    async def unavailable(texts):
+        service.models.events.append("text starts")
+        raise ModelUnavailable("clip_text_embed is not ready")
+
+    monkeypatch.setattr(service.models, "clip_text", unavailable)
+    with pytest.raises(ModelUnavailable, match="clip_text_embed"):
+        await service.search(SearchQuery(image_id="img", mask=garment_mask(), text="x", k=1))
+    assert service.models.events == ["text starts"]  # the image tower is not called for a search that failed
